@@ -1,0 +1,64 @@
+"""The multisig policy a runbook enforces: members, threshold, timelocks, backend."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+from runbooks.policy import DEFAULT_MIN_TIMELOCK_SECONDS, Policy
+
+
+class MultisigPolicy(Block):
+    """M-of-N sign-off with a timelock, enforced by one of three backends."""
+
+    _block_type_name = "Multisig Policy"
+    _block_type_slug = "multisig-policy"
+    _description = "Members, threshold and timelock of the upgrade sign-off."
+
+    members: list[str] = Field(
+        title="Members",
+        description="Base58 public keys of the members who sign off.",
+    )
+    threshold: int = Field(title="Threshold", description="Approvals needed (M of N).", ge=1)
+    timelock_seconds: int = Field(
+        title="Timelock (seconds)",
+        description="Wait between the threshold being met and execution.",
+        ge=0,
+    )
+    min_timelock_seconds: int = Field(
+        default=DEFAULT_MIN_TIMELOCK_SECONDS,
+        title="Minimum timelock (seconds)",
+        description="The audit refuses a timelock below this; 48 h unless a localnet lowers it.",
+        ge=0,
+    )
+    backend: Literal["keypair", "onchain", "squads"] = Field(
+        default="keypair",
+        title="Backend",
+        description=(
+            "keypair: the flow verifies signatures and signs with the authority key "
+            "(devnets; weaker: whoever holds the key can upgrade). onchain: the "
+            "upgrade_manager program enforces sign-off. squads: Squads v4."
+        ),
+    )
+    signoff_timeout_seconds: int = Field(
+        default=7 * 24 * 3600,
+        title="Sign-off window (seconds)",
+        description="How long each sign-off pause waits before the proposal fails.",
+        ge=1,
+    )
+    emergency_threshold: int | None = Field(default=None, title="Emergency threshold")
+    emergency_timelock_seconds: int | None = Field(default=None, title="Emergency timelock (s)")
+
+    def policy(self, name: str = "") -> Policy:
+        return Policy(
+            name=name or (self._block_document_name or "multisig"),
+            members=tuple(self.members),
+            threshold=self.threshold,
+            timelock_seconds=self.timelock_seconds,
+            min_timelock_seconds=self.min_timelock_seconds,
+            emergency_threshold=self.emergency_threshold,
+            emergency_timelock_seconds=self.emergency_timelock_seconds,
+            backend=self.backend,
+        )

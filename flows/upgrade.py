@@ -1,0 +1,403 @@
+"""Runbook: upgrade a program.
+
+Proposing, approving and executing an upgrade, as the operations runbook describes:
+
+1. Audit the multisig policy (members, threshold, timelock, description).
+2. Verify the buffer on chain: a loader Buffer, the program's authority, the expected
+   verifiable-build hash, and room in the ProgramData.
+3. Record the proposal and tell the members what to sign.
+4. Collect sign-offs, one pause per sign-off, until the threshold is met (or the
+   proposal is rejected or cancelled).
+5. Wait out the timelock, counted from the moment the threshold was met.
+6. Execute the Upgrade through the BPF Upgradeable Loader.
+7. Verify on chain, record, and publish a report.
+
+A restart (a suspended run resumed, or a crashed run retried) repeats nothing: the
+proposal is found by its key, sign-offs come from the records, and execution reads the
+chain before it sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.states import Cancelled
+from pydantic import Field
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from blocks.multisig import MultisigPolicy
+from runbooks import messages, signoff
+from runbooks import policy as policy_audit
+from runbooks.approval import ApprovalSubject
+from runbooks.errors import ApprovalError, ProposalClosed
+from runbooks.keys import parse_pubkey
+from runbooks.policy import Policy
+from store.records import ProposalRecord
+from tasks import chain, records
+from tasks.notify import notify
+
+# Waits longer than this suspend the run (deployments only) instead of holding a worker.
+INLINE_TIMELOCK_LIMIT_SECONDS = 15 * 60
+
+
+def pause_poll_seconds() -> int:
+    """How often a paused run checks for a resume (Prefect's default is 10 s)."""
+    return int(os.environ.get("RUNBOOKS_PAUSE_POLL_SECONDS", "10"))
+
+
+class SignOff(RunInput):
+    """One member's sign-off, entered in the paused run's Resume form."""
+
+    member: str = Field(
+        title="Your public key",
+        description="The base58 address of your member key (`solana address -k <keypair>`).",
+    )
+    signature: str = Field(
+        title="Signature",
+        description="The base58 signature printed by `runbooks sign` or "
+        "`solana sign-offchain-message` over the exact message shown above.",
+    )
+    decision: Literal["approve", "reject", "cancel"] = Field(
+        default="approve",
+        title="Decision",
+        description="approve, reject, or cancel the proposal; sign the message with that action.",
+    )
+    comment: str | None = Field(default=None, title="Comment", description="Optional note.")
+
+
+@dataclass(frozen=True)
+class SignOffOutcome:
+    approved_by: list[str]
+    closed: Literal["rejected", "cancelled"] | None = None
+    reason: str | None = None
+
+
+def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None) -> str:
+    """Identifies the proposal of one run, so a restarted run finds it again."""
+    raw = f"upgrade|{cluster}|{program_id}|{buffer}|{run_id or 'no-run'}"
+    return "upgrade-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
+    return ApprovalSubject(
+        governance=proposal.governance,
+        proposal=str(proposal.id),
+        program=proposal.program_id,
+        buffer=proposal.buffer or "",
+        sha256=proposal.buffer_hash or "",
+    )
+
+
+@flow(name="program-upgrade", persist_result=False)
+async def upgrade_program(
+    program_id: Annotated[
+        str, Field(title="Program id", description="The upgradeable program to upgrade.")
+    ],
+    buffer: Annotated[
+        str,
+        Field(
+            title="Buffer",
+            description="Address of the buffer already written on chain "
+            "(`solana program write-buffer`), its authority set to the upgrade authority.",
+        ),
+    ],
+    description: Annotated[
+        str, Field(title="Description", description="What changes and why; members read it.")
+    ],
+    proposer: Annotated[str, Field(title="Proposer", description="Who proposes (name or key).")],
+    expected_sha256: Annotated[
+        str | None,
+        Field(
+            title="Expected sha256",
+            description="The verifiable-build hash of the new binary (solana-verify); "
+            "the buffer must match it.",
+        ),
+    ] = None,
+    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
+    policy_block: Annotated[str, Field(title="Multisig policy block")] = "localnet-multisig",
+    authority_block: Annotated[
+        str, Field(title="Upgrade authority keypair block (keypair backend)")
+    ] = "localnet-upgrade-authority",
+    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
+    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+) -> Any:
+    started = time.monotonic()
+    logger = get_run_logger()
+    parse_pubkey(program_id, "program id")
+    parse_pubkey(buffer, "buffer")
+
+    # 1. Policy audit, before anything is recorded.
+    cluster = await SolanaCluster.aload(cluster_block)
+    policy_config = await MultisigPolicy.aload(policy_block)
+    policy = policy_config.policy(policy_block)
+    policy_audit.audit(policy, description)
+    authority = (await SolanaKeypair.aload(authority_block)).keypair().pubkey()
+
+    # 2-3. Verify the buffer and record the proposal (once per run).
+    key = proposal_key(cluster.cluster, program_id, buffer, _run_id())
+    proposal = records.proposal_by_key(key)
+    if proposal is None:
+        _, buf = await chain.inspect_upgrade(
+            cluster, program_id, buffer, str(authority), expected_sha256
+        )
+        proposal = records.record_proposal(
+            key=key,
+            kind="upgrade",
+            cluster=cluster.cluster,
+            backend=policy.backend,
+            governance=str(authority),
+            program_id=program_id,
+            buffer=buffer,
+            buffer_hash=buf.sha256,
+            description=description,
+            proposer=proposer,
+            members=list(policy.members),
+            threshold=policy.threshold,
+            timelock_seconds=policy.timelock_seconds,
+        )
+        await announce(proposal, policy, cluster, slack_block)
+    else:
+        logger.info("resuming proposal #%d (%s)", proposal.id, proposal.status)
+
+    # 4. Sign-offs.
+    outcome = await collect_signoffs(
+        proposal, policy, policy_config.signoff_timeout_seconds, cluster, slack_block
+    )
+    if outcome.closed == "cancelled":
+        records.set_proposal_status(proposal.id, "cancelled", reason=outcome.reason)
+        return Cancelled(message=f"proposal #{proposal.id} cancelled: {outcome.reason}")
+    if outcome.closed == "rejected":
+        records.set_proposal_status(proposal.id, "rejected", reason=outcome.reason)
+        raise ProposalClosed(f"proposal #{proposal.id} rejected: {outcome.reason}")
+    proposal = records.mark_threshold_met(proposal.id)
+    await notify(
+        *messages.timelock_started(
+            proposal_id=proposal.id, executes_after=_iso(proposal.timelock_ends_at)
+        ),
+        slack_block=slack_block,
+    )
+
+    # 5. Timelock.
+    waited = await wait_out_timelock(proposal)
+
+    # 6. Execute (idempotent) and 7. verify.
+    before = await chain.read_program(cluster, program_id)
+    signature = await chain.send_upgrade(
+        cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
+    )
+    after = await chain.verify_upgrade(cluster, before, proposal.buffer_hash or "")
+    records.record_execution(
+        proposal.id,
+        outcome="upgraded" if signature else "already-applied",
+        signature=signature,
+        old_hash=before.sha256,
+        new_hash=after.sha256,
+        slot_before=before.slot,
+        slot_after=after.slot,
+    )
+    await notify(
+        *messages.executed(
+            proposal_id=proposal.id,
+            program=program_id,
+            signature=signature,
+            new_hash=after.sha256,
+            outcome="upgraded" if signature else "already at this hash",
+        ),
+        slack_block=slack_block,
+    )
+    result = {
+        "backend": policy.backend,
+        "proposal_id": proposal.id,
+        "program_id": program_id,
+        "old_hash": before.sha256,
+        "new_hash": after.sha256,
+        "approvals": outcome.approved_by,
+        "signature": signature,
+        "seconds": round(time.monotonic() - started, 2),
+        "seconds_waiting": round(waited, 2),
+    }
+    await publish_report(proposal, result, cluster)
+    return result
+
+
+async def announce(
+    proposal: ProposalRecord, policy: Policy, cluster: SolanaCluster, slack_block: str | None
+) -> None:
+    """Tell the members what to sign and how."""
+    await notify(
+        *messages.proposal_created(
+            proposal_id=proposal.id,
+            program=proposal.program_id,
+            buffer=proposal.buffer or "",
+            sha256=proposal.buffer_hash or "",
+            description=proposal.description,
+            proposer=proposal.proposer,
+            threshold=policy.threshold,
+            members=len(policy.members),
+            approval_message=approval_subject(proposal).message("approve"),
+            run_url=flow_run.ui_url,
+        ),
+        slack_block=slack_block,
+    )
+
+
+async def collect_signoffs(
+    proposal: ProposalRecord,
+    policy: Policy,
+    timeout_seconds: int,
+    cluster: SolanaCluster,
+    slack_block: str | None,
+) -> SignOffOutcome:
+    """Pause for sign-offs until the threshold is met, or members reject or cancel."""
+    logger = get_run_logger()
+    subject = approval_subject(proposal)
+    history = records.proposal_approvals(proposal.id)
+    decided = {a.member: a.decision for a in history if a.accepted}
+    attempt = len(history)  # a fresh pause key per attempt, also across restarts
+    while True:
+        approved = [m for m, d in decided.items() if d == "approve"]
+        if len(approved) >= policy.threshold:
+            return SignOffOutcome(approved_by=approved)
+        attempt += 1
+        form = SignOff.with_initial_data(
+            description=signoff.form_description(
+                proposal_id=proposal.id,
+                subject=subject,
+                description=proposal.description,
+                proposer=proposal.proposer,
+                cluster=cluster.cluster,
+                threshold=policy.threshold,
+                members=list(policy.members),
+                approved_by=approved,
+                rpc_url=cluster.rpc_urls[0],
+                explorer_link=cluster.explorer_link(proposal.program_id),
+            )
+        )
+        try:
+            entry = await pause_flow_run(
+                wait_for_input=form,
+                timeout=timeout_seconds,
+                poll_interval=pause_poll_seconds(),
+                key=f"signoff-{attempt}",
+            )
+        except FlowPauseTimeout:
+            records.set_proposal_status(proposal.id, "failed", reason="sign-off window closed")
+            raise ApprovalError(
+                f"proposal #{proposal.id}: no sign-off within {timeout_seconds} s; "
+                "start a new upgrade run to propose again"
+            ) from None
+        verdict = signoff.review(
+            subject, policy, entry.member, entry.signature, entry.decision, decided.keys()
+        )
+        records.record_approval(
+            proposal.id,
+            member=verdict.member,
+            decision=verdict.decision,
+            accepted=verdict.accepted,
+            signature=entry.signature.strip() or None,
+            comment=entry.comment,
+            reason=verdict.reason,
+        )
+        await notify(
+            *messages.approval_progress(
+                proposal_id=proposal.id,
+                member=verdict.member,
+                accepted=verdict.accepted,
+                reason=verdict.reason,
+                have=len(approved) + (verdict.accepted and verdict.decision == "approve"),
+                need=policy.threshold,
+            ),
+            slack_block=slack_block,
+        )
+        if not verdict.accepted:
+            logger.warning("sign-off refused: %s", verdict.reason)
+            continue
+        decided[verdict.member] = verdict.decision
+        logger.info("%s accepted from %s", verdict.decision, verdict.member)
+        if verdict.decision == "cancel":
+            return SignOffOutcome(approved, "cancelled", f"cancelled by {verdict.member}")
+        rejections = sum(1 for d in decided.values() if d == "reject")
+        if len(policy.members) - rejections < policy.threshold:
+            return SignOffOutcome(
+                approved,
+                "rejected",
+                f"{rejections} members rejected; the threshold is out of reach",
+            )
+
+
+async def wait_out_timelock(proposal: ProposalRecord) -> float:
+    """Wait until the timelock ends; returns the seconds waited.
+
+    A long timelock in a deployment suspends the run (no worker held); resuming it after
+    the timelock restarts the flow, which finds every earlier step done.
+    """
+    logger = get_run_logger()
+    ends = proposal.timelock_ends_at
+    assert ends is not None  # the threshold was met
+    remaining = (ends - datetime.now(UTC)).total_seconds()
+    if remaining <= 0:
+        return 0.0
+    if remaining > INLINE_TIMELOCK_LIMIT_SECONDS and flow_run.get_deployment_id():
+        logger.info("timelock ends %s: suspending; resume this run after that", _iso(ends))
+        await suspend_flow_run(key=f"timelock-{proposal.id}-{int(time.time())}")
+    logger.info("timelock: waiting %.0f s (until %s)", remaining, _iso(ends))
+    started = time.monotonic()
+    while (left := (ends - datetime.now(UTC)).total_seconds()) > 0:
+        await asyncio.sleep(min(left, 60))
+    return time.monotonic() - started
+
+
+async def publish_report(
+    proposal: ProposalRecord, result: dict[str, Any], cluster: SolanaCluster
+) -> None:
+    approvals = "\n".join(f"- `{m}`" for m in result["approvals"])
+    link = cluster.explorer_link(proposal.program_id)
+    await acreate_markdown_artifact(
+        key=f"upgrade-report-{proposal.id}",
+        description=f"Upgrade of {proposal.program_id}",
+        markdown="\n".join(
+            [
+                f"# Upgrade proposal #{proposal.id}: executed",
+                "",
+                "| | |",
+                "|---|---|",
+                f"| Cluster | {cluster.cluster} |",
+                f"| Program | `{proposal.program_id}`"
+                + (f" ([explorer]({link}))" if link else "")
+                + " |",
+                f"| Buffer | `{proposal.buffer}` |",
+                f"| Old sha256 | `{result['old_hash']}` |",
+                f"| New sha256 | `{result['new_hash']}` |",
+                f"| Transaction | `{result['signature'] or 'none: already applied'}` |",
+                f"| Backend | {result['backend']} |",
+                f"| Description | {proposal.description} |",
+                f"| Proposer | {proposal.proposer} |",
+                f"| Seconds (waiting) | {result['seconds']} ({result['seconds_waiting']}) |",
+                "",
+                f"## Approvals ({len(result['approvals'])} of {proposal.threshold})",
+                approvals,
+            ]
+        ),
+    )
+
+
+def _run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "?"

@@ -1,0 +1,77 @@
+"""The multisig policy and its audit (the security checks every proposal passes first).
+
+Checks, all reported together so an operator fixes the policy in one go:
+at least 3 members; no duplicate members; every member a valid public key; a threshold
+of at least half the members and at most their number; a timelock of at least the
+policy minimum (48 h by default; a localnet policy may lower the minimum); a non-empty
+description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from solders.pubkey import Pubkey
+
+from runbooks.errors import PolicyViolation
+
+MIN_MEMBERS = 3
+DEFAULT_MIN_TIMELOCK_SECONDS = 48 * 3600
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who signs off, how many must, and how long changes wait before they run."""
+
+    name: str
+    members: tuple[str, ...]
+    threshold: int
+    timelock_seconds: int
+    min_timelock_seconds: int = DEFAULT_MIN_TIMELOCK_SECONDS
+    emergency_threshold: int | None = None
+    emergency_timelock_seconds: int | None = None
+    backend: str = "keypair"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def member_keys(self) -> list[Pubkey]:
+        return [Pubkey.from_string(m) for m in self.members]
+
+
+def audit_findings(policy: Policy, description: str) -> list[str]:
+    """Every failed check, as sentences naming what is wrong; empty when all pass."""
+    findings: list[str] = []
+    members = [m.strip() for m in policy.members]
+    if len(members) < MIN_MEMBERS:
+        findings.append(f"the multisig has {len(members)} members; at least {MIN_MEMBERS} needed")
+    duplicates = sorted({m for m in members if members.count(m) > 1})
+    if duplicates:
+        findings.append(f"duplicate members: {', '.join(duplicates)}")
+    for member in members:
+        try:
+            Pubkey.from_string(member)
+        except Exception:
+            findings.append(f"member {member[:60]!r} is not a base58 public key")
+    if policy.threshold > len(members):
+        findings.append(
+            f"threshold {policy.threshold} is above the member count {len(members)}: "
+            "no proposal could ever pass"
+        )
+    if policy.threshold < 1 or 2 * policy.threshold < len(members):
+        findings.append(
+            f"threshold {policy.threshold} of {len(members)} is below half of the members"
+        )
+    if policy.timelock_seconds < policy.min_timelock_seconds:
+        findings.append(
+            f"timelock {policy.timelock_seconds} s is below the policy minimum "
+            f"{policy.min_timelock_seconds} s"
+        )
+    if not description.strip():
+        findings.append("the proposal has no description: say what changes and why")
+    return findings
+
+
+def audit(policy: Policy, description: str) -> None:
+    """Raise PolicyViolation listing every failed check."""
+    findings = audit_findings(policy, description)
+    if findings:
+        raise PolicyViolation(findings)

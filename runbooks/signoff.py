@@ -1,0 +1,140 @@
+"""Reviewing one sign-off against the policy, and what the pause form shows a member.
+
+Plain Python: the flow pauses, a member submits pubkey + signature (+ decision), and
+``review`` says whether it counts and, if not, why — in words the records keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from runbooks import approval
+from runbooks.approval import Action, ApprovalSubject
+from runbooks.errors import (
+    ApprovalError,
+    DuplicateApproval,
+    NotAMember,
+    ProposalClosed,
+    RunbookError,
+    TimelockActive,
+)
+from runbooks.keys import parse_pubkey, parse_signature
+from runbooks.policy import Policy
+
+
+@dataclass(frozen=True)
+class Verdict:
+    member: str
+    decision: Action
+    accepted: bool
+    reason: str | None = None
+
+
+def review(
+    subject: ApprovalSubject,
+    policy: Policy,
+    member: str,
+    signature: str,
+    decision: Action,
+    already_signed: Collection[str],
+) -> Verdict:
+    """Accept a sign-off only from a member, once, with a valid signature over this proposal."""
+    member = (member or "").strip()
+    try:
+        key = parse_pubkey(member, "member pubkey")
+        if str(key) not in policy.members:
+            raise NotAMember(
+                f"{key} is not a member of multisig {policy.name!r}; only its "
+                f"{len(policy.members)} members can sign off"
+            )
+        if str(key) in already_signed:
+            raise DuplicateApproval(f"{key} has already signed off on this proposal")
+        sig = parse_signature(signature)
+        approval.verify(key, sig, subject.message(decision))
+    except RunbookError as exc:
+        return Verdict(member=member, decision=decision, accepted=False, reason=str(exc))
+    return Verdict(member=str(key), decision=decision, accepted=True)
+
+
+def form_description(
+    *,
+    proposal_id: int,
+    subject: ApprovalSubject,
+    description: str,
+    proposer: str,
+    cluster: str,
+    threshold: int,
+    members: list[str],
+    approved_by: Collection[str],
+    rpc_url: str,
+    explorer_link: str | None = None,
+) -> str:
+    """The markdown a member reads in the pause form before signing."""
+    message = subject.message("approve")
+    missing = [m for m in members if m not in approved_by]
+    link = f" ([explorer]({explorer_link}))" if explorer_link else ""
+    lines = [
+        f"## Sign off upgrade proposal #{proposal_id}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Cluster | {cluster} |",
+        f"| Program | `{subject.program}`{link} |",
+        f"| Buffer | `{subject.buffer}` |",
+        f"| sha256 (verifiable build) | `{subject.sha256}` |",
+        f"| Description | {description} |",
+        f"| Proposer | {proposer} |",
+        f"| Approvals | {len(approved_by)} of {threshold} needed |",
+        "",
+        "**Signed so far:** " + (", ".join(f"`{m}`" for m in approved_by) or "nobody"),
+        "",
+        "**Still to sign:** " + ", ".join(f"`{m}`" for m in missing),
+        "",
+        "### The exact message to sign",
+        "",
+        "```",
+        message,
+        "```",
+        "",
+        "Sign it with your own key (nothing secret ever enters this form):",
+        "",
+        "```",
+        f"runbooks sign --proposal {proposal_id} --keypair ~/.config/solana/id.json",
+        "```",
+        "",
+        "or with the stock Solana CLI (also with a Ledger: `-k usb://ledger`):",
+        "",
+        "```",
+        f'solana sign-offchain-message -k ~/.config/solana/id.json "{message}"',
+        "```",
+        "",
+        "Then paste your public key and the signature below. To reject or cancel the",
+        "proposal, pick that decision and sign the same message with `action: reject` or",
+        "`action: cancel` in place of `action: approve` (`runbooks sign --action reject`).",
+        "",
+        f"RPC: {rpc_url}",
+    ]
+    return "\n".join(lines)
+
+
+def check_executable(
+    *,
+    proposal_id: int,
+    status: str,
+    approvals: int,
+    threshold: int,
+    timelock_ends_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Refuse execution unless the proposal is approved and its timelock has run out."""
+    if status in ("cancelled", "rejected", "failed"):
+        raise ProposalClosed(f"proposal #{proposal_id} is {status}; it can no longer execute")
+    if approvals < threshold or timelock_ends_at is None:
+        raise ApprovalError(
+            f"proposal #{proposal_id} has {approvals} of {threshold} approvals; "
+            "collect the missing sign-offs first"
+        )
+    if now < timelock_ends_at:
+        raise TimelockActive((timelock_ends_at - now).total_seconds())

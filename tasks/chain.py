@@ -1,0 +1,171 @@
+"""Tasks that touch the chain. Reads retry freely; writes read chain state first so a
+retried task never sends the same change twice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+from solana.rpc.async_api import AsyncClient
+from solders.pubkey import Pubkey
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from runbooks import loader, onchain, signoff
+from runbooks.errors import ChainError, HashMismatch, RunbookError
+from runbooks.onchain import BufferInfo, ProgramInfo
+from store.records import ProposalRecord
+
+# Input and chain-state errors will not change by retrying; only transport faults do.
+NO_RETRY = (RunbookError,)
+
+
+def _retry_transport_only(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except NO_RETRY:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+READ_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": 2,
+    "retry_condition_fn": _retry_transport_only,
+}
+# Writes read chain state before sending, so a retry never repeats a change.
+WRITE_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 2}
+
+
+@asynccontextmanager
+async def rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
+    """A client on the first endpoint that answers getHealth."""
+    last_error: Exception | None = None
+    for url in cluster.rpc_urls:
+        client = AsyncClient(url, timeout=30)
+        try:
+            if await client.is_connected():
+                try:
+                    yield client
+                finally:
+                    await client.close()
+                return
+        except Exception as exc:
+            last_error = exc
+        await client.close()
+    raise ChainError(
+        f"no RPC endpoint of cluster {cluster.cluster!r} answers ({len(cluster.rpc_urls)} tried"
+        + (f"; last error: {last_error}" if last_error else "")
+        + "); check the cluster block's URLs"
+    )
+
+
+@task(
+    name="inspect-upgrade",
+    retries=3,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_transport_only,
+)
+async def inspect_upgrade(
+    cluster: SolanaCluster, program_id: str, buffer: str, authority: str, expected_hash: str | None
+) -> tuple[ProgramInfo, BufferInfo]:
+    """Read the program and the buffer and check every precondition of the upgrade."""
+    async with rpc(cluster) as client:
+        program = await onchain.read_program(client, Pubkey.from_string(program_id))
+        buf = await onchain.read_buffer(client, Pubkey.from_string(buffer))
+    onchain.check_upgrade_ready(program, buf, Pubkey.from_string(authority), expected_hash)
+    get_run_logger().info(
+        "buffer %s verified: sha256 %s, %d bytes, authority %s",
+        buffer,
+        buf.sha256,
+        buf.data_len,
+        buf.authority,
+    )
+    return program, buf
+
+
+@task(
+    name="read-program", retries=3, retry_delay_seconds=2, retry_condition_fn=_retry_transport_only
+)
+async def read_program(cluster: SolanaCluster, program_id: str) -> ProgramInfo:
+    async with rpc(cluster) as client:
+        return await onchain.read_program(client, Pubkey.from_string(program_id))
+
+
+@task(
+    name="send-upgrade", retries=2, retry_delay_seconds=3, retry_condition_fn=_retry_transport_only
+)
+async def send_upgrade(
+    cluster: SolanaCluster,
+    proposal: ProposalRecord,
+    approvals: int,
+    authority_block: str,
+    fee_payer_block: str,
+) -> str | None:
+    """Upgrade the proposal's program from its buffer; None when the chain already holds
+    the proposal's hash.
+
+    Refuses before the timelock has run out. Idempotent: the ProgramData is read first,
+    so a retry after a lost reply finds the upgrade done and sends nothing.
+    """
+    signoff.check_executable(
+        proposal_id=proposal.id,
+        status=proposal.status,
+        approvals=approvals,
+        threshold=proposal.threshold,
+        timelock_ends_at=proposal.timelock_ends_at,
+        now=datetime.now(UTC),
+    )
+    logger = get_run_logger()
+    expected_hash = proposal.buffer_hash or ""
+    authority = (await SolanaKeypair.aload(authority_block)).keypair()
+    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair()
+    program_key = Pubkey.from_string(proposal.program_id)
+    buffer_key = Pubkey.from_string(proposal.buffer or "")
+    async with rpc(cluster) as client:
+        program = await onchain.read_program(client, program_key)
+        if program.sha256 == expected_hash:
+            logger.info(
+                "program %s already holds sha256 %s: nothing sent", program_key, expected_hash
+            )
+            return None
+        buf = await onchain.read_buffer(client, buffer_key)
+        onchain.check_upgrade_ready(program, buf, authority.pubkey(), expected_hash)
+        ix = loader.upgrade(program_key, buffer_key, authority.pubkey(), payer.pubkey())
+        signature = await onchain.send_and_confirm(client, [ix], payer, [authority])
+    logger.info("upgrade of %s sent: %s", program_key, signature)
+    return str(signature)
+
+
+@task(
+    name="verify-upgrade",
+    retries=3,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_transport_only,
+)
+async def verify_upgrade(
+    cluster: SolanaCluster, before: ProgramInfo, expected_hash: str
+) -> ProgramInfo:
+    """After the upgrade: the hash is the proposal's, the slot advanced, the authority kept."""
+    async with rpc(cluster) as client:
+        after = await onchain.read_program(client, Pubkey.from_string(before.program_id))
+    if after.sha256 != expected_hash:
+        raise HashMismatch(
+            f"program {before.program_id} after the upgrade", expected_hash, after.sha256
+        )
+    if before.sha256 != expected_hash and after.slot <= before.slot:
+        raise ChainError(
+            f"program {before.program_id}: ProgramData slot {after.slot} did not advance past "
+            f"{before.slot}; the upgrade did not land"
+        )
+    if after.authority != before.authority:
+        raise ChainError(
+            f"program {before.program_id}: upgrade authority changed from {before.authority} "
+            f"to {after.authority} during the upgrade; investigate before anything else"
+        )
+    return after

@@ -1,0 +1,87 @@
+"""Tasks that write the audit records. Each is one short transaction, idempotent where
+a retry could repeat it (proposals by key, threshold time and execution once)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from prefect import task
+from prefect.runtime import flow_run
+from sqlalchemy.engine import Engine
+
+from store import db, records
+from store.records import ApprovalRecord, ExecutionRecord, ProposalRecord
+
+
+@cache
+def _engine(url: str) -> Engine:
+    engine = db.create_engine(url)
+    db.migrate(engine)
+    return engine
+
+
+def records_engine() -> Engine:
+    """The records database of this process (``DATABASE_URL``), migrated to head once."""
+    return _engine(db.database_url())
+
+
+def current_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+@task(name="record-proposal", retries=2, retry_delay_seconds=1)
+def record_proposal(**fields: Any) -> ProposalRecord:
+    return records.record_proposal(records_engine(), flow_run_id=current_run_id(), **fields)
+
+
+@task(name="record-approval", retries=2, retry_delay_seconds=1)
+def record_approval(proposal_id: int, **fields: Any) -> ApprovalRecord:
+    return records.record_approval(
+        records_engine(), proposal_id, flow_run_id=current_run_id(), **fields
+    )
+
+
+@task(name="mark-threshold-met", retries=2, retry_delay_seconds=1)
+def mark_threshold_met(proposal_id: int) -> ProposalRecord:
+    return records.mark_threshold_met(records_engine(), proposal_id, flow_run_id=current_run_id())
+
+
+@task(name="set-proposal-status", retries=2, retry_delay_seconds=1)
+def set_proposal_status(
+    proposal_id: int, status: str, actor: str = records.DEFAULT_ACTOR, reason: str | None = None
+) -> ProposalRecord:
+    return records.set_proposal_status(
+        records_engine(),
+        proposal_id,
+        status,
+        actor=actor,
+        reason=reason,
+        flow_run_id=current_run_id(),
+    )
+
+
+@task(name="record-execution", retries=2, retry_delay_seconds=1)
+def record_execution(proposal_id: int, **fields: Any) -> ExecutionRecord:
+    return records.record_execution(
+        records_engine(), proposal_id, flow_run_id=current_run_id(), **fields
+    )
+
+
+@task(name="audit", retries=2, retry_delay_seconds=1)
+def audit(
+    action: str,
+    subject: str,
+    details: dict[str, Any] | None = None,
+    actor: str = records.DEFAULT_ACTOR,
+) -> None:
+    records.audit(records_engine(), actor, action, subject, details, current_run_id())
+
+
+def proposal_by_key(key: str) -> ProposalRecord | None:
+    return records.get_proposal_by_key(records_engine(), key)
+
+
+def proposal_approvals(proposal_id: int) -> list[ApprovalRecord]:
+    return records.approvals(records_engine(), proposal_id)
