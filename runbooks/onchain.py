@@ -201,3 +201,45 @@ async def wait_confirmed(client: AsyncClient, signature: Signature, timeout_seco
                 "check it in an explorer before retrying"
             )
         await asyncio.sleep(0.2)
+
+
+async def write_buffer(
+    client: AsyncClient,
+    payer: Keypair,
+    buffer: Keypair,
+    authority: Keypair,
+    elf: bytes,
+    concurrency: int = 16,
+) -> Pubkey:
+    """Create a buffer and write ``elf`` into it, as `solana program write-buffer` does.
+
+    Chunks go out concurrently under one blockhash (each Write names its own offset, so
+    order does not matter), at most ``concurrency`` in flight; then all are confirmed.
+    """
+    rent = await client.get_minimum_balance_for_rent_exemption(
+        loader.BUFFER_METADATA_SIZE + len(elf)
+    )
+    create = loader.create_buffer(
+        payer.pubkey(), buffer.pubkey(), authority.pubkey(), rent.value, len(elf)
+    )
+    await send_and_confirm(client, create, payer, [buffer])
+    blockhash = (await client.get_latest_blockhash(commitment=Confirmed)).value.blockhash
+    signers = list({bytes(k.pubkey()): k for k in (payer, authority)}.values())
+    limit = asyncio.Semaphore(concurrency)
+
+    async def send_chunk(offset: int, chunk: bytes) -> Signature:
+        ix = loader.write(buffer.pubkey(), authority.pubkey(), offset, chunk)
+        tx = Transaction.new_signed_with_payer([ix], payer.pubkey(), signers, blockhash)
+        async with limit:
+            try:
+                resp = await client.send_transaction(tx, opts=TxOpts(skip_confirmation=True))
+            except RPCException as exc:
+                raise transaction_failed(exc) from None
+        return resp.value
+
+    signatures = await asyncio.gather(
+        *(send_chunk(offset, chunk) for offset, chunk in loader.write_chunks(elf))
+    )
+    for signature in signatures:
+        await wait_confirmed(client, signature, timeout_seconds=60)
+    return buffer.pubkey()

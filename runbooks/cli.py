@@ -1,0 +1,96 @@
+"""The ``runbooks`` command: sign a proposal, run the localnet, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runbooks.settings import apply_defaults
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from runbooks import approval
+    from runbooks.errors import InputError
+    from runbooks.keys import load_keypair
+
+    keypair = load_keypair(args.keypair)
+    if args.message:
+        message = args.message
+    else:
+        from flows.upgrade import approval_subject
+        from store.records import get_proposal
+        from tasks.records import records_engine
+
+        proposal = get_proposal(records_engine(), args.proposal)
+        if proposal is None:
+            raise InputError(
+                f"proposal {args.proposal}: not in the records database; check the id in the "
+                "pause form and that DATABASE_URL points at the runbooks' database"
+            )
+        message = approval_subject(proposal).message(args.action)
+    signature = approval.sign(keypair, message)
+    print(f"message:   {message}")
+    print(f"pubkey:    {keypair.pubkey()}")
+    print(f"signature: {signature}")
+    return 0
+
+
+def _localnet(args: argparse.Namespace) -> int:
+    from localnet.cli import main as localnet_main
+
+    return localnet_main(args.rest)
+
+
+def _demo(_: argparse.Namespace) -> int:
+    from runbooks.demo import main as demo_main
+
+    return demo_main()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runbooks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sign = commands.add_parser(
+        "sign",
+        help="sign a proposal's approval message with your own keypair file",
+        description="Prints the message, your pubkey and the signature to paste into the "
+        "paused run's Resume form. The keypair never leaves this machine.",
+    )
+    what = sign.add_mutually_exclusive_group(required=True)
+    what.add_argument("--proposal", type=int, help="proposal id (shown in the pause form)")
+    what.add_argument("--message", help="sign this exact approval message instead")
+    sign.add_argument("--keypair", required=True, help="your Solana keypair file")
+    sign.add_argument(
+        "--action",
+        choices=["approve", "reject", "cancel"],
+        default="approve",
+        help="what your signature says (default: approve)",
+    )
+    sign.set_defaults(run=_sign)
+
+    localnet = commands.add_parser(
+        "localnet", help="run the embedded localnet (JSON-RPC over LiteSVM)", add_help=False
+    )
+    localnet.add_argument("rest", nargs=argparse.REMAINDER)
+    localnet.set_defaults(run=_localnet)
+
+    demo = commands.add_parser("demo", help="the upgrade runbook end to end on a localnet")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_defaults()
+    from runbooks.errors import RunbookError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except RunbookError as exc:
+        print(f"runbooks {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The demo: the upgrade runbook end to end on the embedded localnet.
+
+Starts a localnet, deploys demo_vault v1, writes the v2 buffer over RPC (as
+`solana program write-buffer` would), runs the upgrade flow and signs it off with three
+of five member keys through the Resume API the Prefect UI uses, waits out a short
+timelock, executes and verifies. Ends with one line ``RESULT {json}``.
+
+The pieces are reusable: tests and `make up` build the same scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from localnet.server import LocalnetServer
+from runbooks import approval, onchain
+from runbooks.loader import verifiable_hash
+
+SOL = 1_000_000_000
+DEMO_PROGRAM = "demo_vault"
+
+
+@dataclass
+class DemoChain:
+    """A localnet with demo_vault v1 deployed, and the keys of its operators."""
+
+    server: LocalnetServer
+    authority: Keypair  # upgrade authority (keypair backend) and fee payer
+    members: list[Keypair]
+    program_id: Pubkey
+    binaries: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def demo_binaries() -> dict[str, bytes]:
+    """demo_vault v1 and v2, built from C (cached by source hash)."""
+    from programs.build import build_program
+
+    return {v: build_program(f"{DEMO_PROGRAM}/{v}").read_bytes() for v in ("v1", "v2")}
+
+
+def start_demo_chain(
+    members: int = 5,
+    *,
+    port: int = 0,
+    headroom: float = 2.0,
+    binaries: dict[str, bytes] | None = None,
+) -> DemoChain:
+    """A running localnet with demo_vault v1 deployed (ProgramData with ``headroom``x room)."""
+    binaries = binaries or demo_binaries()
+    server = LocalnetServer(port=port).start()
+    authority = Keypair()
+    server.localnet.airdrop(authority.pubkey(), 1_000 * SOL)
+    v1 = binaries["v1"]
+    program_id = server.localnet.deploy_upgradeable(
+        Keypair(), v1, authority, max_data_len=int(len(v1) * headroom)
+    )
+    return DemoChain(
+        server=server,
+        authority=authority,
+        members=[Keypair() for _ in range(members)],
+        program_id=program_id,
+        binaries=binaries,
+    )
+
+
+async def write_buffer(chain: DemoChain, elf: bytes, authority: Keypair | None = None) -> Pubkey:
+    """Write ``elf`` to a new buffer over RPC; its authority is the upgrade authority."""
+    async with AsyncClient(chain.url) as client:
+        return await onchain.write_buffer(
+            client, chain.authority, Keypair(), authority or chain.authority, elf
+        )
+
+
+async def save_blocks(
+    chain: DemoChain,
+    *,
+    prefix: str = "localnet",
+    threshold: int = 3,
+    timelock_seconds: int = 5,
+    signoff_timeout_seconds: int = 600,
+) -> dict[str, str]:
+    """Save the cluster, policy and keypair blocks the upgrade flow loads; returns names."""
+    from blocks import MultisigPolicy, SolanaCluster, SolanaKeypair
+
+    names = {
+        "cluster_block": prefix,
+        "policy_block": f"{prefix}-multisig",
+        "authority_block": f"{prefix}-upgrade-authority",
+        "fee_payer_block": f"{prefix}-fee-payer",
+    }
+    await SolanaCluster(cluster="localnet", rpc_urls=[chain.url]).asave(
+        names["cluster_block"], overwrite=True
+    )
+    await MultisigPolicy(
+        members=[str(m.pubkey()) for m in chain.members],
+        threshold=threshold,
+        timelock_seconds=timelock_seconds,
+        min_timelock_seconds=0,  # a localnet policy may use seconds
+        backend="keypair",
+        signoff_timeout_seconds=signoff_timeout_seconds,
+    ).asave(names["policy_block"], overwrite=True)
+    keypair_block = SolanaKeypair.from_keypair(chain.authority)
+    await keypair_block.asave(names["authority_block"], overwrite=True)
+    await keypair_block.asave(names["fee_payer_block"], overwrite=True)
+    return names
+
+
+async def find_run(tag: str, timeout_seconds: float = 60.0) -> uuid.UUID:
+    """The id of the flow run carrying ``tag``, once it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    deadline = time.monotonic() + timeout_seconds
+    async with get_client() as client:
+        while True:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), limit=1
+            )
+            if runs:
+                return runs[0].id
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no flow run tagged {tag} after {timeout_seconds} s")
+            await asyncio.sleep(0.2)
+
+
+async def sign_with(
+    run_id: uuid.UUID, signers: list[Keypair], *, cluster: str, program_id: str, buffer: str
+) -> list[str]:
+    """Each signer signs the run's proposal and submits the Resume form in turn."""
+    from prefect.client.orchestration import get_client
+
+    from flows.upgrade import approval_subject, proposal_key
+    from runbooks.console import sign_off, wait_for_pause
+    from tasks.records import proposal_by_key
+
+    key = None
+    async with get_client() as client:
+        await wait_for_pause(client, run_id)
+        proposal = proposal_by_key(proposal_key(cluster, program_id, buffer, str(run_id)))
+        if proposal is None:
+            raise RuntimeError(f"flow run {run_id} paused without a recorded proposal")
+        message = approval_subject(proposal).message("approve")
+        for member in signers:
+            signature = approval.sign(member, message)
+            key = await sign_off(
+                client,
+                run_id,
+                {"member": str(member.pubkey()), "signature": str(signature)},
+                after_key=key,
+            )
+    return [str(m.pubkey()) for m in signers]
+
+
+async def run_upgrade(
+    chain: DemoChain, buffer: Pubkey, signers: list[Keypair], names: dict[str, str], **params: Any
+) -> dict[str, Any]:
+    """Run the upgrade flow in this process while ``signers`` sign it off."""
+    from prefect import tags
+
+    from flows.upgrade import upgrade_program
+
+    tag = f"demo-{uuid.uuid4().hex[:12]}"
+    with tags(tag):
+        flow_task = asyncio.create_task(
+            upgrade_program(
+                program_id=str(chain.program_id),
+                buffer=str(buffer),
+                description=params.pop("description", "demo_vault v2: layout v2 and migrate"),
+                proposer=params.pop("proposer", "on-call"),
+                **names,
+                **params,
+            )
+        )
+        run_id = await find_run(tag)
+        signing = asyncio.create_task(
+            sign_with(
+                run_id,
+                signers,
+                cluster="localnet",
+                program_id=str(chain.program_id),
+                buffer=str(buffer),
+            )
+        )
+        done, _ = await asyncio.wait({flow_task, signing}, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # surface the first failure
+        await signing
+        return await flow_task
+
+
+async def demo() -> dict[str, Any]:
+    started = time.monotonic()
+    chain = start_demo_chain()
+    try:
+        buffer = await write_buffer(chain, chain.binaries["v2"])
+        names = await save_blocks(chain)
+        result = await run_upgrade(
+            chain,
+            buffer,
+            chain.members[:3],
+            names,
+            expected_sha256=verifiable_hash(chain.binaries["v2"]),
+        )
+    finally:
+        chain.server.stop()
+    result["seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
+def main() -> int:
+    result = asyncio.run(demo())
+    print("RESULT " + json.dumps(result, sort_keys=True))
+    return 0

@@ -1,0 +1,86 @@
+"""The approval message and the off-chain envelope, checked against an independent build."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from solders.keypair import Keypair
+
+from runbooks import approval
+from runbooks.approval import ApprovalSubject
+from runbooks.errors import InputError, InvalidSignature
+
+SUBJECT = ApprovalSubject(
+    governance=str(Keypair().pubkey()),
+    proposal="7",
+    program=str(Keypair().pubkey()),
+    buffer=str(Keypair().pubkey()),
+    sha256="ab" * 32,
+)
+
+
+def stock_cli_envelope(message: str) -> bytes:
+    """What `solana sign-offchain-message` signs (solana-offchain-message v0), written out
+    from the specification rather than through the module under test."""
+    body = message.encode()
+    return b"\xffsolana offchain" + b"\x00" + b"\x00" + len(body).to_bytes(2, "little") + body
+
+
+def test_message_names_everything_signed() -> None:
+    text = SUBJECT.message("approve")
+    for part in (SUBJECT.governance, SUBJECT.program, SUBJECT.buffer, SUBJECT.sha256):
+        assert part in text
+    assert "proposal: 7;" in text
+    assert text.startswith("solana-runbooks v1; action: approve;")
+    assert all(0x20 <= ord(c) <= 0x7E for c in text)
+
+
+def test_envelope_matches_the_offchain_format() -> None:
+    message = SUBJECT.message()
+    wrapped = approval.envelope(message)
+    assert wrapped == stock_cli_envelope(message)
+    assert wrapped[16:18] == b"\x00\x00"
+    assert struct.unpack("<H", wrapped[18:20])[0] == len(message)
+
+
+def test_a_stock_cli_signature_verifies() -> None:
+    member = Keypair()
+    message = SUBJECT.message()
+    signature = member.sign_message(stock_cli_envelope(message))
+    approval.verify(member.pubkey(), signature, message)
+    assert approval.sign(member, message) == signature  # ed25519 is deterministic
+
+
+def test_signature_over_another_proposal_is_refused() -> None:
+    member = Keypair()
+    other = ApprovalSubject(**{**SUBJECT.__dict__, "proposal": "8"})
+    signature = approval.sign(member, other.message())
+    with pytest.raises(InvalidSignature, match="proposal"):
+        approval.verify(member.pubkey(), signature, SUBJECT.message())
+
+
+def test_signature_over_the_bare_message_is_refused() -> None:
+    # The envelope is pinned: a signature over the raw text (no envelope) must not pass.
+    member = Keypair()
+    message = SUBJECT.message()
+    with pytest.raises(InvalidSignature):
+        approval.verify(member.pubkey(), member.sign_message(message.encode()), message)
+
+
+def test_approve_and_reject_messages_differ() -> None:
+    member = Keypair()
+    signature = approval.sign(member, SUBJECT.message("reject"))
+    with pytest.raises(InvalidSignature):
+        approval.verify(member.pubkey(), signature, SUBJECT.message("approve"))
+
+
+@pytest.mark.parametrize("text", ["", "caf\u00e9", "line\nbreak", "x" * 1180])
+def test_non_restricted_ascii_is_refused(text: str) -> None:
+    with pytest.raises(InputError):
+        approval.envelope(text)
+
+
+def test_unknown_action_is_refused() -> None:
+    with pytest.raises(InputError, match="action"):
+        SUBJECT.message("execute")  # type: ignore[arg-type]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+from solders.keypair import Keypair
+
+from runbooks.errors import PolicyViolation
+from runbooks.policy import Policy, audit, audit_findings
+
+
+def members(n: int) -> tuple[str, ...]:
+    return tuple(str(Keypair().pubkey()) for _ in range(n))
+
+
+def policy(**overrides: object) -> Policy:
+    fields: dict[str, object] = {
+        "name": "ops",
+        "members": members(5),
+        "threshold": 3,
+        "timelock_seconds": 48 * 3600,
+    }
+    fields.update(overrides)
+    return Policy(**fields)  # type: ignore[arg-type]
+
+
+def test_a_sound_policy_passes() -> None:
+    assert audit_findings(policy(), "upgrade to v2") == []
+    audit(policy(), "upgrade to v2")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "description", "finding"),
+    [
+        ({"members": members(2), "threshold": 2}, "d", "at least 3 needed"),
+        ({"threshold": 2}, "d", "below half"),
+        ({"threshold": 6}, "d", "above the member count 5"),
+        ({"threshold": 0}, "d", "below half"),
+        ({"timelock_seconds": 3600}, "d", "below the policy minimum 172800"),
+        ({}, "   ", "no description"),
+        ({"members": ("not-a-key", *members(3))}, "d", "not a base58 public key"),
+    ],
+)
+def test_each_failed_check_is_named(overrides: dict, description: str, finding: str) -> None:
+    with pytest.raises(PolicyViolation) as info:
+        audit(policy(**overrides), description)
+    assert any(finding in f for f in info.value.findings), info.value.findings
+
+
+def test_duplicate_members_are_named() -> None:
+    m = members(3)
+    with pytest.raises(PolicyViolation, match=f"duplicate members: {m[0]}"):
+        audit(policy(members=(*m, m[0]), threshold=2), "d")
+
+
+def test_all_findings_are_reported_together() -> None:
+    findings = audit_findings(policy(members=members(2), threshold=5, timelock_seconds=0), "")
+    assert len(findings) == 4
+
+
+def test_localnet_policy_may_lower_the_minimum_timelock() -> None:
+    audit(policy(timelock_seconds=5, min_timelock_seconds=0), "d")
