@@ -1,0 +1,37 @@
+"""A Solana localnet: a JSON-RPC server on 127.0.0.1 backed by one ``LiteSVM``.
+
+Programs run in a real SVM (the real BPF loaders, real sBPF programs, real signature
+checks), and clients talk to it with ``solana.rpc.async_api.AsyncClient`` exactly as
+they would to devnet or mainnet, for the RPC methods the runbooks use.
+
+It is a localnet, not a validator: there is no gossip, no consensus, no vote, no
+leader schedule, no websocket subscriptions. Each landed transaction gets a slot of its
+own and every slot is final at once ("finalized", whatever commitment is asked for).
+The clock follows wall time (plus an optional offset for tests). See ``server`` for the
+slot, blockhash and preflight rules.
+
+    from localnet import Localnet, LocalnetServer
+
+    with LocalnetServer(port=0) as server:
+        server.localnet.airdrop(pubkey, 10**9)
+        client = AsyncClient(server.url)
+
+Or from a shell: ``python -m localnet --port 8899 --program <ID>=path/to/program.so``.
+"""
+
+from localnet.errors import (
+    LocalnetTransactionError,
+    PreflightFailure,
+    SignatureVerificationFailure,
+)
+from localnet.server import Localnet, LocalnetServer, SignatureStatus, TxOutcome
+
+__all__ = [
+    "Localnet",
+    "LocalnetServer",
+    "LocalnetTransactionError",
+    "PreflightFailure",
+    "SignatureStatus",
+    "SignatureVerificationFailure",
+    "TxOutcome",
+]

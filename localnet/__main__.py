@@ -1,0 +1,7 @@
+"""``python -m localnet``: see ``localnet.cli``."""
+
+import sys
+
+from localnet.cli import main
+
+sys.exit(main())
