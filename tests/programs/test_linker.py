@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from program_testkit import Chain
+from program_testkit import Chain, Result
 from solders.clock import Clock
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
@@ -34,7 +34,9 @@ def deploy(chain: Chain, so: bytes) -> Pubkey:
     return program_id
 
 
-def probe(chain: Chain, program_id: Pubkey, data: bytes, accounts: list[AccountMeta] | None = None):
+def probe(
+    chain: Chain, program_id: Pubkey, data: bytes, accounts: list[AccountMeta] | None = None
+) -> Result:
     return chain.send([Instruction(program_id, data, accounts or [])])
 
 
@@ -185,6 +187,15 @@ def test_custom_error_code(chain: Chain, probe_so: bytes) -> None:
     result = probe(chain, program_id, bytes([6, 7, 0, 0, 0]))
     assert not result.ok
     assert result.custom_code == 7
+
+
+def test_minimal_program_without_rodata_or_syscalls(chain: Chain, tmp_path: Path) -> None:
+    so = link_source(
+        tmp_path, "unsigned long long entrypoint(const unsigned char *in) { return 0; }\n"
+    )
+    assert ".rodata" not in elf_sections(so) and elf_relocations(so) == []
+    program_id = deploy(chain, so)
+    assert probe(chain, program_id, b"").ok
 
 
 # ----------------------------------------------------------------- link failures
