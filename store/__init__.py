@@ -1,0 +1,10 @@
+"""The records database: what every runbook did, queryable and auditable.
+
+Plain Python (no Prefect import):
+
+- ``store.models``     SQLAlchemy models (SQLite and PostgreSQL)
+- ``store.migrations`` the Alembic environment; apply it with ``store.db.migrate``
+- ``store.db``         URL, engine, transactions, migrations, redacted URLs
+- ``store.records``    the repository functions the flows call
+- ``store.testing``    scratch PostgreSQL databases for the test suites
+"""

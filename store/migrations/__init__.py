@@ -1,0 +1,1 @@
+"""Alembic environment of the records database; run it with ``store.db.migrate``."""
