@@ -340,6 +340,7 @@ class Localnet:
         result: TransactionMetadata | FailedTransactionMetadata,
         payer: Pubkey,
         payer_before: int,
+        signature: Signature | None = None,
     ) -> TxOutcome:
         """Turn LiteSVM's result into an outcome; a landed transaction gets a status and
         closes its slot."""
@@ -350,13 +351,15 @@ class Localnet:
             landed = (self.svm.get_balance(payer) or 0) < payer_before
         else:
             err, meta, landed = None, result, True
+        # LiteSVM reports a default signature for transactions it refused outright.
+        signature = signature if signature is not None else meta.signature()
         slot = self._slot
         if landed:
-            self._statuses[meta.signature()] = SignatureStatus(slot, err)
+            self._statuses[signature] = SignatureStatus(slot, err)
             self._transaction_count += 1
             self.advance_slot()
         return TxOutcome(
-            signature=meta.signature(),
+            signature=signature,
             err=err,
             logs=list(meta.logs()),
             units_consumed=meta.compute_units_consumed(),
@@ -372,6 +375,8 @@ class Localnet:
         self._sync_clock()
         if not self._blockhash_ok(tx):
             return self._refused(tx, TransactionErrorFieldless.BlockhashNotFound)
+        if tx.signatures[0] in self._statuses:
+            return self._refused(tx, TransactionErrorFieldless.AlreadyProcessed)
         payer = tx.message.account_keys[0]
         before = self.svm.get_balance(payer) or 0
         if sig_verify:
@@ -382,7 +387,7 @@ class Localnet:
                 result = self.svm.send_transaction(tx)
             finally:
                 self.svm.with_sigverify(True)
-        return self._record(result, payer, before)
+        return self._record(result, payer, before, tx.signatures[0])
 
     def simulate_transaction(
         self,
@@ -408,6 +413,10 @@ class Localnet:
                 tx = _with_blockhash(tx, replacement[0])
             elif not self._blockhash_ok(tx):
                 return self._refused(tx, TransactionErrorFieldless.BlockhashNotFound)
+            # LiteSVM skips its duplicate check when sigverify is off, as it is here for
+            # the RPC's default sigVerify=false; the status record stands in for it.
+            if tx.signatures[0] in self._statuses:
+                return self._refused(tx, TransactionErrorFieldless.AlreadyProcessed)
             self.svm.with_sigverify(sig_verify)
             try:
                 result = self.svm.simulate_transaction(tx)
@@ -573,6 +582,9 @@ class _HTTPServer(ThreadingHTTPServer):
     # stop() must not wait for clients that keep idle connections open.
     block_on_close = False
     allow_reuse_address = True
+    # socketserver's default backlog of 5 makes a burst of concurrent clients wait for
+    # SYN retransmits (1 s each).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], localnet: Localnet) -> None:
         self.localnet = localnet
@@ -602,6 +614,9 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     # Keep-alive: clients such as httpx reuse one connection for many calls.
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; with Nagle's algorithm and the client's
+    # delayed ACK every reply would wait ~40 ms.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def do_POST(self) -> None:
