@@ -112,9 +112,9 @@ async def save_blocks(
         backend="keypair",
         signoff_timeout_seconds=signoff_timeout_seconds,
     ).asave(names["policy_block"], overwrite=True)
-    keypair_block = SolanaKeypair.from_keypair(chain.authority)
-    await keypair_block.asave(names["authority_block"], overwrite=True)
-    await keypair_block.asave(names["fee_payer_block"], overwrite=True)
+    # One instance per name: a saved block instance stays bound to its first document.
+    for name in (names["authority_block"], names["fee_payer_block"]):
+        await SolanaKeypair.from_keypair(chain.authority).asave(name, overwrite=True)
     return names
 
 
@@ -122,12 +122,15 @@ async def find_run(tag: str, timeout_seconds: float = 60.0) -> uuid.UUID:
     """The id of the flow run carrying ``tag``, once it exists."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.client.schemas.sorting import FlowRunSort
 
     deadline = time.monotonic() + timeout_seconds
     async with get_client() as client:
         while True:
             runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), limit=1
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])),
+                sort=FlowRunSort.ID_DESC,  # the server refuses a null sort
+                limit=1,
             )
             if runs:
                 return runs[0].id

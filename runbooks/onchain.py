@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.core import RPCException
-from solana.rpc.types import TxOpts
+from solana.rpc.models import TxOpts
 from solders.account import Account
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -33,6 +33,8 @@ from runbooks.errors import (
     ProgramImmutable,
     TransactionFailed,
 )
+
+SEND_OPTS = TxOpts(preflight_commitment=Confirmed)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ async def send_and_confirm(
         list(instructions), payer.pubkey(), list(unique.values()), blockhash
     )
     try:
-        resp = await client.send_transaction(tx, opts=TxOpts(preflight_commitment=Confirmed))
+        resp = await client.send_transaction(tx, opts=SEND_OPTS)
     except RPCException as exc:
         raise transaction_failed(exc) from None
     signature = resp.value
@@ -232,7 +234,7 @@ async def write_buffer(
         tx = Transaction.new_signed_with_payer([ix], payer.pubkey(), signers, blockhash)
         async with limit:
             try:
-                resp = await client.send_transaction(tx, opts=TxOpts(skip_confirmation=True))
+                resp = await client.send_transaction(tx, opts=SEND_OPTS)
             except RPCException as exc:
                 raise transaction_failed(exc) from None
         return resp.value

@@ -23,14 +23,11 @@ from store.records import ProposalRecord
 NO_RETRY = (RunbookError,)
 
 
-def _retry_transport_only(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except NO_RETRY:
-        return False
-    except Exception:
-        return True
-    return False
+def _retry_transport_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transport faults; a RunbookError (bad input, chain state) will not change."""
+    # _sync: this hook is called from the async task engine, but reads a local result.
+    error = state.result(raise_on_failure=False, _sync=True)
+    return isinstance(error, Exception) and not isinstance(error, NO_RETRY)
 
 
 READ_RETRIES: dict[str, Any] = {
@@ -45,16 +42,20 @@ WRITE_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 2}
 @asynccontextmanager
 async def rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
     """A client on the first endpoint that answers getHealth."""
+    client = await _first_healthy(cluster)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def _first_healthy(cluster: SolanaCluster) -> AsyncClient:
     last_error: Exception | None = None
     for url in cluster.rpc_urls:
         client = AsyncClient(url, timeout=30)
         try:
             if await client.is_connected():
-                try:
-                    yield client
-                finally:
-                    await client.close()
-                return
+                return client
         except Exception as exc:
             last_error = exc
         await client.close()
@@ -65,12 +66,7 @@ async def rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
     )
 
 
-@task(
-    name="inspect-upgrade",
-    retries=3,
-    retry_delay_seconds=2,
-    retry_condition_fn=_retry_transport_only,
-)
+@task(name="inspect-upgrade", **READ_RETRIES)
 async def inspect_upgrade(
     cluster: SolanaCluster, program_id: str, buffer: str, authority: str, expected_hash: str | None
 ) -> tuple[ProgramInfo, BufferInfo]:
@@ -89,17 +85,13 @@ async def inspect_upgrade(
     return program, buf
 
 
-@task(
-    name="read-program", retries=3, retry_delay_seconds=2, retry_condition_fn=_retry_transport_only
-)
+@task(name="read-program", **READ_RETRIES)
 async def read_program(cluster: SolanaCluster, program_id: str) -> ProgramInfo:
     async with rpc(cluster) as client:
         return await onchain.read_program(client, Pubkey.from_string(program_id))
 
 
-@task(
-    name="send-upgrade", retries=2, retry_delay_seconds=3, retry_condition_fn=_retry_transport_only
-)
+@task(name="send-upgrade", **WRITE_RETRIES)
 async def send_upgrade(
     cluster: SolanaCluster,
     proposal: ProposalRecord,
@@ -142,12 +134,7 @@ async def send_upgrade(
     return str(signature)
 
 
-@task(
-    name="verify-upgrade",
-    retries=3,
-    retry_delay_seconds=2,
-    retry_condition_fn=_retry_transport_only,
-)
+@task(name="verify-upgrade", **READ_RETRIES)
 async def verify_upgrade(
     cluster: SolanaCluster, before: ProgramInfo, expected_hash: str
 ) -> ProgramInfo:

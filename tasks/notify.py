@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from prefect import get_run_logger, task
-from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk import WebClient
 
 from blocks.slack import SlackChannel
 
@@ -31,12 +31,15 @@ async def notify(
     except Exception as exc:  # a missing block must not stop the runbook either
         logger.warning("Slack block %r not loadable (%s); message: %s", slack_block, exc, text)
         return False
-    client = AsyncWebClient(
+    client = WebClient(
         token=channel.bot_token.get_secret_value(), base_url=channel.api_base_url, timeout=10
     )
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            await client.chat_postMessage(channel=channel.channel, text=text, blocks=blocks)
+            # slack_sdk's sync client needs no extra HTTP library; keep it off the loop.
+            await asyncio.to_thread(
+                client.chat_postMessage, channel=channel.channel, text=text, blocks=blocks
+            )
             return True
         except Exception as exc:
             # The exception text of slack_sdk never includes the token.
