@@ -27,7 +27,8 @@ Relocations (the loader rewrites these when it loads the program):
   loader reads the target from the *upper* u32 of the 8-byte slot and writes back
   ``2**32 + target``. We therefore store ``target << 32`` and emit ``R_BPF_64_RELATIVE``.
   Storing the plain address loads without complaint and silently points at the start of
-  the ELF (a wrong PDA, no error), which ``tests/programs/test_linker.py`` guards against.
+  the image, which the loader maps as zeros (a wrong PDA, no error); see
+  ``tests/programs/test_linker.py``.
 
 ``build_program(name)`` compiles ``programs/<name>/*.c`` and links them into
 ``.build/programs/<name>-<hash>.so`` at the repository root, keyed by a hash of the

@@ -62,6 +62,10 @@ LOG_V1 = "demo_vault v1"
 LOG_V2 = "demo_vault v2"
 
 SYSTEM_PROGRAM_ID = Pubkey.from_string("11111111111111111111111111111111")
+# Migrates that fit in one legacy transaction (1232 bytes) signed by the fee payer alone:
+# each adds a 32-byte vault key and a 12-byte instruction. ~4 k CU each with a top-up.
+MIGRATES_PER_TRANSACTION = 24
+MIGRATES_PER_TRANSACTION_WITH_PAYER = 22
 VAULT_DISCRIMINATOR = account_discriminator("Vault")
 CONFIG_DISCRIMINATOR = account_discriminator("Config")
 

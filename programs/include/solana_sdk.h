@@ -313,7 +313,7 @@ typedef struct {
   int64_t unix_timestamp;
 } SolClock;
 
-/* Rent sysvar (sol_get_rent_sysvar fills 17 bytes; the f64 is kept as raw bits). */
+/* Rent sysvar (sol_get_rent_sysvar fills these 24 bytes, repr(C); the f64 stays raw bits). */
 typedef struct {
   uint64_t lamports_per_byte_year;
   uint64_t exemption_threshold_f64_bits;

@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.message import Message
 from solders.pubkey import Pubkey
+from solders.transaction import Transaction
 
 from programs import anchor, build
 from programs.anchor import AnchorError, Reader
@@ -96,3 +100,20 @@ def test_error_names() -> None:
     assert anchor.error_name(3010) == "AccountNotSigner"
     assert anchor.error_name(6001, VaultError) == "NotMigrated"
     assert anchor.error_name(42, VaultError) == "Custom(42)"
+
+
+@pytest.mark.parametrize(
+    ("with_payer", "limit"),
+    [(False, client.MIGRATES_PER_TRANSACTION), (True, client.MIGRATES_PER_TRANSACTION_WITH_PAYER)],
+)
+def test_migrates_per_transaction_is_the_real_limit(with_payer: bool, limit: int) -> None:
+    fee_payer = Keypair()
+    payer = fee_payer.pubkey() if with_payer else None
+
+    def size(n: int) -> int:
+        vaults = [Pubkey.new_unique() for _ in range(n)]
+        ixs = client.migrate_many(Pubkey.new_unique(), vaults, payer)
+        tx = Transaction([fee_payer], Message(ixs, fee_payer.pubkey()), Hash.default())
+        return len(bytes(tx))
+
+    assert size(limit) <= 1232 < size(limit + 1)

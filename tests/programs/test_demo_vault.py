@@ -15,6 +15,7 @@ from solders.pubkey import Pubkey
 from programs.anchor import AnchorError, instruction_data, pack_u64
 from programs.demo_vault import client
 from programs.demo_vault.client import Config, VaultError, VaultV1, VaultV2
+from runbooks import loader
 
 
 @dataclass
@@ -52,24 +53,35 @@ class Deployment:
         return client.decode_vault(self.chain.data(address))
 
     def upgrade_to(self, so: bytes) -> None:
-        # Same program id, new code: what an upgrade does (the real loader path is
-        # covered by the upgrade runbook's tests).
+        # Same program id, new code: what an upgrade does (through the real loader in
+        # test_programs_pass_the_upgradeable_loaders_deploy_checks).
         self.chain.svm.add_program(self.program_id, so)
 
 
 def deploy(chain: Chain, so: bytes) -> Deployment:
     program_id = Pubkey.new_unique()
     chain.svm.add_program(program_id, so)
-    admin, config = Keypair(), Keypair()
+    return with_config(chain, program_id)
+
+
+def with_config(chain: Chain, program_id: Pubkey) -> Deployment:
+    dep = Deployment(chain, program_id, Keypair(), Pubkey.default())
+    dep.config = deploy_config(dep, dep.admin)
+    return dep
+
+
+def deploy_config(dep: Deployment, admin: Keypair | None = None) -> Pubkey:
+    """Another config account for the same program (its own admin)."""
+    config, admin = Keypair(), admin or Keypair()
     ixs = client.create_config_instructions(
-        chain.payer.pubkey(),
+        dep.chain.payer.pubkey(),
         config.pubkey(),
         admin.pubkey(),
-        program_id,
-        chain.svm.minimum_balance_for_rent_exemption(Config.SIZE),
+        dep.program_id,
+        dep.rent(Config.SIZE),
     )
-    chain.ok(ixs, config, admin)
-    return Deployment(chain, program_id, admin, config.pubkey())
+    dep.chain.ok(ixs, config, admin)
+    return config.pubkey()
 
 
 @pytest.fixture
@@ -129,15 +141,6 @@ def test_a_foreign_config_cannot_dodge_the_pause(v1: Deployment) -> None:
     other = deploy_config(v1)
     ix = client.deposit(v1.program_id, vault, owner.pubkey(), other, 1)
     assert failed_with(v1.chain.send([ix], owner), AnchorError.ConstraintHasOne)
-
-
-def deploy_config(dep: Deployment) -> Pubkey:
-    config, admin = Keypair(), Keypair()
-    ixs = client.create_config_instructions(
-        dep.chain.payer.pubkey(), config.pubkey(), admin.pubkey(), dep.program_id, dep.rent(48)
-    )
-    dep.chain.ok(ixs, config, admin)
-    return config.pubkey()
 
 
 def test_unknown_or_missing_discriminator(v1: Deployment) -> None:
@@ -288,7 +291,7 @@ def test_migrate_twice_is_a_no_op(v1: Deployment, demo_vault_v2_so: bytes) -> No
 
 
 def test_many_migrates_in_one_transaction(v1: Deployment, demo_vault_v2_so: bytes) -> None:
-    owners = [Keypair() for _ in range(20)]
+    owners = [Keypair() for _ in range(client.MIGRATES_PER_TRANSACTION)]
     vaults = [v1.new_vault(o.pubkey(), i, fund_for=VaultV2.SIZE) for i, o in enumerate(owners)]
     v1.upgrade_to(demo_vault_v2_so)
     v1.chain.ok(client.migrate_many(v1.program_id, vaults))
@@ -299,7 +302,8 @@ def test_many_migrates_in_one_transaction(v1: Deployment, demo_vault_v2_so: byte
 
 
 def test_many_migrates_share_one_payer(v1: Deployment, demo_vault_v2_so: bytes) -> None:
-    vaults = [v1.new_vault(Keypair().pubkey(), 1) for _ in range(12)]
+    count = client.MIGRATES_PER_TRANSACTION_WITH_PAYER
+    vaults = [v1.new_vault(Keypair().pubkey(), 1) for _ in range(count)]
     v1.upgrade_to(demo_vault_v2_so)
     payer = v1.chain.payer.pubkey()
     v1.chain.ok(client.migrate_many(v1.program_id, vaults, payer))
@@ -378,3 +382,42 @@ def test_missing_accounts_and_unsigned_admin(v1: Deployment) -> None:
     )
     assert failed_with(v1.chain.send([unsigned]), AnchorError.AccountNotSigner)
     assert not Config.decode(v1.chain.data(v1.config)).paused
+
+
+def test_programs_pass_the_upgradeable_loaders_deploy_checks(
+    chain: Chain, demo_vault_v1_so: bytes, demo_vault_v2_so: bytes
+) -> None:
+    """Deploying verifies the ELF more strictly than add_program; upgrade then migrate."""
+    payer = chain.payer.pubkey()
+
+    def buffer_with(so: bytes) -> Pubkey:
+        buffer = Keypair()
+        size = loader.BUFFER_METADATA_SIZE + len(so)
+        rent = chain.svm.minimum_balance_for_rent_exemption(size)
+        chain.ok(loader.create_buffer(payer, buffer.pubkey(), payer, rent, len(so)), buffer)
+        for offset, chunk in loader.write_chunks(so):
+            chain.ok([loader.write(buffer.pubkey(), payer, offset, chunk)])
+        return buffer.pubkey()
+
+    program = Keypair()
+    rent = chain.svm.minimum_balance_for_rent_exemption(loader.PROGRAM_ACCOUNT_SIZE)
+    deploy_ixs = loader.deploy_program(
+        payer,
+        program.pubkey(),
+        buffer_with(demo_vault_v1_so),
+        payer,
+        rent,
+        2 * len(demo_vault_v2_so),
+    )
+    chain.ok(deploy_ixs, program)
+    chain.svm.warp_to_slot(chain.svm.get_clock().slot + 1)
+    dep = with_config(chain, program.pubkey())
+    owner = Keypair()
+    vault = dep.new_vault(owner.pubkey(), 11)
+    chain.ok([loader.upgrade(program.pubkey(), buffer_with(demo_vault_v2_so), payer, payer)])
+    chain.svm.warp_to_slot(chain.svm.get_clock().slot + 1)
+    result = chain.ok([client.migrate(program.pubkey(), vault, payer)])
+    assert client.LOG_V2 in result.program_logs()
+    assert dep.vault(vault) == VaultV2(
+        owner.pubkey(), dep.config, 11, 0, chain.svm.get_clock().slot
+    )

@@ -11,6 +11,7 @@ from program_testkit import Chain, Result
 from solders.clock import Clock
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
+from solders.system_program import ID as SYSTEM_PROGRAM
 from solders.sysvar import INSTRUCTIONS
 
 from programs import build
@@ -147,12 +148,54 @@ def test_static_seeds_table_gives_the_right_pda(chain: Chain, probe_so: bytes) -
     assert result.program_logs() == [str(expected), f"{bump:#x}, 0x0, 0x0, 0x0, 0x0"]
 
 
+def test_plain_addresses_in_pointer_slots_silently_derive_another_pda(
+    chain: Chain, probe_so: bytes
+) -> None:
+    """The control for the test above: the mistake the upper-half encoding avoids."""
+    broken = bytearray(probe_so)
+    rodata = elf_sections(probe_so)[".rodata"]
+    for off, kind, _ in elf_relocations(probe_so):
+        if kind == R_BPF_64_RELATIVE and rodata.offset <= off < rodata.offset + rodata.size:
+            target = struct.unpack_from("<Q", broken, off)[0] >> 32
+            struct.pack_into("<Q", broken, off, target)  # the plain address
+    program_id = deploy(chain, bytes(broken))
+    result = probe(chain, program_id, b"\x02")
+    assert result.ok, result.logs  # no error at all...
+    expected, _ = Pubkey.find_program_address([b"vault", b"probe"], program_id)
+    assert str(expected) not in result.program_logs()  # ...just the wrong address
+    # Every seed now points at the start of the image, which the loader maps as zeros
+    # (it copies only .text and .rodata into the read-only region).
+    wrong, _ = Pubkey.find_program_address([bytes(5), bytes(5)], program_id)
+    assert result.program_logs()[0] == str(wrong)
+
+
 def test_internal_and_cross_object_calls(chain: Chain, probe_so: bytes) -> None:
     program_id = deploy(chain, probe_so)
     result = probe(chain, program_id, bytes([3, 10]))
     assert result.ok, result.logs
     # fib(10) = 55 through a recursive static function; probe_sum from probe_util.c
     assert result.program_logs() == ["0x37, 0x2a, 0x0, 0x0, 0x2"]
+
+
+def test_cpi_signed_by_a_pda(chain: Chain, probe_so: bytes) -> None:
+    """sol_invoke_signed_c with seeds from the static table: what PDA authorities need."""
+    program_id = deploy(chain, probe_so)
+    pda, bump = Pubkey.find_program_address([b"vault", b"probe"], program_id)
+    chain.svm.airdrop(pda, 1_000_000_000)
+    recipient = Pubkey.new_unique()
+    accounts = [
+        AccountMeta(pda, False, True),
+        AccountMeta(recipient, False, True),
+        AccountMeta(SYSTEM_PROGRAM, False, False),
+    ]
+    lamports = chain.svm.minimum_balance_for_rent_exemption(0)
+    result = probe(chain, program_id, bytes([7, bump]) + lamports.to_bytes(8, "little"), accounts)
+    assert result.ok, result.logs
+    assert chain.svm.get_balance(recipient) == lamports
+    # A wrong bump signs for another address (or none): the transfer is refused.
+    wrong = bytes([7, (bump - 1) % 256]) + lamports.to_bytes(8, "little")
+    assert not probe(chain, program_id, wrong, accounts).ok
+    assert chain.svm.get_balance(recipient) == lamports
 
 
 def test_instructions_sysvar_helpers(chain: Chain, probe_so: bytes) -> None:

@@ -54,7 +54,7 @@ static uint64_t probe_instructions(const SolParameters *params) {
 }
 
 uint64_t entrypoint(const uint8_t *input) {
-  SolAccountInfo accounts[2];
+  SolAccountInfo accounts[3];
   SolParameters params = {.ka = accounts, .ka_num = SOL_ARRAY_SIZE(accounts)};
   if (!sol_deserialize(input, &params)) return ERROR_INVALID_ARGUMENT;
   if (params.data_len < 1) return ERROR_INVALID_INSTRUCTION_DATA;
@@ -94,6 +94,16 @@ uint64_t entrypoint(const uint8_t *input) {
     }
     case 6:
       return params.data_len >= 5 ? sol_read_u32(data + 1) : ERROR_INVALID_INSTRUCTION_DATA;
+    case 7: {
+      /* CPI signed by a PDA: transfer u64 lamports out of PDA(SEEDS + bump). */
+      if (params.ka_num < 3) return ERROR_NOT_ENOUGH_ACCOUNT_KEYS;
+      if (params.data_len < 10) return ERROR_INVALID_INSTRUCTION_DATA;
+      uint8_t bump = data[1];
+      SolSignerSeed seeds[3] = {SEEDS[0], SEEDS[1], {&bump, 1}};
+      SolSignerSeeds signer = {seeds, 3};
+      return sol_system_transfer(&params.ka[0], &params.ka[1], &params.ka[2], sol_read_u64(data + 2),
+                                 &signer, 1);
+    }
     default:
       return ERROR_INVALID_INSTRUCTION_DATA;
   }
