@@ -176,6 +176,8 @@ def _config(params: list[Any], index: int) -> dict[str, Any]:
     config = params[index]
     if not isinstance(config, dict):
         raise invalid_params(f"Invalid params: param {index} must be a configuration object")
+    # Clients send null for options they leave unset; that means the default.
+    config = {key: value for key, value in config.items() if value is not None}
     commitment = config.get("commitment", config.get("preflightCommitment"))
     if commitment is not None and commitment not in _COMMITMENTS:
         raise invalid_params(
