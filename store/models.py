@@ -48,7 +48,7 @@ PROPOSAL_STATUSES: tuple[str, ...] = (
 # rewrite how an operation ended.
 TERMINAL_STATUSES: frozenset[str] = frozenset({"executed", "cancelled", "rejected", "failed"})
 BACKENDS: tuple[str, ...] = ("keypair", "onchain", "squads")
-DECISIONS: tuple[str, ...] = ("approve", "reject")
+DECISIONS: tuple[str, ...] = ("approve", "reject", "cancel")
 EXECUTION_OUTCOMES: tuple[str, ...] = ("upgraded", "already-applied", "failed")
 
 # Deterministic constraint names: Alembic's batch mode on SQLite (table copy) and later

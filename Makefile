@@ -1,0 +1,53 @@
+# Every target sets itself up on a fresh machine: uv (through pip when missing), the
+# pinned Python packages (uv.lock), and clang for the on-chain programs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: help setup programs demo up test bench lint postgres
+
+help:
+	@echo "make demo   - the upgrade runbook end to end on an embedded localnet"
+	@echo "make up     - localnet + Prefect server + served deployments (UI on :4200)"
+	@echo "make test   - the test suite"
+	@echo "make bench  - benchmarks with baselines measured in the same run"
+	@echo "make lint   - ruff"
+
+setup: .build/setup.stamp
+
+.build/setup.stamp: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		python3 -m pip install --quiet uv
+	@command -v clang >/dev/null 2>&1 || { \
+		echo "installing clang (sBPF builds)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null; }
+	$(UV) sync --frozen --quiet
+	@mkdir -p .build && touch $@
+
+programs: setup
+	$(RUN) python -m programs.build
+
+demo: setup
+	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo
+
+up: setup
+	$(RUN) runbooks up
+
+test: setup
+	$(RUN) pytest
+
+bench: setup
+	$(RUN) python -m benches
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+# Start the machine's PostgreSQL and give root a role (CI; developers run it once).
+postgres:
+	bash scripts/postgres-start

@@ -1,0 +1,77 @@
+"""Fixtures shared by every test folder.
+
+- ``postgres_database`` (session): a fresh, uniquely named database on the test server,
+  dropped at the end. Skips with instructions when no server is reachable, unless
+  ``TEST_POSTGRES_REQUIRED=1`` (CI), where a missing server fails the run instead of
+  silently losing the PostgreSQL coverage.
+- ``db_url`` (per test, parametrised ``sqlite`` / ``postgresql``): the URL of an empty
+  database: a temporary SQLite file, or an empty schema in ``postgres_database``.
+- ``prefect_api`` (session): a real Prefect API (``prefect_test_harness``), started once.
+- ``demo_binaries`` (session): demo_vault v1 and v2 built from C (cached by source hash).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Prefect reads these at import time: keep its files out of ~/.prefect and the checkout.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="runbooks-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "1")
+# Tasks called outside a flow (tests of a single task) log locally only.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+import pytest
+
+from store.testing import (
+    ENABLE_POSTGRES_HINT,
+    create_scratch_database,
+    create_scratch_schema,
+    drop_database,
+    drop_schema,
+    postgres_unavailable_reason,
+)
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    reason = postgres_unavailable_reason()
+    if reason is not None:
+        message = f"PostgreSQL tests not run: {reason}; {ENABLE_POSTGRES_HINT}"
+        if os.environ.get("TEST_POSTGRES_REQUIRED", "").strip() not in ("", "0"):
+            pytest.fail(message)
+        pytest.skip(message)
+    url = create_scratch_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'records.db'}"
+        return
+    url = create_scratch_schema(request.getfixturevalue("postgres_database"))
+    yield url
+    drop_schema(url)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_binaries() -> dict[str, bytes]:
+    from runbooks.demo import demo_binaries as build
+
+    return build()
