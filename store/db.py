@@ -172,16 +172,22 @@ def alembic_config(url: str | URL | None = None) -> Config:
 
 
 def head_revision() -> str:
-    """The newest migration revision shipped with this code."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "store/migrations/versions holds no revision"
-    return head
+    """The newest migration revision(s) shipped with this code, joined by "+".
+
+    Each runbook family (upgrades, migration and kill switch, scheduled operations) owns
+    an Alembic branch of its own tables, so they evolve without ordering each other.
+    """
+    heads = sorted(ScriptDirectory.from_config(alembic_config()).get_heads())
+    assert heads, "store/migrations/versions holds no revision"
+    return "+".join(heads)
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None when it has never been migrated)."""
+    """The revision(s) the database is at, joined by "+" as in ``head_revision``
+    (None when it has never been migrated)."""
     with translate_errors(engine.url), engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = sorted(MigrationContext.configure(conn).get_current_heads())
+    return "+".join(heads) or None
 
 
 def migrate(url_or_engine: str | URL | Engine | None = None) -> str:
@@ -203,7 +209,7 @@ def migrate(url_or_engine: str | URL | Engine | None = None) -> str:
                 )
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
         return head_revision()
     finally:
         if owned:
