@@ -128,8 +128,10 @@ def _instruction_error(value: Any) -> str:
     return f"{_words(name)}: {inner}"
 
 
-def describe(err: TransactionErrorType) -> str:
+def describe(err: TransactionErrorType | None) -> str:
     """Agave's one-line description of a transaction error."""
+    if err is None:
+        return "success"
     value = error_json(err)
     if isinstance(value, str):
         return _TRANSACTION_ERRORS.get(value, _words(value))

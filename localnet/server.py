@@ -291,7 +291,7 @@ class Localnet:
             outcome = self._record(result, faucet, before)
             if not outcome.ok:
                 raise LocalnetTransactionError(
-                    f"airdrop of {lamports} lamports to {pubkey} failed: {describe(outcome.err)}",  # type: ignore[arg-type]
+                    f"airdrop of {lamports} lamports to {pubkey} failed: {describe(outcome.err)}",
                     err=outcome.err,
                     logs=outcome.logs,
                 )
@@ -473,7 +473,7 @@ class Localnet:
             logger.warning(
                 "dropped transaction %s: %s",
                 outcome.signature,
-                describe(outcome.err),  # type: ignore[arg-type]
+                describe(outcome.err),
             )
         return outcome
 
@@ -491,7 +491,7 @@ class Localnet:
             outcome = self._execute(_versioned(tx), sig_verify=complete)
         if not outcome.ok:
             raise LocalnetTransactionError(
-                f"deploy transaction failed: {describe(outcome.err)}",  # type: ignore[arg-type]
+                f"deploy transaction failed: {describe(outcome.err)}",
                 err=outcome.err,
                 logs=outcome.logs,
             )
@@ -595,7 +595,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self.connections_lock:
             self.connections.add(request)
-        super().process_request(request, client_address)  # type: ignore[arg-type]
+        super().process_request(request, client_address)
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         with self.connections_lock:
