@@ -1,4 +1,4 @@
-"""The ``runbooks`` command: sign a proposal, run the localnet, run the demo."""
+"""The ``runbooks`` command: sign a proposal, run the localnet, the demo or the console."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ def _demo(_: argparse.Namespace) -> int:
     return demo_main()
 
 
+def _up(_: argparse.Namespace) -> int:
+    from runbooks.up import main as up_main
+
+    return up_main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runbooks", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the upgrade runbook end to end on a localnet")
     demo.set_defaults(run=_demo)
+
+    up = commands.add_parser(
+        "up", help="localnet + Prefect server and UI (127.0.0.1:4200) + served deployments"
+    )
+    up.set_defaults(run=_up)
     return parser
 
 

@@ -1,0 +1,118 @@
+"""``runbooks up``: the operator's console on this machine.
+
+A localnet on 127.0.0.1:8899 with demo_vault v1 deployed and a v2 buffer written, the
+Prefect server and UI on 127.0.0.1:4200, the blocks the runbooks load, member key files
+under var/up/, and every deployment of prefect.yaml served from this process (with its
+schedules) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runbooks.keys import keypair_to_json
+from runbooks.settings import REPO_ROOT
+
+UI_HOST = "127.0.0.1"
+UI_PORT = 4200
+LOCALNET_PORT = 8899
+UP_DIR = REPO_ROOT / "var" / "up"
+PREFECT_YAML = REPO_ROOT / "prefect.yaml"
+
+
+def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess.Popen[bytes]:
+    """Start `prefect server start` bound to ``host`` and wait until its API answers."""
+    log = (REPO_ROOT / "var" / "prefect-server.log").open("ab")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the Prefect server exited; see var/prefect-server.log")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/api/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise RuntimeError("the Prefect server did not answer within 90 s")
+
+
+def load_deployments(path: Path = PREFECT_YAML) -> list[Any]:
+    """prefect.yaml's deployments as runner deployments (schedules and parameters kept)."""
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.schedules import Cron
+
+    spec = yaml.safe_load(path.read_text())
+    deployments = []
+    for entry in spec.get("deployments", []):
+        flow = load_flow_from_entrypoint(str(REPO_ROOT / entry["entrypoint"]))
+        crons = [s["cron"] for s in entry.get("schedules") or [] if "cron" in s]
+        deployments.append(
+            flow.to_deployment(
+                name=entry["name"],
+                description=entry.get("description"),
+                parameters=entry.get("parameters") or {},
+                tags=entry.get("tags") or [],
+                schedules=[Cron(c, timezone="UTC") for c in crons],
+            )
+        )
+    return deployments
+
+
+async def prepare_chain() -> dict[str, str]:
+    """Localnet scenario + blocks; returns what to tell the operator."""
+    from runbooks.demo import save_blocks, start_demo_chain, write_buffer
+
+    chain = start_demo_chain(port=LOCALNET_PORT)
+    buffer = await write_buffer(chain, chain.binaries["v2"])
+    await save_blocks(chain, timelock_seconds=60, signoff_timeout_seconds=24 * 3600)
+    UP_DIR.mkdir(parents=True, exist_ok=True)
+    for i, member in enumerate(chain.members, start=1):
+        path = UP_DIR / f"member-{i}.json"
+        path.write_text(keypair_to_json(member))
+        path.chmod(0o600)
+    return {"program_id": str(chain.program_id), "buffer": str(buffer), "rpc": chain.url}
+
+
+def main() -> int:
+    os.environ.setdefault("PREFECT_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
+    os.environ.setdefault("PREFECT_UI_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
+    os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "2")
+    (REPO_ROOT / "var").mkdir(exist_ok=True)
+    server = start_prefect_server()
+    try:
+        scenario = asyncio.run(prepare_chain())
+        print(
+            f"\nPrefect UI:  http://{UI_HOST}:{UI_PORT}\n"
+            f"Localnet:    {scenario['rpc']}\n"
+            f"Program:     {scenario['program_id']}  (demo_vault v1)\n"
+            f"Buffer:      {scenario['buffer']}  (demo_vault v2)\n"
+            f"Members:     {UP_DIR}/member-1.json ... member-5.json (3 of 5 sign)\n"
+            "Start Deployments > program-upgrade/upgrade > Run > Custom run with the program\n"
+            "and buffer above; sign with `uv run runbooks sign --proposal ID --keypair FILE`.\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        from prefect import serve
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        serve(*load_deployments(), print_starting_message=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
