@@ -83,6 +83,7 @@ class SignOffOutcome:
     approved_by: list[str]
     closed: Literal["rejected", "cancelled"] | None = None
     reason: str | None = None
+    seconds_paused: float = 0.0
 
 
 def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None) -> str:
@@ -227,7 +228,8 @@ async def upgrade_program(
         "approvals": outcome.approved_by,
         "signature": signature,
         "seconds": round(time.monotonic() - started, 2),
-        "seconds_waiting": round(waited, 2),
+        # Waiting on people (sign-off pauses, including the poll interval) and the timelock.
+        "seconds_waiting": round(waited + outcome.seconds_paused, 2),
     }
     await publish_report(proposal, result, cluster)
     return result
@@ -267,10 +269,11 @@ async def collect_signoffs(
     history = records.proposal_approvals(proposal.id)
     decided = {a.member: a.decision for a in history if a.accepted}
     attempt = len(history)  # a fresh pause key per attempt, also across restarts
+    paused = 0.0
     while True:
         approved = [m for m, d in decided.items() if d == "approve"]
         if len(approved) >= policy.threshold:
-            return SignOffOutcome(approved_by=approved)
+            return SignOffOutcome(approved_by=approved, seconds_paused=paused)
         attempt += 1
         form = SignOff.with_initial_data(
             description=signoff.form_description(
@@ -286,6 +289,7 @@ async def collect_signoffs(
                 explorer_link=cluster.explorer_link(proposal.program_id),
             )
         )
+        pause_started = time.monotonic()
         try:
             entry = await pause_flow_run(
                 wait_for_input=form,
@@ -299,6 +303,7 @@ async def collect_signoffs(
                 f"proposal #{proposal.id}: no sign-off within {timeout_seconds} s; "
                 "start a new upgrade run to propose again"
             ) from None
+        paused += time.monotonic() - pause_started
         verdict = signoff.review(
             subject, policy, entry.member, entry.signature, entry.decision, decided.keys()
         )

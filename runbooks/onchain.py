@@ -16,6 +16,7 @@ from solana.rpc.commitment import Confirmed
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.account import Account
+from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -205,6 +206,11 @@ async def wait_confirmed(client: AsyncClient, signature: Signature, timeout_seco
         await asyncio.sleep(0.2)
 
 
+# A blockhash lands transactions for 150 blocks; send in waves well inside that, each
+# under a fresh blockhash, as `solana program write-buffer` refreshes its own.
+WRITES_PER_BLOCKHASH = 64
+
+
 async def write_buffer(
     client: AsyncClient,
     payer: Keypair,
@@ -215,8 +221,9 @@ async def write_buffer(
 ) -> Pubkey:
     """Create a buffer and write ``elf`` into it, as `solana program write-buffer` does.
 
-    Chunks go out concurrently under one blockhash (each Write names its own offset, so
-    order does not matter), at most ``concurrency`` in flight; then all are confirmed.
+    Chunks go out concurrently (each Write names its own offset, so order does not
+    matter), at most ``concurrency`` in flight, in waves that each use a fresh
+    blockhash; then all are confirmed.
     """
     rent = await client.get_minimum_balance_for_rent_exemption(
         loader.BUFFER_METADATA_SIZE + len(elf)
@@ -225,11 +232,10 @@ async def write_buffer(
         payer.pubkey(), buffer.pubkey(), authority.pubkey(), rent.value, len(elf)
     )
     await send_and_confirm(client, create, payer, [buffer])
-    blockhash = (await client.get_latest_blockhash(commitment=Confirmed)).value.blockhash
     signers = list({bytes(k.pubkey()): k for k in (payer, authority)}.values())
     limit = asyncio.Semaphore(concurrency)
 
-    async def send_chunk(offset: int, chunk: bytes) -> Signature:
+    async def send_chunk(offset: int, chunk: bytes, blockhash: Hash) -> Signature:
         ix = loader.write(buffer.pubkey(), authority.pubkey(), offset, chunk)
         tx = Transaction.new_signed_with_payer([ix], payer.pubkey(), signers, blockhash)
         async with limit:
@@ -239,9 +245,12 @@ async def write_buffer(
                 raise transaction_failed(exc) from None
         return resp.value
 
-    signatures = await asyncio.gather(
-        *(send_chunk(offset, chunk) for offset, chunk in loader.write_chunks(elf))
-    )
+    chunks = list(loader.write_chunks(elf))
+    signatures: list[Signature] = []
+    for start in range(0, len(chunks), WRITES_PER_BLOCKHASH):
+        blockhash = (await client.get_latest_blockhash(commitment=Confirmed)).value.blockhash
+        wave = chunks[start : start + WRITES_PER_BLOCKHASH]
+        signatures += await asyncio.gather(*(send_chunk(o, c, blockhash) for o, c in wave))
     for signature in signatures:
         await wait_confirmed(client, signature, timeout_seconds=60)
     return buffer.pubkey()
