@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import store.migration_models  # registers the migration tables on Base
 import store.operations_models  # noqa: F401  (registers the operations tables on Base)
 from store.models import Base
 
