@@ -32,7 +32,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled
 from pydantic import Field
 
@@ -50,7 +50,13 @@ from tasks import chain, records
 from tasks.notify import notify
 
 # Waits longer than this suspend the run (deployments only) instead of holding a worker.
-INLINE_TIMELOCK_LIMIT_SECONDS = 15 * 60
+DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS = 15 * 60
+
+
+def inline_timelock_limit_seconds() -> float:
+    return float(
+        os.environ.get("RUNBOOKS_INLINE_TIMELOCK_SECONDS", DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS)
+    )
 
 
 def pause_poll_seconds() -> int:
@@ -355,7 +361,7 @@ async def wait_out_timelock(proposal: ProposalRecord) -> float:
     remaining = (ends - datetime.now(UTC)).total_seconds()
     if remaining <= 0:
         return 0.0
-    if remaining > INLINE_TIMELOCK_LIMIT_SECONDS and flow_run.get_deployment_id():
+    if remaining > inline_timelock_limit_seconds() and deployment.get_id():
         logger.info("timelock ends %s: suspending; resume this run after that", _iso(ends))
         await suspend_flow_run(key=f"timelock-{proposal.id}-{int(time.time())}")
     logger.info("timelock: waiting %.0f s (until %s)", remaining, _iso(ends))
