@@ -94,3 +94,169 @@ def executed(
 def failed(*, what: str, error: str, run_url: str | None) -> tuple[str, Blocks]:
     text = f"{what} failed: {error}"
     return text, [_section(f":rotating_light: {text}"), *_link_button("Open the run", run_url)]
+
+
+# --- scheduled operations: health, timelocks, key rotation, confirmations ------------
+
+_LEVEL_ICON = {"info": ":white_check_mark:", "warning": ":warning:", "critical": ":rotating_light:"}
+# Block Kit caps a section's text at 3,000 characters; an alert lists this many findings.
+_MAX_LISTED = 12
+
+
+def _truncate(text: str, limit: int = 2900) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def confirm_buttons(
+    run_id: str, key: str, choices: list[tuple[str, str]], *, confirm_text: str | None = None
+) -> dict[str, Any]:
+    """An actions block whose buttons resume the paused run ``run_id`` at pause ``key``.
+
+    ``choices`` are (decision, label) pairs; the handler in ``runbooks.slack_handler``
+    verifies Slack's signature and resumes the run with the clicking user's identity.
+    """
+    from runbooks.slack_handler import ACTION_PREFIX, encode_action_value
+
+    elements = []
+    for i, (decision, label) in enumerate(choices):
+        button: dict[str, Any] = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": label},
+            "action_id": f"{ACTION_PREFIX}{decision}",
+            "value": encode_action_value(run_id, key, decision),
+        }
+        if i == 0:
+            button["style"] = "primary"
+        if confirm_text and decision in ("confirm", "release"):
+            button["confirm"] = {
+                "title": {"type": "plain_text", "text": "Are you sure?"},
+                "text": {"type": "mrkdwn", "text": _truncate(confirm_text, 300)},
+                "confirm": {"type": "plain_text", "text": label},
+                "deny": {"type": "plain_text", "text": "Cancel"},
+            }
+        elements.append(button)
+    return {"type": "actions", "block_id": f"runbooks-{key}"[:255], "elements": elements}
+
+
+def health_alert(
+    *,
+    level: str,
+    cluster: str,
+    findings: list[dict[str, str]],
+    run_url: str | None,
+    ack: tuple[str, str] | None = None,
+) -> tuple[str, Blocks]:
+    """The daily health check found warnings or critical findings.
+
+    ``ack`` (run id, pause key) adds an Acknowledge button for the on-call engineer.
+    """
+    notable = [f for f in findings if f["level"] != "info"]
+    counts = {lv: sum(1 for f in findings if f["level"] == lv) for lv in ("critical", "warning")}
+    text = (
+        f"Health {level.upper()} on {cluster}: {counts['critical']} critical, "
+        f"{counts['warning']} warning"
+    )
+    lines = [
+        f"{_LEVEL_ICON.get(f['level'], '')} *{f['check']}* {f['subject']}: {f['message']}"
+        for f in notable[:_MAX_LISTED]
+    ]
+    if len(notable) > _MAX_LISTED:
+        lines.append(f"… and {len(notable) - _MAX_LISTED} more in the run's health table")
+    blocks: Blocks = [
+        _header(f"{_LEVEL_ICON.get(level, '')} Health {level} on {cluster}"[:150]),
+        _section(_truncate("\n".join(lines) or text)),
+    ]
+    if ack is not None:
+        blocks.append(confirm_buttons(ack[0], ack[1], [("acknowledge", "Acknowledge")]))
+    blocks += _link_button("Open the run", run_url)
+    return text, blocks
+
+
+def timelock_expiring(
+    *, proposal_id: int, program: str, ends_at: str, kind: str = "upgrade"
+) -> tuple[str, Blocks]:
+    text = (
+        f"Proposal #{proposal_id} ({kind} of {program}): the timelock ends {ends_at}; "
+        "it can execute then. Cancel it before if it must not."
+    )
+    return text, [_section(f":hourglass_flowing_sand: {text}")]
+
+
+def rotation_reminder(*, keys: list[dict[str, Any]], run_url: str | None) -> tuple[str, Blocks]:
+    """Keys due for rotation soon (or overdue); each dict: label, pubkey, role, due_at,
+    days_left, status."""
+    overdue = sum(1 for k in keys if k["status"] == "overdue")
+    text = f"Key rotation: {len(keys)} key(s) due soon or overdue ({overdue} overdue)"
+    lines = [
+        f"{':rotating_light:' if k['status'] == 'overdue' else ':key:'} *{k['label']}* "
+        f"`{k['pubkey']}` ({k['role']}): due {k['due_at']}"
+        + (
+            f", {-k['days_left']} days overdue"
+            if k["days_left"] < 0
+            else f", in {k['days_left']} days"
+        )
+        for k in keys[:_MAX_LISTED]
+    ]
+    blocks: Blocks = [
+        _header("Key rotation reminder"),
+        _section(_truncate("\n".join(lines))),
+        _section(
+            "Rotate program upgrade keys with the key-rotation runbook (sign-off, "
+            "SetAuthorityChecked, verified on chain); governance and emergency keys by "
+            "their own procedure, then register the new key."
+        ),
+        *_link_button("Open the review", run_url),
+    ]
+    return text, blocks
+
+
+def authority_change_proposed(
+    *,
+    proposal_id: int,
+    program: str,
+    current: str,
+    new_authority: str | None,
+    threshold: int,
+    members: int,
+    approval_message: str,
+    run_url: str | None,
+) -> tuple[str, Blocks]:
+    """What members sign to move (or remove) a program's upgrade authority."""
+    what = "make IMMUTABLE (forever)" if new_authority is None else f"move to `{new_authority}`"
+    text = (
+        f"Authority proposal #{proposal_id} for {program}: {what}; needs {threshold} of "
+        f"{members} sign-offs"
+    )
+    blocks: Blocks = [
+        _header(f"Upgrade authority proposal #{proposal_id}"),
+        _section(f"*Program* `{program}`\n*Current authority* `{current}`\n*Change* {what}"),
+        _section(
+            f"{threshold} of {members} members must sign this exact message:\n"
+            f"```{approval_message}```\n"
+            'Sign with `solana sign-offchain-message -k <your keypair> "<message>"` or '
+            '`runbooks sign --message "<message>" --keypair <file>`, then paste your pubkey '
+            "and signature into the paused run's Resume form."
+        ),
+        *_link_button("Open the paused run", run_url),
+    ]
+    return text, blocks
+
+
+def confirmation_request(
+    *,
+    title: str,
+    text: str,
+    run_id: str,
+    key: str,
+    choices: list[tuple[str, str]],
+    run_url: str | None,
+    confirm_text: str | None = None,
+) -> tuple[str, Blocks]:
+    """Ask for a sign-off that needs no signature (a button resumes the paused run)."""
+    blocks: Blocks = [
+        _header(title[:150]),
+        _section(_truncate(text)),
+        confirm_buttons(run_id, key, choices, confirm_text=confirm_text),
+        *_link_button("Open the paused run", run_url),
+    ]
+    return f"{title}: {text}", blocks

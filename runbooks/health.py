@@ -1,0 +1,418 @@
+"""The daily health check's judgements, as plain functions over what was observed.
+
+The flow gathers observations (RPC answers, accounts, balances, records) and these
+functions turn each into a ``Finding`` at one of three levels:
+
+- ``info``: as expected (or nothing to judge, and the message says why);
+- ``warning``: needs a person within hours (a low fee payer, a stuck migration, a key
+  overdue for rotation, an approved proposal left unexecuted);
+- ``critical``: needs a person now (the RPC is down, the chain stalled, a program is
+  missing, its upgrade authority is not the expected one, or its code changed without an
+  executed proposal — an upgrade nobody proposed).
+
+Seed 001's alert thresholds: "unauthorized authority usage" and "unexpected account
+modifications" are critical; "key rotation due dates approaching" is a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from runbooks.errors import RunbookError
+from runbooks.onchain import ProgramInfo
+
+Level = Literal["info", "warning", "critical"]
+LEVELS: tuple[Level, ...] = ("info", "warning", "critical")
+LAMPORTS_PER_SOL = 1_000_000_000
+# Migration rows in these states are finished; any other state should keep moving.
+FINISHED_MIGRATION_STATES = frozenset(
+    {"completed", "complete", "done", "migrated", "verified", "failed", "cancelled", "archived"}
+)
+# An approved proposal whose timelock ended this long ago without executing is forgotten.
+UNEXECUTED_GRACE = timedelta(hours=24)
+
+
+class HealthCheckFailed(RunbookError):
+    """The health check found something critical; the message lists every critical finding."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.findings = list(findings)
+        super().__init__(
+            f"{len(self.findings)} critical finding(s): "
+            + "; ".join(f"[{f.check}] {f.subject}: {f.message}" for f in self.findings)
+            + ". See the run's health table and act on each before the next run."
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the health table."""
+
+    check: str
+    subject: str
+    level: Level
+    message: str
+
+    def row(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProgramObservation:
+    """What the chain shows for one managed program (``error`` when it could not be read)."""
+
+    program_id: str
+    exists: bool
+    executable: bool
+    info: ProgramInfo | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HashVerdict:
+    findings: list[Finding]
+    # Record the current hash as the new baseline (first sighting, an executed proposal,
+    # or an operator who investigated and accepted it). An unexplained change keeps the
+    # old baseline, so the alert repeats until someone acts.
+    record_baseline: bool
+
+
+def worst(findings: Iterable[Finding]) -> Level:
+    """The highest level among ``findings`` (info when there are none)."""
+    return max((f.level for f in findings), key=LEVELS.index, default="info")
+
+
+def by_level(findings: Iterable[Finding], level: Level) -> list[Finding]:
+    return [f for f in findings if f.level == level]
+
+
+def rpc_unreachable(cluster: str, error: str) -> Finding:
+    return Finding(
+        "rpc",
+        cluster,
+        "critical",
+        f"no RPC endpoint answers ({error}); every chain check was skipped. Check the "
+        "cluster block's URLs and the provider's status page.",
+    )
+
+
+def check_slot(
+    cluster: str,
+    first: int,
+    second: int,
+    waited_seconds: float,
+    *,
+    localnet: bool,
+    previous_slot: int | None = None,
+) -> Finding:
+    """The slot must advance between two reads (and never go back since the last run)."""
+    if previous_slot is not None and second < previous_slot:
+        return Finding(
+            "slot",
+            cluster,
+            "critical",
+            f"slot {second} is behind the {previous_slot} seen by the previous run: the RPC "
+            "node is lagging or points at another cluster",
+        )
+    if second > first:
+        return Finding(
+            "slot",
+            cluster,
+            "info",
+            f"slot advancing ({first} -> {second} in {waited_seconds:.1f} s)",
+        )
+    if localnet:
+        # The localnet makes a slot per transaction only; an idle one does not advance.
+        return Finding(
+            "slot", cluster, "info", f"slot {second}; a localnet advances only with transactions"
+        )
+    return Finding(
+        "slot",
+        cluster,
+        "critical",
+        f"slot stuck at {second} for {waited_seconds:.1f} s: the cluster or this RPC node "
+        "has stalled; try another endpoint and check the cluster's status",
+    )
+
+
+def check_version(cluster: str, version: str, min_version: str | None) -> Finding:
+    if min_version and _version_tuple(version) < _version_tuple(min_version):
+        return Finding(
+            "version",
+            cluster,
+            "warning",
+            f"solana-core {version} is older than the minimum {min_version}",
+        )
+    return Finding("version", cluster, "info", f"solana-core {version}")
+
+
+def database_unreachable(error: str) -> Finding:
+    return Finding(
+        "database",
+        "records",
+        "critical",
+        f"the records database is unreachable ({error}); hash, proposal, migration and key "
+        "checks were skipped",
+    )
+
+
+def check_program(
+    name: str, expected_authority: str | None, seen: ProgramObservation
+) -> list[Finding]:
+    """Exists, is executable, and has the expected upgrade authority."""
+    subject = f"{name} ({seen.program_id})"
+    if seen.error is not None:
+        return [Finding("program", subject, "critical", seen.error)]
+    if not seen.exists:
+        return [
+            Finding(
+                "program",
+                subject,
+                "critical",
+                "the program account does not exist on this cluster (closed, or a wrong id "
+                "in the managed programs block)",
+            )
+        ]
+    findings = []
+    if not seen.executable:
+        findings.append(
+            Finding("executable", subject, "critical", "the program account is not executable")
+        )
+    info = seen.info
+    if info is None:
+        return findings
+    if info.authority != expected_authority:
+        expected = expected_authority or "none (immutable)"
+        actual = info.authority or "none (immutable)"
+        findings.append(
+            Finding(
+                "authority",
+                subject,
+                "critical",
+                f"upgrade authority is {actual}, expected {expected}: the authority changed "
+                "outside the key-rotation runbook. Treat the old key as compromised until "
+                "explained.",
+            )
+        )
+    else:
+        findings.append(
+            Finding("authority", subject, "info", f"upgrade authority {actual_or_none(info)}")
+        )
+    return findings
+
+
+def check_hash(
+    name: str,
+    info: ProgramInfo,
+    recorded_hash: str | None,
+    executed_proposal: int | None,
+    *,
+    accepted: bool = False,
+) -> HashVerdict:
+    """The ProgramData hash must equal the last recorded one, unless a recorded, executed
+    proposal made exactly this change."""
+    subject = f"{name} ({info.program_id})"
+    if recorded_hash is None:
+        return HashVerdict(
+            [Finding("hash", subject, "info", f"sha256 {info.sha256} recorded as the baseline")],
+            True,
+        )
+    if recorded_hash == info.sha256:
+        return HashVerdict(
+            [Finding("hash", subject, "info", f"sha256 {info.sha256} unchanged")], False
+        )
+    if executed_proposal is not None:
+        return HashVerdict(
+            [
+                Finding(
+                    "hash",
+                    subject,
+                    "info",
+                    f"sha256 {recorded_hash[:12]}… -> {info.sha256[:12]}…, the change executed "
+                    f"by proposal #{executed_proposal}",
+                )
+            ],
+            True,
+        )
+    if accepted:
+        return HashVerdict(
+            [
+                Finding(
+                    "hash",
+                    subject,
+                    "warning",
+                    f"sha256 {recorded_hash} -> {info.sha256} without a recorded proposal, "
+                    "accepted as the new baseline by the operator",
+                )
+            ],
+            True,
+        )
+    return HashVerdict(
+        [
+            Finding(
+                "hash",
+                subject,
+                "critical",
+                f"UNEXPECTED UPGRADE: the code changed from sha256 {recorded_hash} to "
+                f"{info.sha256} (ProgramData slot {info.slot}) and no executed proposal made "
+                "this change. Engage the kill switch if the change is not yours, find who "
+                "holds the upgrade authority, and re-run with accept_current_hash_of once "
+                "explained.",
+            )
+        ],
+        False,
+    )
+
+
+def check_balance(
+    label: str, address: str, lamports: int, warn_below_sol: float, critical_below_sol: float
+) -> Finding:
+    sol = lamports / LAMPORTS_PER_SOL
+    subject = f"{label} ({address})"
+    if sol < critical_below_sol:
+        return Finding(
+            "fee-payer",
+            subject,
+            "critical",
+            f"balance {sol:.4f} SOL is below {critical_below_sol} SOL: runbooks cannot pay for "
+            "transactions; fund it now",
+        )
+    if sol < warn_below_sol:
+        return Finding(
+            "fee-payer",
+            subject,
+            "warning",
+            f"balance {sol:.4f} SOL is below {warn_below_sol} SOL; top it up",
+        )
+    return Finding("fee-payer", subject, "info", f"balance {sol:.4f} SOL")
+
+
+@dataclass(frozen=True)
+class TimelockStatus:
+    proposal_id: int
+    program_id: str
+    ends_at: datetime
+    expiring: bool  # ends within the window: announce it
+
+
+def check_timelocks(
+    proposals: Iterable[Any], now: datetime, window: timedelta
+) -> tuple[list[Finding], list[TimelockStatus]]:
+    """Approved proposals: the ones whose timelock ends soon, and forgotten ones."""
+    findings: list[Finding] = []
+    statuses: list[TimelockStatus] = []
+    for p in proposals:
+        ends = p.timelock_ends_at
+        if ends is None:
+            continue
+        subject = f"proposal #{p.id} ({p.program_id})"
+        left = ends - now
+        if left > window:
+            findings.append(Finding("timelock", subject, "info", f"in timelock until {_iso(ends)}"))
+            statuses.append(TimelockStatus(p.id, p.program_id, ends, False))
+        elif left > timedelta(0):
+            hours = left.total_seconds() / 3600
+            findings.append(
+                Finding(
+                    "timelock",
+                    subject,
+                    "info",
+                    f"timelock ends in {hours:.1f} h ({_iso(ends)}); the {p.kind} can execute then",
+                )
+            )
+            statuses.append(TimelockStatus(p.id, p.program_id, ends, True))
+        elif -left > UNEXECUTED_GRACE:
+            findings.append(
+                Finding(
+                    "timelock",
+                    subject,
+                    "warning",
+                    f"approved, timelock ended {_iso(ends)}, still not executed: resume its run "
+                    "or cancel the proposal",
+                )
+            )
+    return findings, statuses
+
+
+def check_migrations(
+    rows: Sequence[Mapping[str, Any]] | None,
+    now: datetime,
+    stuck_after: timedelta,
+    *,
+    table: str,
+    absent_reason: str | None = None,
+) -> list[Finding]:
+    """Unfinished migration rows whose last activity is older than ``stuck_after``.
+
+    ``rows`` is None when the migration records are not there to judge.
+    """
+    if rows is None:
+        return [
+            Finding(
+                "migrations",
+                table,
+                "info",
+                f"not checked: {absent_reason or 'no migration records'}",
+            )
+        ]
+    stuck = [
+        r
+        for r in rows
+        if str(r.get("status", "")).lower() not in FINISHED_MIGRATION_STATES
+        and r.get("last_activity") is not None
+        and now - r["last_activity"] > stuck_after
+    ]
+    if not stuck:
+        unfinished = sum(
+            1 for r in rows if str(r.get("status", "")).lower() not in FINISHED_MIGRATION_STATES
+        )
+        return [Finding("migrations", table, "info", f"{unfinished} in progress, none stuck")]
+    return [
+        Finding(
+            "migrations",
+            f"{table} {r.get('key')}",
+            "warning",
+            f"status {r.get('status')} with no progress since {_iso(r['last_activity'])}: "
+            "check the migration run's logs and resume it",
+        )
+        for r in stuck
+    ]
+
+
+def check_keys(overdue: Iterable[Any]) -> list[Finding]:
+    """Registered keys past their rotation date (see ``runbooks.rotation``)."""
+    return [
+        Finding(
+            "key-rotation",
+            f"{k.key.label} ({k.key.pubkey})",
+            "warning",
+            f"{k.key.role} key overdue for rotation since {_iso(k.due_at)}; run the key "
+            "rotation runbook",
+        )
+        for k in overdue
+    ]
+
+
+def table_rows(findings: Iterable[Finding]) -> list[dict[str, str]]:
+    """The artifact's rows, the worst first (the order of checks kept within a level)."""
+    ordered = sorted(findings, key=lambda f: -LEVELS.index(f.level))
+    return [f.row() for f in ordered]
+
+
+def actual_or_none(info: ProgramInfo) -> str:
+    return info.authority or "none (immutable)"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
