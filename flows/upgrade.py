@@ -25,10 +25,10 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
@@ -81,7 +81,10 @@ class SignOff(RunInput):
         title="Decision",
         description="approve, reject, or cancel the proposal; sign the message with that action.",
     )
-    comment: str | None = Field(default=None, title="Comment", description="Optional note.")
+    # A plain string: an optional `str | None` renders as a confusing str/None switch.
+    comment: str = Field(
+        default="", title="Comment", description="Optional note, kept in the records."
+    )
 
 
 @dataclass(frozen=True)
@@ -110,37 +113,37 @@ def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
 
 @flow(name="program-upgrade", persist_result=False)
 async def upgrade_program(
-    program_id: Annotated[
-        str, Field(title="Program id", description="The upgradeable program to upgrade.")
-    ],
-    buffer: Annotated[
-        str,
-        Field(
-            title="Buffer",
-            description="Address of the buffer already written on chain "
-            "(`solana program write-buffer`), its authority set to the upgrade authority.",
-        ),
-    ],
-    description: Annotated[
-        str, Field(title="Description", description="What changes and why; members read it.")
-    ],
-    proposer: Annotated[str, Field(title="Proposer", description="Who proposes (name or key).")],
-    expected_sha256: Annotated[
-        str | None,
-        Field(
-            title="Expected sha256",
-            description="The verifiable-build hash of the new binary (solana-verify); "
-            "the buffer must match it.",
-        ),
-    ] = None,
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    policy_block: Annotated[str, Field(title="Multisig policy block")] = "localnet-multisig",
-    authority_block: Annotated[
-        str, Field(title="Upgrade authority keypair block (keypair backend)")
-    ] = "localnet-upgrade-authority",
-    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+    program_id: str,
+    buffer: str,
+    description: str,
+    proposer: str,
+    expected_sha256: str | None = None,
+    cluster_block: str = "localnet",
+    policy_block: str = "localnet-multisig",
+    authority_block: str = "localnet-upgrade-authority",
+    fee_payer_block: str = "localnet-fee-payer",
+    slack_block: str | None = None,
 ) -> Any:
+    """Propose, sign off, wait out the timelock, execute and verify a program upgrade.
+
+    Args:
+        program_id: The upgradeable program to upgrade (base58 address).
+        buffer: The buffer already written on chain (`solana program write-buffer`),
+            its authority set to the program's upgrade authority.
+        description: What changes and why, in plain ASCII; every member reads it.
+        proposer: Who proposes: your name or key.
+        expected_sha256: The verifiable-build hash of the new binary (solana-verify); the
+            buffer must match it. Without it, the buffer's own hash is proposed and shown
+            to every member.
+        cluster_block: The SolanaCluster block of the cluster to upgrade on.
+        policy_block: The MultisigPolicy block: members, threshold, timelock, backend.
+        authority_block: The SolanaKeypair block of the upgrade authority (keypair
+            backend only).
+        fee_payer_block: The SolanaKeypair block that pays the transaction fees.
+        slack_block: The SlackChannel block to notify; empty logs the messages instead.
+    """
+    # Prefect's Run forms label parameters by name and take their help text from the
+    # Args above (it ignores pydantic titles on flow parameters).
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
@@ -183,6 +186,7 @@ async def upgrade_program(
     outcome = await collect_signoffs(
         proposal, policy, policy_config.signoff_timeout_seconds, cluster, slack_block
     )
+    await publish_approvals(proposal)
     if outcome.closed == "cancelled":
         records.set_proposal_status(proposal.id, "cancelled", reason=outcome.reason)
         return Cancelled(message=f"proposal #{proposal.id} cancelled: {outcome.reason}")
@@ -319,7 +323,7 @@ async def collect_signoffs(
             decision=verdict.decision,
             accepted=verdict.accepted,
             signature=entry.signature.strip() or None,
-            comment=entry.comment,
+            comment=entry.comment.strip() or None,
             reason=verdict.reason,
         )
         await notify(
@@ -369,6 +373,26 @@ async def wait_out_timelock(proposal: ProposalRecord) -> float:
     while (left := (ends - datetime.now(UTC)).total_seconds()) > 0:
         await asyncio.sleep(min(left, 60))
     return time.monotonic() - started
+
+
+async def publish_approvals(proposal: ProposalRecord) -> None:
+    """Every sign-off attempt on the proposal as a table artifact, refusals with reasons."""
+    rows = [
+        {
+            "at": a.created_at.isoformat(timespec="seconds"),
+            "member": a.member,
+            "decision": a.decision,
+            "accepted": "yes" if a.accepted else "refused",
+            "reason": a.reason or "",
+            "comment": a.comment or "",
+        }
+        for a in records.proposal_approvals(proposal.id)
+    ]
+    await acreate_table_artifact(
+        key=f"upgrade-approvals-{proposal.id}",
+        table=rows,
+        description=f"Sign-offs on upgrade proposal #{proposal.id}",
+    )
 
 
 async def publish_report(
