@@ -78,7 +78,8 @@ def form_description(
     lines = [
         f"## Sign off upgrade proposal #{proposal_id}",
         "",
-        "| | |",
+        # A named header row: the UI renders an empty one as a blank bar above the table.
+        f"| Proposal | #{proposal_id} |",
         "|---|---|",
         f"| Cluster | {cluster} |",
         f"| Program | `{subject.program}`{link} |",
