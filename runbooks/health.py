@@ -42,7 +42,7 @@ class HealthCheckFailed(RunbookError):
         self.findings = list(findings)
         super().__init__(
             f"{len(self.findings)} critical finding(s): "
-            + "; ".join(f"[{f.check}] {f.subject}: {f.message}" for f in self.findings)
+            + "; ".join(f"[{f.check}] {f.subject}: {f.message.rstrip('.')}" for f in self.findings)
             + ". See the run's health table and act on each before the next run."
         )
 

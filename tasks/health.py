@@ -1,0 +1,93 @@
+"""Tasks of the daily health check: observe the chain and read/write its records.
+
+Observations only: every judgement is in ``runbooks.health``. Reads retry transport
+faults; writes are idempotent (the report per flow run, the baseline hash per slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import task
+from solders.pubkey import Pubkey
+
+from blocks.cluster import SolanaCluster
+from runbooks import onchain
+from runbooks.errors import ChainError
+from runbooks.health import ProgramObservation
+from store import operations_records as ops
+from store import records as store_records
+from tasks.chain import READ_RETRIES, rpc
+from tasks.records import current_run_id, records_engine
+
+
+@dataclass(frozen=True)
+class ClusterObservation:
+    first_slot: int
+    second_slot: int
+    waited_seconds: float
+    version: str
+
+
+@task(name="observe-cluster", **READ_RETRIES)
+async def observe_cluster(cluster: SolanaCluster, sample_seconds: float) -> ClusterObservation:
+    """The slot twice, ``sample_seconds`` apart, and the node's version."""
+    async with rpc(cluster) as client:
+        first = (await client.get_slot()).value
+        version = (await client.get_version()).value.solana_core
+        started = time.monotonic()
+        await asyncio.sleep(sample_seconds)
+        second = (await client.get_slot()).value
+    return ClusterObservation(first, second, time.monotonic() - started, version)
+
+
+@task(name="observe-programs", **READ_RETRIES)
+async def observe_programs(
+    cluster: SolanaCluster, program_ids: list[str]
+) -> dict[str, ProgramObservation]:
+    """Each program's account (exists, executable) and ProgramData (authority, hash)."""
+    seen: dict[str, ProgramObservation] = {}
+    async with rpc(cluster) as client:
+        for program_id in program_ids:
+            key = Pubkey.from_string(program_id)
+            account = await onchain.fetch_account(client, key)
+            if account is None:
+                seen[program_id] = ProgramObservation(program_id, exists=False, executable=False)
+                continue
+            try:
+                info = await onchain.read_program(client, key)
+            except ChainError as exc:  # not upgradeable, ProgramData gone: a finding
+                seen[program_id] = ProgramObservation(
+                    program_id, True, account.executable, error=str(exc)
+                )
+                continue
+            seen[program_id] = ProgramObservation(program_id, True, account.executable, info)
+    return seen
+
+
+@task(name="read-balances", **READ_RETRIES)
+async def read_balances(cluster: SolanaCluster, addresses: list[str]) -> dict[str, int]:
+    async with rpc(cluster) as client:
+        return {a: (await client.get_balance(Pubkey.from_string(a))).value for a in addresses}
+
+
+@task(name="record-health-report", retries=2, retry_delay_seconds=1)
+def record_report(**fields: Any) -> ops.HealthReportRecord:
+    return ops.record_health_report(records_engine(), flow_run_id=current_run_id(), **fields)
+
+
+@task(name="record-program-hash", retries=2, retry_delay_seconds=1)
+def record_program_hash(cluster: str, program_id: str, digest: str, slot: int) -> None:
+    store_records.set_program_hash(
+        records_engine(), cluster, program_id, digest, slot, flow_run_id=current_run_id()
+    )
+
+
+@task(name="acknowledge-health-report", retries=2, retry_delay_seconds=1)
+def acknowledge(report_id: int, by: str) -> ops.HealthReportRecord:
+    return ops.acknowledge_health_report(
+        records_engine(), report_id, by=by, flow_run_id=current_run_id()
+    )
