@@ -7,6 +7,7 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from programs.upgrade_manager.client import PROGRAM_ID as UPGRADE_MANAGER_ID
 from runbooks.policy import DEFAULT_MIN_TIMELOCK_SECONDS, Policy
 
 
@@ -47,6 +48,17 @@ class MultisigPolicy(Block):
         title="Sign-off window (seconds)",
         description="How long each sign-off pause waits before the proposal fails.",
         ge=1,
+    )
+    governance: str | None = Field(
+        default=None,
+        title="Governance account (onchain backend)",
+        description="The upgrade_manager Governance account whose authority PDA is the "
+        "programs' upgrade authority; its members, threshold and timelock must match above.",
+    )
+    governance_program: str = Field(
+        default=str(UPGRADE_MANAGER_ID),
+        title="upgrade_manager program id (onchain backend)",
+        description="Where the upgrade_manager program is deployed on this cluster.",
     )
     emergency_threshold: int | None = Field(default=None, title="Emergency threshold")
     emergency_timelock_seconds: int | None = Field(default=None, title="Emergency timelock (s)")

@@ -35,6 +35,7 @@ from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled
 from pydantic import Field
+from solders.pubkey import Pubkey
 
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
@@ -46,7 +47,7 @@ from runbooks.errors import ApprovalError, ProposalClosed
 from runbooks.keys import parse_pubkey
 from runbooks.policy import Policy
 from store.records import ProposalRecord
-from tasks import chain, records
+from tasks import chain, governance, records
 from tasks.notify import notify
 
 # Waits longer than this suspend the run (deployments only) instead of holding a worker.
@@ -104,7 +105,8 @@ def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None)
 def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
     return ApprovalSubject(
         governance=proposal.governance,
-        proposal=str(proposal.id),
+        # onchain backend: the on-chain proposal index, as upgrade_manager rebuilds the text
+        proposal=governance.proposal_number(proposal),
         program=proposal.program_id,
         buffer=proposal.buffer or "",
         sha256=proposal.buffer_hash or "",
@@ -154,7 +156,22 @@ async def upgrade_program(
     policy_config = await MultisigPolicy.aload(policy_block)
     policy = policy_config.policy(policy_block)
     policy_audit.audit(policy, description)
-    authority = (await SolanaKeypair.aload(authority_block)).keypair().pubkey()
+    onchain = (
+        await governance.load_governance(
+            cluster,
+            policy,
+            policy_config.governance,
+            policy_config.governance_program,
+            fee_payer_block,
+        )
+        if policy.backend == "onchain"
+        else None
+    )
+    authority = (
+        Pubkey.from_string(onchain.authority)
+        if onchain is not None
+        else (await SolanaKeypair.aload(authority_block)).keypair().pubkey()
+    )
 
     # 2-3. Verify the buffer and record the proposal (once per run).
     key = proposal_key(cluster.cluster, program_id, buffer, _run_id())
@@ -168,7 +185,7 @@ async def upgrade_program(
             kind="upgrade",
             cluster=cluster.cluster,
             backend=policy.backend,
-            governance=str(authority),
+            governance=onchain.governance if onchain is not None else str(authority),
             program_id=program_id,
             buffer=buffer,
             buffer_hash=buf.sha256,
@@ -178,13 +195,17 @@ async def upgrade_program(
             threshold=policy.threshold,
             timelock_seconds=policy.timelock_seconds,
         )
+        if onchain is not None:
+            proposal = await governance.create_proposal(cluster, onchain, proposal)
         await announce(proposal, policy, cluster, slack_block)
     else:
         logger.info("resuming proposal #%d (%s)", proposal.id, proposal.status)
+        if onchain is not None:  # finds the on-chain proposal this run created, or creates it
+            proposal = await governance.create_proposal(cluster, onchain, proposal)
 
     # 4. Sign-offs.
     outcome = await collect_signoffs(
-        proposal, policy, policy_config.signoff_timeout_seconds, cluster, slack_block
+        proposal, policy, policy_config.signoff_timeout_seconds, cluster, slack_block, onchain
     )
     await publish_approvals(proposal)
     if outcome.closed == "cancelled":
@@ -193,7 +214,11 @@ async def upgrade_program(
     if outcome.closed == "rejected":
         records.set_proposal_status(proposal.id, "rejected", reason=outcome.reason)
         raise ProposalClosed(f"proposal #{proposal.id} rejected: {outcome.reason}")
-    proposal = records.mark_threshold_met(proposal.id)
+    proposal = (
+        await governance.mark_threshold_met(cluster, onchain, proposal)
+        if onchain is not None
+        else records.mark_threshold_met(proposal.id)
+    )
     await notify(
         *messages.timelock_started(
             proposal_id=proposal.id, executes_after=_iso(proposal.timelock_ends_at)
@@ -206,8 +231,12 @@ async def upgrade_program(
 
     # 6. Execute (idempotent) and 7. verify.
     before = await chain.read_program(cluster, program_id)
-    signature = await chain.send_upgrade(
-        cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
+    signature = (
+        await governance.execute_upgrade(cluster, onchain, proposal)
+        if onchain is not None
+        else await chain.send_upgrade(
+            cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
+        )
     )
     after = await chain.verify_upgrade(cluster, before, proposal.buffer_hash or "")
     records.record_execution(
@@ -231,6 +260,7 @@ async def upgrade_program(
     )
     result = {
         "backend": policy.backend,
+        "onchain_proposal": proposal.onchain_address,
         "proposal_id": proposal.id,
         "program_id": program_id,
         "old_hash": before.sha256,
@@ -272,8 +302,13 @@ async def collect_signoffs(
     timeout_seconds: int,
     cluster: SolanaCluster,
     slack_block: str | None,
+    onchain: governance.OnchainGovernance | None = None,
 ) -> SignOffOutcome:
-    """Pause for sign-offs until the threshold is met, or members reject or cancel."""
+    """Pause for sign-offs until the threshold is met, or members reject or cancel.
+
+    With the onchain backend each accepted sign-off is relayed to upgrade_manager, whose
+    verdict is recorded, and who signed off is read back from the chain.
+    """
     logger = get_run_logger()
     subject = approval_subject(proposal)
     history = records.proposal_approvals(proposal.id)
@@ -281,7 +316,12 @@ async def collect_signoffs(
     attempt = len(history)  # a fresh pause key per attempt, also across restarts
     paused = 0.0
     while True:
+        closed = None
+        if onchain is not None:  # the chain is the source of truth
+            decided, closed = await governance.onchain_signoffs(cluster, onchain, proposal)
         approved = [m for m, d in decided.items() if d == "approve"]
+        if closed in ("cancelled", "rejected"):
+            return SignOffOutcome(approved, closed, f"{closed} on chain", paused)
         if len(approved) >= policy.threshold:
             return SignOffOutcome(approved_by=approved, seconds_paused=paused)
         attempt += 1
@@ -317,6 +357,10 @@ async def collect_signoffs(
         verdict = signoff.review(
             subject, policy, entry.member, entry.signature, entry.decision, decided.keys()
         )
+        if verdict.accepted and onchain is not None:
+            verdict = await governance.relay_signoff(
+                cluster, onchain, proposal, verdict, entry.signature
+            )
         records.record_approval(
             proposal.id,
             member=verdict.member,

@@ -1,9 +1,12 @@
 """The demo: the upgrade runbook end to end on the embedded localnet.
 
-Starts a localnet, deploys demo_vault v1, writes the v2 buffer over RPC (as
-`solana program write-buffer` would), runs the upgrade flow and signs it off with three
-of five member keys through the Resume API the Prefect UI uses, waits out a short
-timelock, executes and verifies. Ends with one line ``RESULT {json}``.
+Starts a localnet, deploys demo_vault v1 and the upgrade_manager program, creates a
+governance of five members (3 of 5, 5 s timelock) and hands demo_vault's upgrade
+authority to its PDA; writes the v2 buffer over RPC (as `solana program write-buffer`
+would) and hands it to the PDA too; then runs the upgrade flow with the ``onchain``
+backend and signs it off with three of five member keys through the Resume API the
+Prefect UI uses. The flow relays each signature to the program, which enforces the
+threshold and timelock and upgrades by CPI. Ends with one line ``RESULT {json}``.
 
 The pieces are reusable: tests and `make up` build the same scenario.
 """
@@ -22,7 +25,8 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from localnet.server import LocalnetServer
-from runbooks import approval, onchain
+from programs.upgrade_manager import client as upgrade_manager
+from runbooks import approval, loader, onchain
 from runbooks.loader import verifiable_hash
 
 SOL = 1_000_000_000
@@ -38,6 +42,7 @@ class DemoChain:
     members: list[Keypair]
     program_id: Pubkey
     binaries: dict[str, bytes] = field(default_factory=dict)
+    governance: Pubkey | None = None  # set by setup_governance
 
     @property
     def url(self) -> str:
@@ -84,6 +89,51 @@ async def write_buffer(chain: DemoChain, elf: bytes, authority: Keypair | None =
         )
 
 
+async def setup_governance(
+    chain: DemoChain, *, threshold: int = 3, timelock_seconds: int = 5
+) -> Pubkey:
+    """Deploy upgrade_manager, create a governance of ``chain.members`` and make its
+    authority PDA demo_vault's upgrade authority; returns the governance address.
+
+    The hand-over is the one-time step an operator does with `solana program
+    set-upgrade-authority <program> --new-upgrade-authority <PDA>
+    --skip-new-upgrade-authority-signer-check` (a PDA cannot co-sign the checked form).
+    """
+    from programs.build import build_program
+
+    manager = build_program(upgrade_manager.BUILD_NAME).read_bytes()
+    chain.server.localnet.deploy_upgradeable(upgrade_manager.PROGRAM_ID, manager, chain.authority)
+    create_key = Keypair()
+    config = upgrade_manager.GovernanceConfig(
+        members=tuple(m.pubkey() for m in chain.members),
+        threshold=threshold,
+        timelock=timelock_seconds,
+        emergency_threshold=min(threshold + 1, len(chain.members)),
+        emergency_timelock=min(timelock_seconds, 60),
+    )
+    governance = upgrade_manager.governance_address(create_key.pubkey())
+    authority_pda = upgrade_manager.authority_address(governance)
+    programdata = loader.programdata_address(chain.program_id)
+    payer = chain.authority
+    async with AsyncClient(chain.url) as client:
+        create = upgrade_manager.create_governance(create_key.pubkey(), payer.pubkey(), config)
+        await onchain.send_and_confirm(client, [create], payer, [create_key])
+        hand_over = loader.set_authority(programdata, payer.pubkey(), authority_pda)
+        await onchain.send_and_confirm(client, [hand_over], payer)
+    chain.governance = governance
+    return governance
+
+
+async def hand_buffer_to_governance(chain: DemoChain, buffer: Pubkey) -> None:
+    """Make the governance's PDA the buffer's authority, as proposals require
+    (`solana program set-buffer-authority <buffer> --new-buffer-authority <PDA>`)."""
+    assert chain.governance is not None, "call setup_governance first"
+    authority_pda = upgrade_manager.authority_address(chain.governance)
+    async with AsyncClient(chain.url) as client:
+        ix = loader.set_authority(buffer, chain.authority.pubkey(), authority_pda)
+        await onchain.send_and_confirm(client, [ix], chain.authority)
+
+
 async def save_blocks(
     chain: DemoChain,
     *,
@@ -91,8 +141,12 @@ async def save_blocks(
     threshold: int = 3,
     timelock_seconds: int = 5,
     signoff_timeout_seconds: int = 600,
+    backend: str = "keypair",
 ) -> dict[str, str]:
-    """Save the cluster, policy and keypair blocks the upgrade flow loads; returns names."""
+    """Save the cluster, policy and keypair blocks the upgrade flow loads; returns names.
+
+    ``backend="onchain"`` names ``chain.governance`` (see ``setup_governance``).
+    """
     from blocks import MultisigPolicy, SolanaCluster, SolanaKeypair
 
     names = {
@@ -109,8 +163,9 @@ async def save_blocks(
         threshold=threshold,
         timelock_seconds=timelock_seconds,
         min_timelock_seconds=0,  # a localnet policy may use seconds
-        backend="keypair",
+        backend=backend,
         signoff_timeout_seconds=signoff_timeout_seconds,
+        governance=str(chain.governance) if chain.governance else None,
     ).asave(names["policy_block"], overwrite=True)
     # One instance per name: a saved block instance stays bound to its first document.
     for name in (names["authority_block"], names["fee_payer_block"]):
@@ -208,8 +263,10 @@ async def demo() -> dict[str, Any]:
     started = time.monotonic()
     chain = start_demo_chain()
     try:
+        await setup_governance(chain)
         buffer = await write_buffer(chain, chain.binaries["v2"])
-        names = await save_blocks(chain)
+        await hand_buffer_to_governance(chain, buffer)
+        names = await save_blocks(chain, backend="onchain")
         result = await run_upgrade(
             chain,
             buffer,

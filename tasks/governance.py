@@ -1,0 +1,337 @@
+"""Tasks of the ``onchain`` sign-off backend: the upgrade_manager program holds the upgrade
+authority as a PDA and enforces M-of-N, the timelock and execution on chain.
+
+The flow collects each member's signature in its pause form as with the keypair backend,
+then relays it in one transaction [Ed25519SigVerify, approve|reject|cancel] paid by the
+fee payer; the program decides, and the records keep the chain's verdict. Who has signed
+off is read back from the proposal account, the timelock is waited out on the cluster's
+Clock, and execute_upgrade makes the program upgrade by CPI.
+
+Every write reads the chain first, so a retried task never proposes or votes twice: the
+on-chain proposal number is reserved in the records before it is created, and a relayed
+vote already on chain is not sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prefect import get_run_logger, task
+from solana.rpc.async_api import AsyncClient
+from solders.compute_budget import set_compute_unit_limit
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from programs.upgrade_manager import client as um
+from programs.upgrade_manager.client import Proposal
+from runbooks import governance as gov_rpc
+from runbooks import onchain
+from runbooks.errors import (
+    ApprovalError,
+    ChainError,
+    InputError,
+    ProposalClosed,
+    TransactionFailed,
+)
+from runbooks.keys import parse_pubkey, parse_signature
+from runbooks.policy import Policy
+from runbooks.signoff import Verdict
+from store import records as store
+from store.records import ProposalRecord
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.records import current_run_id, records_engine
+
+# The audit row that ties a records proposal to its on-chain number (written before the
+# on-chain proposal is created, so a retry reuses the number instead of taking another).
+NUMBER_ACTION = "proposal.onchain_number"
+DEFAULT_CU_LIMIT = 200_000
+MAX_CU_LIMIT = 1_400_000
+
+
+@dataclass(frozen=True)
+class OnchainGovernance:
+    """Where the on-chain sign-off lives, and who pays for relaying it."""
+
+    program_id: str  # upgrade_manager
+    governance: str  # the Governance account: named in every signed message
+    authority: str  # its PDA, the upgrade authority of the managed programs
+    fee_payer_block: str
+
+    @property
+    def keys(self) -> tuple[Pubkey, Pubkey]:
+        return Pubkey.from_string(self.program_id), Pubkey.from_string(self.governance)
+
+
+@task(name="load-governance", **READ_RETRIES)
+async def load_governance(
+    cluster: SolanaCluster,
+    policy: Policy,
+    governance: str | None,
+    program_id: str,
+    fee_payer_block: str,
+) -> OnchainGovernance:
+    """Read the governance and check the multisig block says what the chain enforces."""
+    if not governance:
+        raise InputError(
+            "the multisig block's backend is onchain but it names no governance account; "
+            "set its governance field to the upgrade_manager Governance address"
+        )
+    program_key = parse_pubkey(program_id, "governance program")
+    address = parse_pubkey(governance, "governance")
+    async with rpc(cluster) as client:
+        state = await gov_rpc.read_governance(client, address, program_key)
+    gov_rpc.check_policy_matches(policy, state, address)
+    get_run_logger().info(
+        "governance %s: %d of %d, timelock %d s, upgrade authority %s",
+        address,
+        state.threshold,
+        len(state.members),
+        state.timelock,
+        state.authority,
+    )
+    return OnchainGovernance(str(program_key), str(address), str(state.authority), fee_payer_block)
+
+
+def proposal_number(proposal: ProposalRecord) -> str:
+    """The proposal number members sign: the on-chain index for the onchain backend
+    (what the program rebuilds), else the records id."""
+    if proposal.backend != "onchain":
+        return str(proposal.id)
+    number = _reserved_number(proposal)
+    if number is None:
+        raise ChainError(
+            f"proposal #{proposal.id} has no on-chain proposal yet; resume or restart its "
+            "run so it creates one before anyone signs"
+        )
+    return str(number)
+
+
+def _reserved_number(proposal: ProposalRecord) -> int | None:
+    events = store.audit_events(
+        records_engine(), store.proposal_subject(proposal.id), action=NUMBER_ACTION, limit=1
+    )
+    return int(events[-1].details["index"]) if events else None
+
+
+def _budget(program_len: int) -> list[Instruction]:
+    """A compute-unit limit for instructions that hash the buffer (~0.5 CU a byte), when
+    the default 200,000 would not do (programs above ~350 KiB)."""
+    estimate = 40_000 + program_len * 11 // 20
+    return (
+        []
+        if estimate <= DEFAULT_CU_LIMIT
+        else [set_compute_unit_limit(min(estimate, MAX_CU_LIMIT))]
+    )
+
+
+async def _payer(onchain_gov: OnchainGovernance) -> Keypair:
+    return (await SolanaKeypair.aload(onchain_gov.fee_payer_block)).keypair()
+
+
+async def _read(
+    client: AsyncClient, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> Proposal:
+    if not proposal.onchain_address:
+        raise ChainError(f"proposal #{proposal.id} has no on-chain proposal recorded")
+    state = await gov_rpc.read_proposal(client, Pubkey.from_string(proposal.onchain_address))
+    if state is None:
+        raise ChainError(
+            f"on-chain proposal {proposal.onchain_address} of proposal #{proposal.id} is missing"
+        )
+    return state
+
+
+@task(name="create-onchain-proposal", **WRITE_RETRIES)
+async def create_proposal(
+    cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> ProposalRecord:
+    """Create the on-chain upgrade proposal of ``proposal`` (once) and record its address."""
+    logger = get_run_logger()
+    engine = records_engine()
+    program_key, gov_key = onchain_gov.keys
+    payer = await _payer(onchain_gov)
+    async with rpc(cluster) as client:
+        number = _reserved_number(proposal)
+        if number is None:
+            state = await gov_rpc.read_governance(client, gov_key, program_key)
+            number = state.proposal_count + 1
+            address = um.proposal_address(gov_key, number, program_key)
+            store.audit(
+                engine,
+                store.DEFAULT_ACTOR,
+                NUMBER_ACTION,
+                store.proposal_subject(proposal.id),
+                {"governance": str(gov_key), "index": number, "address": str(address)},
+                current_run_id(),
+            )
+        address = um.proposal_address(gov_key, number, program_key)
+        proposal = store.set_onchain_address(
+            engine, proposal.id, str(address), flow_run_id=current_run_id()
+        )
+        existing = await gov_rpc.read_proposal(client, address)
+        if existing is None:
+            buf = await onchain.read_buffer(client, Pubkey.from_string(proposal.buffer or ""))
+            ix = um.propose_upgrade(
+                gov_key,
+                number,
+                Pubkey.from_string(proposal.program_id),
+                Pubkey.from_string(proposal.buffer or ""),
+                proposal.buffer_hash or "",
+                payer.pubkey(),
+                program_id=program_key,
+            )
+            try:
+                signature = await onchain.send_and_confirm(
+                    client, [*_budget(buf.data_len), ix], payer
+                )
+            except TransactionFailed as exc:
+                if gov_rpc.program_error(exc, program_key) == um.UpgradeManagerError.InvalidPda:
+                    raise ChainError(
+                        f"on-chain proposal number {number} of governance {gov_key} was taken "
+                        "by another proposer meanwhile; start a new upgrade run"
+                    ) from None
+                raise
+            logger.info("on-chain proposal %d created at %s: %s", number, address, signature)
+            existing = await gov_rpc.read_proposal(client, address)
+        _check_is_this_proposal(existing, proposal, number)
+    return proposal
+
+
+def _check_is_this_proposal(state: Proposal | None, proposal: ProposalRecord, number: int) -> None:
+    """The account at the reserved address must hold this upgrade, not someone else's."""
+    if (
+        state is None
+        or state.index != number
+        or str(state.program) != proposal.program_id
+        or str(state.buffer) != proposal.buffer
+        or state.buffer_hash.hex() != proposal.buffer_hash
+    ):
+        raise ChainError(
+            f"on-chain proposal {number} ({proposal.onchain_address}) does not hold proposal "
+            f"#{proposal.id}'s upgrade; another proposer took that number. Start a new run"
+        )
+
+
+@task(name="read-onchain-signoffs", **READ_RETRIES)
+async def onchain_signoffs(
+    cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> tuple[dict[str, str], str | None]:
+    """(member -> decision, closed status) as the chain records them."""
+    _, gov_key = onchain_gov.keys
+    async with rpc(cluster) as client:
+        state = await gov_rpc.read_governance(client, gov_key, onchain_gov.keys[0])
+        p = await _read(client, onchain_gov, proposal)
+    return gov_rpc.decisions(state, p), gov_rpc.closed_status(p)
+
+
+@task(name="relay-signoff", **WRITE_RETRIES)
+async def relay_signoff(
+    cluster: SolanaCluster,
+    onchain_gov: OnchainGovernance,
+    proposal: ProposalRecord,
+    verdict: Verdict,
+    signature: str,
+) -> Verdict:
+    """Relay a sign-off the flow accepted; the program's verdict is the one returned."""
+    program_key, gov_key = onchain_gov.keys
+    payer = await _payer(onchain_gov)
+    async with rpc(cluster) as client:
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+        p = await _read(client, onchain_gov, proposal)
+        # A retry after a lost reply finds its vote on chain and sends nothing.
+        if verdict.decision == "cancel" and gov_rpc.closed_status(p) == "cancelled":
+            return verdict
+        if gov_rpc.decisions(state, p).get(verdict.member) == verdict.decision:
+            return verdict
+        ixs = um.relayed_vote_instructions(
+            gov_key,
+            Pubkey.from_string(proposal.onchain_address or ""),
+            p,
+            Pubkey.from_string(verdict.member),
+            parse_signature(signature),
+            verdict.decision,
+            program_key,
+        )
+        try:
+            tx = await onchain.send_and_confirm(client, ixs, payer)
+        except TransactionFailed as exc:
+            return Verdict(
+                member=verdict.member,
+                decision=verdict.decision,
+                accepted=False,
+                reason=gov_rpc.refusal(exc, program_key),
+            )
+    get_run_logger().info("%s of %s relayed on chain: %s", verdict.decision, verdict.member, tx)
+    return verdict
+
+
+@task(name="mark-threshold-met-onchain", **READ_RETRIES)
+async def mark_threshold_met(
+    cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> ProposalRecord:
+    """Record the threshold as met at the chain's approved_at (the timelock's start)."""
+    async with rpc(cluster) as client:
+        p = await _read(client, onchain_gov, proposal)
+    if p.approved_at == 0:
+        raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain yet")
+    return store.mark_threshold_met(
+        records_engine(),
+        proposal.id,
+        at=datetime.fromtimestamp(p.approved_at, UTC),
+        flow_run_id=current_run_id(),
+    )
+
+
+@task(name="execute-onchain-upgrade", **WRITE_RETRIES)
+async def execute_upgrade(
+    cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> str | None:
+    """Have upgrade_manager upgrade the program once the chain's timelock has run out;
+    None when the program already holds the proposal's hash (a retry, or done before)."""
+    logger = get_run_logger()
+    program_key, gov_key = onchain_gov.keys
+    payer = await _payer(onchain_gov)
+    target = Pubkey.from_string(proposal.program_id)
+    buffer = Pubkey.from_string(proposal.buffer or "")
+    async with rpc(cluster) as client:
+        program = await onchain.read_program(client, target)
+        if program.sha256 == proposal.buffer_hash:
+            logger.info("program %s already holds sha256 %s: nothing sent", target, program.sha256)
+            return None
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+        p = await _read(client, onchain_gov, proposal)
+        closed = gov_rpc.closed_status(p)
+        if closed is not None:
+            raise ProposalClosed(f"on-chain proposal {p.index} is {closed}; it cannot execute")
+        executable_at = p.executable_at(state)
+        if executable_at is None:
+            raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain")
+        # The program checks the cluster's clock, which may lag the wall clock.
+        while (left := executable_at - await gov_rpc.chain_time(client)) > 0:
+            logger.info("on-chain timelock: %d s left", left)
+            await asyncio.sleep(min(left, 30))
+        buf = await onchain.read_buffer(client, buffer)
+        ix = um.execute_upgrade(
+            gov_key,
+            Pubkey.from_string(proposal.onchain_address or ""),
+            target,
+            buffer,
+            payer.pubkey(),
+            program_key,
+        )
+        try:
+            signature = await onchain.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
+        except TransactionFailed as exc:
+            code = gov_rpc.program_error(exc, program_key)
+            if code is None:
+                raise
+            raise TransactionFailed(
+                f"upgrade_manager refused execute_upgrade: {code.name} ({code.value})", exc.logs
+            ) from None
+    logger.info("upgrade of %s executed by upgrade_manager: %s", target, signature)
+    return str(signature)
