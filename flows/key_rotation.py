@@ -1,0 +1,516 @@
+"""Runbooks: key rotation, its monthly review, and the key registry.
+
+Rotate a program's upgrade authority (seed 001's authority transfer):
+
+1. Check the request: the new authority's keypair block must hold the new key
+   (SetAuthorityChecked makes the new authority sign, so a typo cannot hand a program to
+   a key nobody holds); making a program immutable needs ``confirm_program_id`` typed
+   exactly and a full sign-off (every member), since it cannot be undone.
+2. Audit the multisig policy; read the program: its authority must be this runbook's key.
+3. Record the proposal; members sign its message (which names the new authority) in the
+   pause form; wait out the timelock.
+4. Send SetAuthorityChecked (or SetAuthority to none), verify on chain (new authority,
+   unchanged code), record the rotation, retire the old key in the registry, register
+   the new one, point the managed-programs block at it, report.
+
+Review (monthly): every registered key with its due date — program upgrade keys every
+6 months, governance every 12, emergency every 3 — and a Slack reminder for keys due
+within ``remind_days`` or overdue.
+
+Register: add a key to the registry (or record an out-of-band rotation with
+``replaces``), e.g. governance and emergency keys rotated by their own procedures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.runtime import flow_run
+from prefect.states import Cancelled
+from pydantic import Field
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from blocks.multisig import MultisigPolicy
+from blocks.programs import ManagedPrograms
+from flows.upgrade import SignOff, SignOffOutcome, pause_poll_seconds, wait_out_timelock
+from runbooks import messages, rotation, signoff
+from runbooks import policy as policy_audit
+from runbooks.errors import (
+    ApprovalError,
+    AuthorityMismatch,
+    InputError,
+    ProgramImmutable,
+    ProposalClosed,
+)
+from runbooks.keys import parse_pubkey
+from runbooks.policy import Policy
+from runbooks.rotation import IMMUTABLE, AuthorityChangeSubject
+from store import operations_records as ops
+from store.records import ProposalRecord, proposal_subject
+from tasks import chain, keys, records
+from tasks.notify import notify
+from tasks.records import current_run_id, records_engine
+
+
+def rotation_key(
+    cluster: str, program_id: str, new_authority: str | None, run_id: str | None
+) -> str:
+    """Identifies the proposal of one run, so a restarted run finds it again."""
+    raw = f"set-authority|{cluster}|{program_id}|{new_authority or IMMUTABLE}|{run_id or 'no-run'}"
+    return "authority-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def change_subject(proposal: ProposalRecord, new_authority: str | None) -> AuthorityChangeSubject:
+    return AuthorityChangeSubject(
+        governance=proposal.governance,
+        proposal=str(proposal.id),
+        program=proposal.program_id,
+        buffer="",
+        sha256=proposal.buffer_hash or "",
+        new_authority=new_authority or IMMUTABLE,
+    )
+
+
+@flow(name="key-rotation", persist_result=False)
+async def rotate_upgrade_authority(
+    program_id: Annotated[str, Field(title="Program id")],
+    reason: Annotated[str, Field(title="Reason", description="Why; members read it.")],
+    proposer: Annotated[str, Field(title="Proposer")],
+    new_authority: Annotated[
+        str | None, Field(title="New upgrade authority", description="Base58 public key.")
+    ] = None,
+    new_authority_block: Annotated[
+        str | None,
+        Field(
+            title="New authority keypair block",
+            description="Holds the new authority's key: SetAuthorityChecked needs its signature.",
+        ),
+    ] = None,
+    make_immutable: Annotated[
+        bool,
+        Field(
+            title="Make the program immutable",
+            description="Remove the upgrade authority forever. Needs the typed program id "
+            "and every member's sign-off.",
+        ),
+    ] = False,
+    confirm_program_id: Annotated[
+        str | None, Field(title="Type the program id to confirm immutability")
+    ] = None,
+    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
+    policy_block: Annotated[str, Field(title="Multisig policy block")] = "localnet-multisig",
+    authority_block: Annotated[
+        str, Field(title="Current upgrade authority keypair block")
+    ] = "localnet-upgrade-authority",
+    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
+    programs_block: Annotated[
+        str | None, Field(title="Managed programs block to update")
+    ] = "managed-programs",
+    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+) -> Any:
+    logger = get_run_logger()
+    parse_pubkey(program_id, "program id")
+
+    # 1. The request itself, before anything is read or recorded.
+    if make_immutable:
+        if new_authority or new_authority_block:
+            raise InputError("make_immutable removes the authority: give no new authority")
+        rotation.check_immutable_confirmation(program_id, confirm_program_id)
+        target: str | None = None
+    else:
+        if not new_authority:
+            raise InputError("give new_authority (or make_immutable with its confirmation)")
+        target = str(parse_pubkey(new_authority, "new authority"))
+        await _check_new_authority_signs(target, new_authority_block)
+
+    # 2. Policy and chain.
+    cluster = await SolanaCluster.aload(cluster_block)
+    policy_config = await MultisigPolicy.aload(policy_block)
+    policy = policy_config.policy(policy_block)
+    policy_audit.audit(policy, reason)
+    if policy.backend != "keypair":
+        raise InputError(
+            f"the multisig policy uses the {policy.backend} backend: the upgrade authority is a "
+            "program account there; move it through that program, not with a keypair"
+        )
+    current = str((await SolanaKeypair.aload(authority_block)).keypair().pubkey())
+    if target == current:
+        raise InputError(f"{target} is already the upgrade authority this runbook holds")
+    threshold = len(policy.members) if make_immutable else policy.threshold
+
+    # 3. Proposal and sign-offs (once per run; a restart finds them in the records).
+    key = rotation_key(cluster.cluster, program_id, target, current_run_id())
+    proposal = records.proposal_by_key(key)
+    if proposal is None:
+        info = await chain.read_program(cluster, program_id)
+        if info.authority is None:
+            raise ProgramImmutable(f"{program_id} is immutable already: it has no authority")
+        if info.authority != current:
+            raise AuthorityMismatch(
+                f"{program_id}'s upgrade authority is {info.authority}, not the key of block "
+                f"{authority_block!r} ({current}); use the block that holds it"
+            )
+        proposal = records.record_proposal(
+            key=key,
+            kind="make-immutable" if make_immutable else "set-authority",
+            cluster=cluster.cluster,
+            backend=policy.backend,
+            governance=current,
+            program_id=program_id,
+            buffer_hash=info.sha256,
+            description=f"{reason} (new upgrade authority: {target or 'none, immutable'})",
+            proposer=proposer,
+            members=list(policy.members),
+            threshold=threshold,
+            timelock_seconds=policy.timelock_seconds,
+        )
+        records.audit(
+            "key_rotation.proposed",
+            proposal_subject(proposal.id),
+            {"old_authority": current, "new_authority": target, "make_immutable": make_immutable},
+            actor=proposer,
+        )
+        subject = change_subject(proposal, target)
+        await notify(
+            *messages.authority_change_proposed(
+                proposal_id=proposal.id,
+                program=program_id,
+                current=current,
+                new_authority=target,
+                threshold=threshold,
+                members=len(policy.members),
+                approval_message=subject.message("approve"),
+                run_url=flow_run.ui_url,
+            ),
+            slack_block=slack_block,
+        )
+    outcome = await collect_signoffs(
+        proposal, target, policy, threshold, slack_block, policy_config.signoff_timeout_seconds
+    )
+    if outcome.closed == "cancelled":
+        records.set_proposal_status(proposal.id, "cancelled", reason=outcome.reason)
+        return Cancelled(message=f"proposal #{proposal.id} cancelled: {outcome.reason}")
+    if outcome.closed == "rejected":
+        records.set_proposal_status(proposal.id, "rejected", reason=outcome.reason)
+        raise ProposalClosed(f"proposal #{proposal.id} rejected: {outcome.reason}")
+    proposal = records.mark_threshold_met(proposal.id)
+    ends = proposal.timelock_ends_at
+    await notify(
+        *messages.timelock_started(
+            proposal_id=proposal.id, executes_after=ends.isoformat() if ends else "?"
+        ),
+        slack_block=slack_block,
+    )
+    await wait_out_timelock(proposal)
+
+    # 4. Execute, verify, record.
+    signature = await keys.send_authority_change(
+        cluster, program_id, target, authority_block, new_authority_block, fee_payer_block
+    )
+    after = await keys.verify_authority(cluster, program_id, target, proposal.buffer_hash)
+    keys.record_rotation(
+        cluster=cluster.cluster,
+        program_id=program_id,
+        old_authority=current,
+        new_authority=target,
+        proposal_id=proposal.id,
+        signature=signature,
+    )
+    records.set_proposal_status(proposal.id, "executed")
+    updated_block = await _point_block_at(programs_block, program_id, target)
+    done = "is now IMMUTABLE" if target is None else f"upgrade authority moved to {target}"
+    await notify(
+        *messages.executed(
+            proposal_id=proposal.id,
+            program=program_id,
+            signature=signature,
+            new_hash=after.sha256,
+            outcome=done,
+        ),
+        slack_block=slack_block,
+    )
+    result = {
+        "proposal_id": proposal.id,
+        "program_id": program_id,
+        "old_authority": current,
+        "new_authority": target,
+        "signature": signature,
+        "approvals": outcome.approved_by,
+        "programs_block_updated": updated_block,
+    }
+    await acreate_markdown_artifact(
+        key=f"key-rotation-{proposal.id}",
+        description=f"Upgrade authority of {program_id}",
+        markdown="\n".join(
+            [
+                f"# Authority proposal #{proposal.id}: executed",
+                "",
+                "| | |",
+                "|---|---|",
+                f"| Program | `{program_id}` |",
+                f"| Old authority | `{current}` |",
+                f"| New authority | `{target or 'none (immutable)'}` |",
+                f"| Transaction | `{signature or 'none: already applied'}` |",
+                f"| Code sha256 (unchanged) | `{after.sha256}` |",
+                f"| Reason | {reason} |",
+                f"| Proposer | {proposer} |",
+                "",
+                f"## Approvals ({len(outcome.approved_by)} of {threshold})",
+                *(f"- `{m}`" for m in outcome.approved_by),
+            ]
+        ),
+    )
+    logger.info("%s: %s", program_id, done)
+    return result
+
+
+async def collect_signoffs(
+    proposal: ProposalRecord,
+    target: str | None,
+    policy: Policy,
+    threshold: int,
+    slack_block: str | None,
+    timeout_seconds: int,
+) -> SignOffOutcome:
+    """One pause per sign-off until ``threshold`` members approve, or they reject/cancel."""
+    logger = get_run_logger()
+    subject = change_subject(proposal, target)
+    history = records.proposal_approvals(proposal.id)
+    decided = {a.member: a.decision for a in history if a.accepted}
+    attempt = len(history)
+    while True:
+        approved = [m for m, d in decided.items() if d == "approve"]
+        if len(approved) >= threshold:
+            return SignOffOutcome(approved_by=approved)
+        attempt += 1
+        form = SignOff.with_initial_data(
+            description=form_description(proposal, subject, target, policy, threshold, approved)
+        )
+        try:
+            entry = await pause_flow_run(
+                wait_for_input=form,
+                timeout=timeout_seconds,
+                poll_interval=pause_poll_seconds(),
+                key=f"signoff-{attempt}",
+            )
+        except FlowPauseTimeout:
+            records.set_proposal_status(proposal.id, "failed", reason="sign-off window closed")
+            raise ApprovalError(
+                f"proposal #{proposal.id}: no sign-off within {timeout_seconds} s; start a new "
+                "key-rotation run to propose again"
+            ) from None
+        verdict = signoff.review(
+            subject, policy, entry.member, entry.signature, entry.decision, decided.keys()
+        )
+        records.record_approval(
+            proposal.id,
+            member=verdict.member,
+            decision=verdict.decision,
+            accepted=verdict.accepted,
+            signature=entry.signature.strip() or None,
+            comment=entry.comment,
+            reason=verdict.reason,
+        )
+        have = len(approved) + (verdict.accepted and verdict.decision == "approve")
+        await notify(
+            *messages.approval_progress(
+                proposal_id=proposal.id,
+                member=verdict.member,
+                accepted=verdict.accepted,
+                reason=verdict.reason,
+                have=have,
+                need=threshold,
+            ),
+            slack_block=slack_block,
+        )
+        if not verdict.accepted:
+            logger.warning("sign-off refused: %s", verdict.reason)
+            continue
+        decided[verdict.member] = verdict.decision
+        if verdict.decision == "cancel":
+            return SignOffOutcome(approved, "cancelled", f"cancelled by {verdict.member}")
+        rejections = sum(1 for d in decided.values() if d == "reject")
+        if len(policy.members) - rejections < threshold:
+            return SignOffOutcome(
+                approved,
+                "rejected",
+                f"{rejections} members rejected; the threshold is out of reach",
+            )
+
+
+def form_description(
+    proposal: ProposalRecord,
+    subject: AuthorityChangeSubject,
+    target: str | None,
+    policy: Policy,
+    threshold: int,
+    approved: list[str],
+) -> str:
+    """The markdown a member reads in the pause form before signing."""
+    message = subject.message("approve")
+    missing = [m for m in policy.members if m not in approved]
+    change = (
+        "**make the program IMMUTABLE** — no upgrade will ever be possible again"
+        if target is None
+        else f"move the upgrade authority to `{target}`"
+    )
+    return "\n".join(
+        [
+            f"## Sign off authority proposal #{proposal.id}",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| Cluster | {proposal.cluster} |",
+            f"| Program | `{proposal.program_id}` |",
+            f"| Current authority | `{proposal.governance}` |",
+            f"| Change | {change} |",
+            f"| Code sha256 | `{proposal.buffer_hash}` |",
+            f"| Description | {proposal.description} |",
+            f"| Proposer | {proposal.proposer} |",
+            f"| Approvals | {len(approved)} of {threshold} needed |",
+            "",
+            "**Signed so far:** " + (", ".join(f"`{m}`" for m in approved) or "nobody"),
+            "",
+            "**Still to sign:** " + ", ".join(f"`{m}`" for m in missing),
+            "",
+            "### The exact message to sign",
+            "",
+            "```",
+            message,
+            "```",
+            "",
+            "```",
+            f'runbooks sign --keypair ~/.config/solana/id.json --message "{message}"',
+            "```",
+            "",
+            "or with the stock Solana CLI (also with a Ledger: `-k usb://ledger`):",
+            "",
+            "```",
+            f'solana sign-offchain-message -k ~/.config/solana/id.json "{message}"',
+            "```",
+            "",
+            "To reject or cancel, sign the same line with `action: reject` / `action: cancel`.",
+        ]
+    )
+
+
+@flow(name="key-rotation-review", persist_result=False)
+async def key_rotation_review(
+    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
+    remind_days: Annotated[
+        int, Field(title="Remind this many days before a key is due", ge=0)
+    ] = rotation.DEFAULT_REMIND_DAYS,
+    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    cluster = (await SolanaCluster.aload(cluster_block)).cluster
+    engine = records_engine()
+    dues = rotation.review(ops.managed_keys(engine, cluster), now, remind_days)
+    rows = [
+        {
+            "label": d.key.label,
+            "pubkey": d.key.pubkey,
+            "role": d.key.role,
+            "rotated_at": d.key.rotated_at.date().isoformat(),
+            "due_at": d.due_at.date().isoformat(),
+            "days_left": d.days_left,
+            "status": d.status,
+        }
+        for d in dues
+    ]
+    await acreate_table_artifact(
+        key="key-rotation-review",
+        table=rows or [{"label": "no registered keys", "status": ""}],
+        description=f"Key rotation schedule on {cluster} (upgrade 6, governance 12, "
+        "emergency 3 months)",
+    )
+    due = [r for r in rows if r["status"] != "ok"]
+    if due:
+        await notify(
+            *messages.rotation_reminder(keys=due, run_url=flow_run.ui_url),
+            slack_block=slack_block,
+        )
+    records.audit(
+        "key.review",
+        f"keys:{cluster}",
+        {"keys": len(rows), "due": [r["pubkey"] for r in due]},
+    )
+    return {"cluster": cluster, "keys": rows, "due": due}
+
+
+@flow(name="register-key", persist_result=False)
+async def register_key(
+    pubkey: Annotated[str, Field(title="Public key")],
+    role: Annotated[Literal["upgrade", "governance", "emergency"], Field(title="Role")],
+    label: Annotated[str, Field(title="Label", description="e.g. emergency halt key #2")],
+    programs: Annotated[list[str], Field(title="Programs it is the authority of")] = [],  # noqa: B006
+    rotated_at: Annotated[
+        datetime | None, Field(title="In service since", description="Default: now.")
+    ] = None,
+    replaces: Annotated[
+        str | None, Field(title="Replaces key", description="Retire this key (rotated out).")
+    ] = None,
+    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
+) -> dict[str, Any]:
+    cluster = (await SolanaCluster.aload(cluster_block)).cluster
+    key = str(parse_pubkey(pubkey, "public key"))
+    if rotated_at is not None and rotated_at.tzinfo is None:
+        rotated_at = rotated_at.replace(tzinfo=UTC)
+    registered = keys.register_key(
+        cluster=cluster,
+        pubkey=key,
+        role=role,
+        label=label,
+        programs=programs,
+        rotated_at=rotated_at,
+    )
+    if replaces:
+        keys.retire_key(cluster=cluster, pubkey=replaces, reason=f"replaced by {key}")
+    due = rotation.due_at(registered.role, registered.rotated_at)
+    return {"pubkey": key, "role": registered.role, "due_at": due.isoformat()}
+
+
+async def _check_new_authority_signs(target: str, block: str | None) -> None:
+    if not block:
+        raise InputError(
+            "SetAuthorityChecked needs the new authority's signature: give "
+            "new_authority_block, a keypair block holding the new key"
+        )
+    holder = str((await SolanaKeypair.aload(block)).keypair().pubkey())
+    if holder != target:
+        raise InputError(
+            f"keypair block {block!r} holds {holder}, not the new authority {target}: the new "
+            "authority must sign the transfer, so the block must hold its key"
+        )
+
+
+async def _point_block_at(block: str | None, program_id: str, target: str | None) -> bool:
+    """Make the managed-programs block expect the new authority (the health check reads it)."""
+    if not block:
+        return False
+    try:
+        managed = await ManagedPrograms.aload(block)
+    except ValueError:
+        return False
+    entry = managed.find(program_id)
+    if entry is None:
+        return False
+    entry.expected_authority = target
+    await managed.asave(block, overwrite=True)
+    return True
+
+
+__all__ = [
+    "collect_signoffs",
+    "key_rotation_review",
+    "register_key",
+    "rotate_upgrade_authority",
+    "rotation_key",
+]
