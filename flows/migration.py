@@ -1,0 +1,341 @@
+"""Runbook: migrate a program's accounts to the layout of its new version.
+
+Seed 000's "Starting a Migration" and seed 003's "Complete Account Migration Logic":
+
+1. Check the kill switch, and that the program runs the binary that knows the new layout.
+2. Record the migration (a rerun resumes the same one).
+3. Discover the accounts still on the old layout (getProgramAccounts with the migrator's
+   filters).
+4. Migrate them in batches of up to 100 (one getMultipleAccounts each), a bounded number
+   of batches at a time: each batch snapshots its accounts into the records before it
+   sends anything, packs the program's migrate instructions many per transaction, and
+   records each account as migrated or failed (with the error). A progress artifact
+   follows along.
+5. Verify every migrated account against its snapshot, field by field.
+6. Publish a report and a table of failures; failures or mismatches fail the run.
+
+Resumable: kill the process at any point and run it again. The records are the
+checkpoint, the chain the truth: accounts already on the new layout are recorded as
+migrated without sending anything, accounts snapshotted but not migrated are migrated,
+and none is skipped. Accounts that failed are retried only with ``retry_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from pydantic import Field
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from runbooks.errors import HashMismatch
+from runbooks.keys import parse_pubkey
+from runbooks.migrator import MigrationError, VerificationFailed, get_migrator, plan
+from store import migration_records
+from store.migration_records import MigrationRunRecord
+from tasks import chain, killswitch
+from tasks import migration as tasks
+from tasks.migration import FETCH_LIMIT, BatchResult
+from tasks.records import records_engine
+
+T = TypeVar("T")
+# Failed accounts listed in the failures artifact; the records hold them all.
+FAILURES_SHOWN = 1000
+
+
+def migration_key(cluster: str, program_id: str, migrator: str, source: int, target: int) -> str:
+    """Identifies one migration, so a rerun (after a crash, or to retry) resumes it."""
+    raw = f"migration|{cluster}|{program_id}|{migrator}|v{source}->v{target}"
+    return "migration-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@flow(name="account-migration", persist_result=False)
+async def migrate_accounts(
+    program_id: Annotated[
+        str, Field(title="Program id", description="The program whose accounts to migrate.")
+    ],
+    migrator: Annotated[
+        str,
+        Field(
+            title="Migrator",
+            description="A registered AccountMigrator (runbooks/migrator.py) or "
+            "'package.module:ClassName'.",
+        ),
+    ] = "demo_vault",
+    expected_program_sha256: Annotated[
+        str | None,
+        Field(
+            title="Expected program sha256",
+            description="The binary that knows the new layout; the run refuses to start "
+            "while the program holds another one.",
+        ),
+    ] = None,
+    retry_failed: Annotated[
+        bool, Field(title="Retry failed", description="Try accounts that failed before again.")
+    ] = False,
+    reverify: Annotated[
+        bool,
+        Field(
+            title="Verify everything again",
+            description="Check accounts verified by an earlier run against their snapshots too.",
+        ),
+    ] = False,
+    concurrency: Annotated[int, Field(title="Concurrent batches", ge=1, le=64)] = 8,
+    batch_size: Annotated[
+        int, Field(title="Accounts per batch", ge=1, le=FETCH_LIMIT)
+    ] = FETCH_LIMIT,
+    accounts_per_transaction: Annotated[
+        int | None,
+        Field(
+            title="Accounts per transaction",
+            description="At most this many migrates per transaction (default: as many as "
+            "fit in 1,232 bytes and the compute limit).",
+            ge=1,
+        ),
+    ] = None,
+    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
+    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
+) -> dict[str, Any]:
+    started = time.monotonic()
+    logger = get_run_logger()
+    program_key = parse_pubkey(program_id, "program id")
+    m = get_migrator(migrator)
+    cluster = await SolanaCluster.aload(cluster_block)
+    killswitch.check_kill_switch(cluster.cluster, program_id, "account migration")
+
+    # 1. The binary that writes the new layout must be live.
+    program = await chain.read_program(cluster, program_id)
+    if expected_program_sha256 and program.sha256 != expected_program_sha256.strip().lower():
+        raise HashMismatch(
+            f"program {program_id} (it must run the binary that knows layout "
+            f"v{m.target_version} before its accounts migrate)",
+            expected_program_sha256,
+            program.sha256,
+        )
+    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair().pubkey()
+    fits = m.accounts_per_transaction(program_key, payer)
+    per_transaction = min(accounts_per_transaction or fits, fits)
+
+    # 2. Record (or resume) the migration.
+    run = tasks.start_migration(
+        key=migration_key(cluster.cluster, program_id, m.name, m.source_version, m.target_version),
+        cluster=cluster.cluster,
+        program_id=program_id,
+        migrator=m.name,
+        from_version=m.source_version,
+        to_version=m.target_version,
+        program_hash=program.sha256,
+    )
+
+    # 3. Discover; plan against the records.
+    discovered = await tasks.discover_accounts(cluster, program_id, m.name, m.source_version)
+    work = plan(discovered, tasks.account_states(run.id), retry_failed=retry_failed)
+    logger.info(
+        "migration #%d: %d accounts to work on (%d on layout v%d), %d per transaction",
+        run.id,
+        len(work),
+        len(discovered),
+        m.source_version,
+        per_transaction,
+    )
+
+    # 4-5. Migrate, then verify, a bounded number of batches at a time, over one client.
+    progress = await Progress.create(run, len(work))
+    batches = [work[i : i + batch_size] for i in range(0, len(work), batch_size)]
+    async with tasks.shared_rpc(cluster):
+        try:
+            results: list[BatchResult] = await bounded(
+                [
+                    tasks.migrate_batch(
+                        i,
+                        cluster,
+                        program_id,
+                        run.id,
+                        m.name,
+                        batch,
+                        fee_payer_block,
+                        per_transaction,
+                        retry_failed,
+                    )
+                    for i, batch in enumerate(batches)
+                ],
+                concurrency,
+                on_done=lambda r: progress.advance(r.accounts),
+            )
+        except BaseException as exc:
+            tasks.finish_migration(run.id, "incomplete", {"error": str(exc)[:500]})
+            raise
+
+        # Batches verify what they migrate; here what an interrupted run left migrated but
+        # unverified (and, with ``reverify``, everything verified before).
+        wanted = {"migrated", "verified"} if reverify else {"migrated"}
+        states = tasks.account_states(run.id)
+        to_verify = sorted(a for a, s in states.items() if s.status in wanted)
+        mismatches = {a: why for r in results for a, why in r.mismatches.items()}
+        for found in await bounded(
+            [
+                tasks.verify_batch(i, cluster, run.id, m.name, to_verify[at : at + FETCH_LIMIT])
+                for i, at in enumerate(range(0, len(to_verify), FETCH_LIMIT))
+            ],
+            concurrency,
+        ):
+            mismatches.update(found)
+    await progress.finish()
+
+    # 6. Report.
+    engine = records_engine()
+    counts = migration_records.migration_counts(engine, run.id)
+    failures = migration_records.failed_accounts(engine, run.id)
+    seconds = time.monotonic() - started
+    summary: dict[str, Any] = {
+        "migration_id": run.id,
+        "program_id": program_id,
+        "migrator": m.name,
+        "discovered": len(discovered),
+        "worked_on": len(work),
+        "migrated_now": sum(r.migrated for r in results),
+        "found_migrated": sum(r.found_migrated for r in results),
+        "transactions": sum(r.transactions for r in results),
+        "verified_again": len(to_verify),
+        "accounts": counts,
+        "seconds": round(seconds, 2),
+        "accounts_per_second": round(len(work) / seconds, 1) if seconds else None,
+    }
+    await publish(run, summary, failures, cluster)
+    status = (
+        "failed" if mismatches else ("incomplete" if failures or counts["pending"] else "completed")
+    )
+    tasks.finish_migration(run.id, status, {"summary": summary})
+    if mismatches:
+        raise VerificationFailed(mismatches)
+    if failures:
+        shown = "; ".join(f"{f.address}: {f.error}" for f in failures[:5])
+        raise MigrationError(
+            f"migration #{run.id}: {len(failures)} accounts failed ({shown}"
+            + (" ..." if len(failures) > 5 else "")
+            + "); the others went on. See the failures artifact, fix the cause, and run "
+            "again with retry_failed=true."
+        )
+    return summary
+
+
+async def bounded(
+    jobs: Sequence[Awaitable[T]],
+    limit: int,
+    on_done: Callable[[T], Awaitable[None]] | None = None,
+) -> list[T]:
+    """Await ``jobs`` at most ``limit`` at a time; the first failure cancels the rest."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(job: Awaitable[T]) -> T:
+        try:
+            async with gate:
+                result = await job
+        except asyncio.CancelledError:
+            if inspect.iscoroutine(job):
+                job.close()  # never started: no "never awaited" warning
+            raise
+        if on_done is not None:
+            await on_done(result)
+        return result
+
+    pending = [asyncio.ensure_future(run(job)) for job in jobs]
+    try:
+        return list(await asyncio.gather(*pending))
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise
+
+
+class Progress:
+    """A progress artifact, updated at most every percent."""
+
+    def __init__(self, artifact_id: Any, total: int) -> None:
+        self.artifact_id = artifact_id
+        self.total = total
+        self.done = 0
+        self.shown = 0.0
+
+    @classmethod
+    async def create(cls, run: MigrationRunRecord, total: int) -> Progress:
+        artifact_id = await acreate_progress_artifact(
+            progress=0.0 if total else 100.0,
+            key=f"migration-{run.id}-progress",
+            description=f"Migration #{run.id} of {run.program_id}: {total} accounts",
+        )
+        return cls(artifact_id, total)
+
+    async def advance(self, accounts: int) -> None:
+        self.done += accounts
+        percent = 100.0 * self.done / self.total if self.total else 100.0
+        if percent - self.shown >= 1.0:
+            self.shown = percent
+            await aupdate_progress_artifact(self.artifact_id, min(percent, 100.0))
+
+    async def finish(self) -> None:
+        if self.shown < 100.0:
+            self.shown = 100.0
+            await aupdate_progress_artifact(self.artifact_id, 100.0)
+
+
+async def publish(
+    run: MigrationRunRecord,
+    summary: dict[str, Any],
+    failures: Sequence[migration_records.AccountState],
+    cluster: SolanaCluster,
+) -> None:
+    counts = summary["accounts"]
+    link = cluster.explorer_link(run.program_id)
+    await acreate_markdown_artifact(
+        key=f"migration-{run.id}-report",
+        description=f"Migration #{run.id} of {run.program_id}",
+        markdown="\n".join(
+            [
+                f"# Migration #{run.id}: {run.migrator} v{run.from_version} -> v{run.to_version}",
+                "",
+                "| | |",
+                "|---|---|",
+                f"| Cluster | {cluster.cluster} |",
+                f"| Program | `{run.program_id}`"
+                + (f" ([explorer]({link}))" if link else "")
+                + " |",
+                f"| Binary that writes v{run.to_version} | `{run.program_hash}` |",
+                f"| On v{run.from_version} when this run started | {summary['discovered']} |",
+                f"| Migrated by this run | {summary['migrated_now']} "
+                f"({summary['transactions']} transactions) |",
+                f"| Found already migrated | {summary['found_migrated']} |",
+                f"| Verified | {counts['verified']} |",
+                f"| Migrated, not verified | {counts['migrated']} |",
+                f"| Pending | {counts['pending']} |",
+                f"| Failed | {counts['failed']} |",
+                f"| Seconds | {summary['seconds']} ({summary['accounts_per_second']} accounts/s) |",
+            ]
+        ),
+    )
+    if failures:
+        await acreate_table_artifact(
+            key=f"migration-{run.id}-failures",
+            description=f"Migration #{run.id}: {len(failures)} failed accounts"
+            + (f" (first {FAILURES_SHOWN})" if len(failures) > FAILURES_SHOWN else ""),
+            table=[
+                {"account": f.address, "attempts": f.attempts, "error": f.error}
+                for f in failures[:FAILURES_SHOWN]
+            ],
+        )
+
+
+__all__ = ["bounded", "migrate_accounts", "migration_key"]

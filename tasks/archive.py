@@ -1,0 +1,89 @@
+"""Tasks that keep program binaries for rollback: archive the binary an upgrade is about
+to replace, and write an archived binary to a new buffer."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from runbooks import loader, onchain, rollback
+from runbooks.errors import AccountNotFound, HashMismatch, RecordsError
+from runbooks.onchain import BufferInfo
+from store import migration_records
+from store.migration_records import ArchiveRecord
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.records import current_run_id, records_engine
+
+
+@task(name="archive-program", cache_policy=NO_CACHE, **READ_RETRIES)
+async def archive_program(
+    cluster: SolanaCluster, program_id: str, proposal_id: int | None = None
+) -> ArchiveRecord:
+    """Keep the program's current binary (ProgramData bytes and hash) in the records.
+
+    Idempotent: the same binary is stored once (seed 000's "Program Backup").
+    """
+    async with rpc(cluster) as client:
+        program = await onchain.read_program(client, Pubkey.from_string(program_id))
+        account = await onchain.fetch_account(client, Pubkey.from_string(program.programdata))
+    if account is None:
+        raise AccountNotFound(f"ProgramData {program.programdata} of {program_id} is missing")
+    data = bytes(account.data)
+    state = loader.decode_state(data)
+    assert isinstance(state, loader.ProgramData)  # read_program checked it
+    record = migration_records.archive_program(
+        records_engine(),
+        cluster=cluster.cluster,
+        program_id=program_id,
+        sha256=loader.programdata_hash(data),
+        data=rollback.archived_bytes(loader.program_bytes(data)),
+        slot=state.slot,
+        authority=str(state.authority) if state.authority else None,
+        proposal_id=proposal_id,
+        flow_run_id=current_run_id(),
+    )
+    get_run_logger().info(
+        "archived %s: sha256 %s, %d bytes (archive #%d)",
+        program_id,
+        record.sha256,
+        record.size,
+        record.id,
+    )
+    return record
+
+
+@task(name="write-archived-buffer", cache_policy=NO_CACHE, **WRITE_RETRIES)
+async def write_archived_buffer(
+    cluster: SolanaCluster,
+    program_id: str,
+    sha256: str,
+    authority_block: str,
+    fee_payer_block: str,
+) -> BufferInfo:
+    """Write an archived binary to a new buffer owned by the upgrade authority; checks the
+    buffer's hash equals the archived one.
+
+    A retry after a failure part-way writes a fresh buffer; close the abandoned one
+    (`solana program close <buffer>`) to recover its rent.
+    """
+    archive = migration_records.get_archive(records_engine(), cluster.cluster, program_id, sha256)
+    if archive is None:
+        raise RecordsError(
+            f"no archived binary {sha256} of {program_id} on {cluster.cluster}; "
+            "the upgrade runbook archives the binary it replaces before executing"
+        )
+    authority = (await SolanaKeypair.aload(authority_block)).keypair()
+    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair()
+    async with rpc(cluster) as client:
+        buffer = await onchain.write_buffer(client, payer, Keypair(), authority, archive.data)
+        info = await onchain.read_buffer(client, buffer)
+    if info.sha256 != archive.sha256:
+        raise HashMismatch(
+            f"buffer {buffer} written from archive #{archive.id}", sha256, info.sha256
+        )
+    get_run_logger().info("archived binary %s written to buffer %s", sha256, buffer)
+    return info

@@ -1,0 +1,102 @@
+"""Tasks of the kill switch: check, engage and release the recorded switch, and set the
+program's own pause flag. Every runbook that writes to a program calls ``check_kill_switch``
+(or ``ensure_released`` inside its own tasks) before it writes."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from solders.pubkey import Pubkey
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from blocks.program_pause import ProgramPause
+from runbooks import killswitch, onchain
+from runbooks.errors import AccountNotFound
+from store import migration_records
+from store.migration_records import KillSwitchRecord
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.records import current_run_id, records_engine
+
+
+def ensure_released(cluster: str, program_id: str, action: str) -> None:
+    """Raise ``KillSwitchEngaged`` when a switch stops writes to ``program_id``."""
+    switches = migration_records.engaged_kill_switches(records_engine(), cluster, program_id)
+    if switches:
+        raise killswitch.refusal(switches, action)
+
+
+@task(name="check-kill-switch", cache_policy=NO_CACHE, **READ_RETRIES)
+def check_kill_switch(cluster: str, program_id: str, action: str) -> None:
+    """The recorded kill switch allows ``action`` on ``program_id`` (else KillSwitchEngaged)."""
+    ensure_released(cluster, program_id, action)
+
+
+@task(name="engage-kill-switch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def engage_kill_switch(cluster: str, program_id: str, reason: str, actor: str) -> KillSwitchRecord:
+    record = migration_records.engage_kill_switch(
+        records_engine(),
+        cluster,
+        program_id,
+        reason=reason,
+        actor=actor,
+        flow_run_id=current_run_id(),
+    )
+    get_run_logger().warning("kill switch engaged for %s: %s", record.scope, record.reason)
+    return record
+
+
+@task(name="release-kill-switch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def release_kill_switch(
+    cluster: str, program_id: str, proposal_id: int, actor: str
+) -> KillSwitchRecord:
+    record = migration_records.release_kill_switch(
+        records_engine(),
+        cluster,
+        program_id,
+        proposal_id=proposal_id,
+        actor=actor,
+        flow_run_id=current_run_id(),
+    )
+    get_run_logger().info("kill switch released for %s (proposal #%d)", record.scope, proposal_id)
+    return record
+
+
+@task(name="set-program-paused", cache_policy=NO_CACHE, **WRITE_RETRIES)
+async def set_program_paused(
+    cluster: SolanaCluster, pause_block: str, paused: bool, fee_payer_block: str
+) -> str | None:
+    """Pause or unpause the program with its own instruction; None when it already was.
+
+    Idempotent: the pause account is read first.
+    """
+    block = await ProgramPause.aload(pause_block)
+    pauser = block.pauser()
+    admin = block.admin()
+    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair()
+    async with rpc(cluster) as client:
+        account = await onchain.fetch_account(client, pauser.account)
+        if account is None:
+            raise AccountNotFound(
+                f"pause account {pauser.account} of {block.program_id} does not exist; "
+                f"check the program-pause block {pause_block!r}"
+            )
+        if pauser.is_paused(bytes(account.data)) == paused:
+            return None
+        ix = pauser.pause(admin.pubkey()) if paused else pauser.unpause(admin.pubkey())
+        signature = await onchain.send_and_confirm(client, [ix], payer, [admin])
+    get_run_logger().info(
+        "program %s %s: %s", block.program_id, "paused" if paused else "unpaused", signature
+    )
+    return str(signature)
+
+
+async def program_paused(cluster: SolanaCluster, pause_block: str) -> bool:
+    """Whether the program's own pause flag is set."""
+    block = await ProgramPause.aload(pause_block)
+    pauser = block.pauser()
+    async with rpc(cluster) as client:
+        account = await onchain.fetch_account(client, Pubkey.from_string(block.pause_account))
+    if account is None:
+        raise AccountNotFound(f"pause account {block.pause_account} does not exist")
+    return pauser.is_paused(bytes(account.data))

@@ -1,0 +1,437 @@
+"""Tasks of the migration runbook: discover accounts, migrate a batch, verify a batch.
+
+A batch is at most 100 accounts (one getMultipleAccounts). Migrating a batch reads the
+chain first and records each account's snapshot before anything is sent for it, so a
+retried or rerun batch never sends a migrate for an account already on the new layout;
+the program's migrate being idempotent makes even an in-flight duplicate harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solana.rpc.core import RPCException
+from solana.rpc.models import DataSliceOpts
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction import Transaction
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from runbooks import onchain
+from runbooks.errors import ChainError
+from runbooks.migrator import AccountMigrator, get_migrator
+from store import migration_records
+from store.migration_records import AccountOutcome, AccountState, MigrationRunRecord, Snapshot
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.killswitch import ensure_released
+from tasks.records import current_run_id, records_engine
+
+FETCH_LIMIT = 100  # getMultipleAccounts answers at most 100 addresses
+_STATUS_LIMIT = 256  # getSignatureStatuses takes at most 256 signatures
+CONFIRM_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch did: counts, and the accounts that failed with why."""
+
+    accounts: int
+    migrated: int = 0  # migrate sent and confirmed now
+    found_migrated: int = 0  # already on the new layout on chain: nothing sent
+    skipped: int = 0  # failed before (no retry asked), or not an account to migrate
+    transactions: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    # Migrated accounts that do not match their snapshots (also in ``failed``).
+    mismatches: dict[str, str] = field(default_factory=dict)
+
+
+# One RPC client (one connection pool) for every batch of a migration run: a client per
+# batch costs a TLS context load (~35 ms of CPU, even for http://) and new connections.
+_shared_client: ContextVar[AsyncClient | None] = ContextVar("migration_rpc", default=None)
+
+
+@asynccontextmanager
+async def shared_rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
+    """Open the client the batches started inside this block share."""
+    async with rpc(cluster) as client:
+        token = _shared_client.set(client)
+        try:
+            yield client
+        finally:
+            _shared_client.reset(token)
+
+
+@asynccontextmanager
+async def _rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
+    shared = _shared_client.get()
+    if shared is not None:
+        yield shared
+    else:
+        async with rpc(cluster) as client:
+            yield client
+
+
+# The fee payer, loaded once per flow run rather than once per batch.
+_payers: dict[tuple[str | None, str], Keypair] = {}
+
+
+async def _payer(block: str) -> Keypair:
+    key = (current_run_id(), block)
+    if key not in _payers:
+        _payers[key] = (await SolanaKeypair.aload(block)).keypair()
+    return _payers[key]
+
+
+@task(name="start-migration", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def start_migration(**fields: object) -> MigrationRunRecord:
+    return migration_records.start_migration(
+        records_engine(),
+        flow_run_id=current_run_id(),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@task(name="finish-migration", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def finish_migration(
+    migration_id: int, status: str, details: dict[str, object] | None = None
+) -> MigrationRunRecord:
+    return migration_records.finish_migration(
+        records_engine(), migration_id, status, details=details, flow_run_id=current_run_id()
+    )
+
+
+def account_states(migration_id: int) -> dict[str, AccountState]:
+    return migration_records.account_states(records_engine(), migration_id)
+
+
+@task(name="discover-accounts", cache_policy=NO_CACHE, **READ_RETRIES)
+async def discover_accounts(
+    cluster: SolanaCluster, program_id: str, migrator_name: str, version: int
+) -> list[str]:
+    """Addresses of the program's accounts at layout ``version`` (getProgramAccounts with
+    the migrator's filters, no data: the batches fetch it)."""
+    migrator = get_migrator(migrator_name)
+    async with rpc(cluster) as client:
+        resp = await client.get_program_accounts(
+            Pubkey.from_string(program_id),
+            commitment=Confirmed,
+            encoding="base64",
+            data_slice=DataSliceOpts(offset=0, length=0),
+            filters=migrator.select(version),
+        )
+    found = sorted(str(entry.pubkey) for entry in resp.value)
+    get_run_logger().info("%d accounts of %s at layout v%d", len(found), program_id, version)
+    return found
+
+
+@task(
+    name="migrate-batch",
+    task_run_name="migrate-batch-{index}",
+    cache_policy=NO_CACHE,
+    **WRITE_RETRIES,
+)
+async def migrate_batch(
+    index: int,
+    cluster: SolanaCluster,
+    program_id: str,
+    migration_id: int,
+    migrator_name: str,
+    addresses: list[str],
+    fee_payer_block: str,
+    per_transaction: int,
+    retry_failed: bool = False,
+) -> BatchResult:
+    """Snapshot, migrate and verify up to 100 accounts; record each one's outcome.
+
+    Reads the accounts first: a new one is snapshotted (committed) before anything is
+    sent for it; one already on the new layout is not sent again; one that failed before
+    is left alone unless ``retry_failed``. Migrates are packed ``per_transaction`` per
+    transaction, sent concurrently under one blockhash; a refused transaction is split
+    into one per account, so only the failing account fails. The migrated accounts are
+    then read back and checked against their snapshots, and the batch records each one
+    as verified or failed in one transaction.
+    """
+    if len(addresses) > FETCH_LIMIT:
+        raise ValueError(f"a batch is at most {FETCH_LIMIT} accounts, got {len(addresses)}")
+    engine = records_engine()
+    run_id = current_run_id()
+    migrator = get_migrator(migrator_name)
+    # Records calls run in a thread: a commit must not stall the other batches' RPC.
+    states = await asyncio.to_thread(
+        migration_records.account_states, engine, migration_id, addresses
+    )
+    payer = await _payer(fee_payer_block)
+    program = Pubkey.from_string(program_id)
+    outcomes: list[AccountOutcome] = []
+    to_send: list[str] = []
+    to_verify: list[str] = []
+    skipped = 0
+    async with _rpc(cluster) as client:
+        datas = await fetch_accounts(client, addresses)
+        fresh = {
+            address: data
+            for address, data in zip(addresses, datas, strict=True)
+            if address not in states
+            and data is not None
+            and migrator.layout_version(data) == migrator.source_version
+        }
+        await asyncio.to_thread(
+            migration_records.record_snapshots,
+            engine,
+            migration_id,
+            [Snapshot(a, migrator.source_version, d) for a, d in fresh.items()],
+            flow_run_id=run_id,
+        )
+        for address, data in zip(addresses, datas, strict=True):
+            state = states.get(address)
+            if state is None and address not in fresh:
+                skipped += 1  # neither recorded nor on the source layout: not ours
+                continue
+            version = None if data is None else migrator.layout_version(data)
+            if data is None:
+                outcomes.append(AccountOutcome(address, "failed", "the account no longer exists"))
+            elif version == migrator.target_version:
+                if state is not None and state.status in ("pending", "failed", "migrated"):
+                    to_verify.append(address)  # migrated by an earlier, interrupted run
+            elif version != migrator.source_version:
+                outcomes.append(
+                    AccountOutcome(address, "failed", f"unexpected layout v{version} on chain")
+                )
+            elif state is not None and state.status == "failed" and not retry_failed:
+                skipped += 1
+            else:
+                to_send.append(address)
+        found_migrated = len(to_verify)
+        transactions = 0
+        if to_send:
+            # Checked per batch, right before sending: an engaged switch stops a running
+            # migration within one batch.
+            await asyncio.to_thread(
+                ensure_released, cluster.cluster, program_id, "account migration"
+            )
+            sent, transactions = await send_migrates(
+                client, migrator, program, payer, to_send, per_transaction
+            )
+            signatures = {o.address: o.signature for o in sent}
+            outcomes += [o for o in sent if o.status == "failed"]
+            to_verify += [o.address for o in sent if o.status == "migrated"]
+        else:
+            signatures = {}
+        if to_verify:
+            current = await fetch_accounts(client, to_verify)
+    mismatches: dict[str, str] = {}
+    if to_verify:
+        known = {a: s for a, s in fresh.items() if a in set(to_verify)}
+        missing = [a for a in to_verify if a not in known]
+        if missing:
+            known.update(
+                await asyncio.to_thread(migration_records.snapshots, engine, migration_id, missing)
+            )
+        for address, data in zip(to_verify, current, strict=True):
+            problems = migrator.verify(known[address], data)
+            sent_now = address in signatures
+            if problems:
+                error = "verification: " + "; ".join(problems)
+                mismatches[address] = "; ".join(problems)
+                outcomes.append(
+                    AccountOutcome(address, "failed", error, signatures.get(address), sent_now)
+                )
+            else:
+                outcomes.append(
+                    AccountOutcome(address, "verified", None, signatures.get(address), sent_now)
+                )
+    await asyncio.to_thread(
+        migration_records.record_outcomes, engine, migration_id, outcomes, flow_run_id=run_id
+    )
+    failed = {o.address: o.error or "" for o in outcomes if o.status == "failed"}
+    return BatchResult(
+        accounts=len(addresses),
+        migrated=sum(1 for a in to_verify if a in signatures),
+        found_migrated=found_migrated,
+        skipped=skipped,
+        transactions=transactions,
+        failed=failed,
+        mismatches=mismatches,
+    )
+
+
+@task(
+    name="verify-batch",
+    task_run_name="verify-batch-{index}",
+    cache_policy=NO_CACHE,
+    **READ_RETRIES,
+)
+async def verify_batch(
+    index: int,
+    cluster: SolanaCluster,
+    migration_id: int,
+    migrator_name: str,
+    addresses: list[str],
+) -> dict[str, str]:
+    """Decode each migrated account with the new layout and compare every preserved field
+    with its snapshot; records verified or failed, returns the mismatches."""
+    engine = records_engine()
+    migrator = get_migrator(migrator_name)
+    snapshots = await asyncio.to_thread(
+        migration_records.snapshots, engine, migration_id, addresses
+    )
+    async with _rpc(cluster) as client:
+        datas = await fetch_accounts(client, addresses)
+    outcomes: list[AccountOutcome] = []
+    mismatches: dict[str, str] = {}
+    for address, data in zip(addresses, datas, strict=True):
+        problems = migrator.verify(snapshots[address], data)
+        if problems:
+            mismatches[address] = "; ".join(problems)
+            outcomes.append(
+                AccountOutcome(address, "failed", "verification: " + mismatches[address])
+            )
+        else:
+            outcomes.append(AccountOutcome(address, "verified"))
+    migration_records.record_outcomes(engine, migration_id, outcomes, flow_run_id=current_run_id())
+    return mismatches
+
+
+async def fetch_accounts(client: AsyncClient, addresses: Sequence[str]) -> list[bytes | None]:
+    """The data of up to 100 accounts (None for a missing one), in one call."""
+    keys = [Pubkey.from_string(a) for a in addresses]
+    resp = await client.get_multiple_accounts(keys, commitment=Confirmed, encoding="base64")
+    return [None if acc is None else bytes(acc.data) for acc in resp.value]
+
+
+async def send_migrates(
+    client: AsyncClient,
+    migrator: AccountMigrator,
+    program: Pubkey,
+    payer: Keypair,
+    addresses: Sequence[str],
+    per_transaction: int,
+) -> tuple[list[AccountOutcome], int]:
+    """Send the migrates of ``addresses``, ``per_transaction`` per transaction; a refused
+    transaction is retried one account per transaction. Returns the outcomes and how
+    many transactions were sent."""
+    chunks = [
+        list(addresses[i : i + per_transaction]) for i in range(0, len(addresses), per_transaction)
+    ]
+    results = await _send_chunks(client, migrator, program, payer, chunks)
+    outcomes: list[AccountOutcome] = []
+    isolate: list[list[str]] = []
+    for chunk, signature, error in results:
+        if error is None:
+            outcomes += [
+                AccountOutcome(a, "migrated", signature=signature, sent=True) for a in chunk
+            ]
+        elif len(chunk) > 1:
+            isolate += [[a] for a in chunk]
+        else:
+            outcomes.append(AccountOutcome(chunk[0], "failed", error, sent=True))
+    sent = len(chunks)
+    if isolate:
+        for chunk, signature, error in await _send_chunks(
+            client, migrator, program, payer, isolate
+        ):
+            outcomes.append(
+                AccountOutcome(chunk[0], "migrated", signature=signature, sent=True)
+                if error is None
+                else AccountOutcome(chunk[0], "failed", error, sent=True)
+            )
+        sent += len(isolate)
+    return outcomes, sent
+
+
+async def _send_chunks(
+    client: AsyncClient,
+    migrator: AccountMigrator,
+    program: Pubkey,
+    payer: Keypair,
+    chunks: Sequence[list[str]],
+) -> list[tuple[list[str], str | None, str | None]]:
+    """Send one transaction per chunk, concurrently, and confirm them all:
+    (chunk, signature, error) each."""
+    blockhash = (await client.get_latest_blockhash(commitment=Confirmed)).value.blockhash
+
+    async def send(chunk: list[str]) -> tuple[list[str], Signature | None, str | None]:
+        tx = _transaction(migrator, program, payer, chunk, blockhash)
+        try:
+            resp = await client.send_transaction(tx, opts=onchain.SEND_OPTS)
+        except RPCException as exc:
+            failure = onchain.transaction_failed(exc)
+            return chunk, None, migrator.describe_failure(str(failure), failure.logs)
+        return chunk, resp.value, None
+
+    sent = await asyncio.gather(*(send(chunk) for chunk in chunks))
+    errors = await confirm_all(client, [sig for _, sig, _ in sent if sig is not None])
+    results: list[tuple[list[str], str | None, str | None]] = []
+    for chunk, signature, error in sent:
+        if signature is not None and signature in errors:
+            error = migrator.describe_failure(
+                f"transaction {signature} failed: {errors[signature]}"
+            )
+        results.append((chunk, None if error else str(signature), error))
+    return results
+
+
+def _transaction(
+    migrator: AccountMigrator, program: Pubkey, payer: Keypair, chunk: list[str], blockhash: Hash
+) -> Transaction:
+    keys = [Pubkey.from_string(a) for a in chunk]
+    ixs = migrator.migrate_instructions(program, keys, payer.pubkey())
+    return Transaction.new_signed_with_payer(ixs, payer.pubkey(), [payer], blockhash)
+
+
+async def confirm_all(
+    client: AsyncClient,
+    signatures: Sequence[Signature],
+    timeout_seconds: float = CONFIRM_TIMEOUT_SECONDS,
+) -> dict[Signature, str]:
+    """Wait until every signature is confirmed; returns the failed ones with their error."""
+    pending = list(signatures)
+    errors: dict[Signature, str] = {}
+    deadline = time.monotonic() + timeout_seconds
+    while pending:
+        waiting: list[Signature] = []
+        for start in range(0, len(pending), _STATUS_LIMIT):
+            chunk = pending[start : start + _STATUS_LIMIT]
+            statuses = (await client.get_signature_statuses(chunk)).value
+            for signature, status in zip(chunk, statuses, strict=True):
+                if status is None or status.confirmation_status is None:
+                    waiting.append(signature)
+                elif status.err is not None:
+                    errors[signature] = str(status.err)
+        pending = waiting
+        if pending:
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"{len(pending)} migrate transactions not confirmed after "
+                    f"{timeout_seconds:.0f} s (first: {pending[0]}); rerun the migration: it "
+                    "reads the chain and sends only what did not land"
+                )
+            await asyncio.sleep(0.2)
+    return errors
+
+
+__all__ = [
+    "FETCH_LIMIT",
+    "BatchResult",
+    "account_states",
+    "confirm_all",
+    "discover_accounts",
+    "fetch_accounts",
+    "finish_migration",
+    "migrate_batch",
+    "send_migrates",
+    "start_migration",
+    "verify_batch",
+]
