@@ -47,7 +47,7 @@ from runbooks.errors import ApprovalError, ProposalClosed
 from runbooks.keys import parse_pubkey
 from runbooks.policy import Policy
 from store.records import ProposalRecord
-from tasks import chain, governance, records
+from tasks import archive, chain, governance, killswitch, records
 from tasks.notify import notify
 
 # Waits longer than this suspend the run (deployments only) instead of holding a worker.
@@ -229,7 +229,10 @@ async def upgrade_program(
     # 5. Timelock.
     waited = await wait_out_timelock(proposal)
 
-    # 6. Execute (idempotent) and 7. verify.
+    # 6. Execute (idempotent) and 7. verify. Not while the kill switch is engaged; the
+    # binary being replaced is archived first (the emergency rollback restores it).
+    killswitch.check_kill_switch(cluster.cluster, program_id, "upgrade")
+    await archive.archive_program(cluster, program_id, proposal_id=proposal.id)
     before = await chain.read_program(cluster, program_id)
     signature = (
         await governance.execute_upgrade(cluster, onchain, proposal)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from solders.pubkey import Pubkey
 
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
@@ -19,9 +18,14 @@ from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
 from tasks.records import current_run_id, records_engine
 
 
+def engaged(cluster: str, program_id: str) -> list[KillSwitchRecord]:
+    """The engaged switches that stop writes to ``program_id`` (its own, the cluster's)."""
+    return migration_records.engaged_kill_switches(records_engine(), cluster, program_id)
+
+
 def ensure_released(cluster: str, program_id: str, action: str) -> None:
     """Raise ``KillSwitchEngaged`` when a switch stops writes to ``program_id``."""
-    switches = migration_records.engaged_kill_switches(records_engine(), cluster, program_id)
+    switches = engaged(cluster, program_id)
     if switches:
         raise killswitch.refusal(switches, action)
 
@@ -89,14 +93,3 @@ async def set_program_paused(
         "program %s %s: %s", block.program_id, "paused" if paused else "unpaused", signature
     )
     return str(signature)
-
-
-async def program_paused(cluster: SolanaCluster, pause_block: str) -> bool:
-    """Whether the program's own pause flag is set."""
-    block = await ProgramPause.aload(pause_block)
-    pauser = block.pauser()
-    async with rpc(cluster) as client:
-        account = await onchain.fetch_account(client, Pubkey.from_string(block.pause_account))
-    if account is None:
-        raise AccountNotFound(f"pause account {block.pause_account} does not exist")
-    return pauser.is_paused(bytes(account.data))
