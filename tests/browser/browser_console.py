@@ -1,0 +1,215 @@
+"""What a person does in the Prefect UI, and what a member does on their own machine.
+
+UI helpers follow DESIGN.md's notes on Prefect 3.8.8's bundled UI: form fields are found
+through ``.schema-form-property`` by their exact label, the Resume dialog is the page's
+only dialog, and the run's progress is read from the API, never from the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import re
+import shutil
+import struct
+import time
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+from browser_stack import patched_environ
+from playwright.async_api import Locator, Page, expect
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import LogSort
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from runbooks.cli import main as runbooks_cli
+
+BPF_LOADER_UPGRADEABLE = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
+PROGRAMDATA_HEADER = 45
+
+
+class Shots:
+    """Numbered screenshots of one test under ``out``; with ``publish_to``, the ones the
+    README shows are copied there too (opt-in, so CI never rewrites tracked files)."""
+
+    def __init__(self, page: Page, test_name: str, out: Path, publish_to: Path | None) -> None:
+        self.page = page
+        self.out = out
+        self.publish_to = publish_to
+        self.prefix = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")
+        self.count = 0
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob(f"{self.prefix}-*.png"):
+            old.unlink()
+
+    async def take(self, name: str, *, publish: str | None = None) -> Path:
+        """Save step ``name``; ``publish`` names its README copy."""
+        self.count += 1
+        path = self.out / f"{self.prefix}-{self.count:02d}-{name}.png"
+        # Dialogs fade in: a screenshot mid-animation is translucent.
+        await self.page.screenshot(path=path, animations="disabled")
+        if publish and self.publish_to is not None:
+            self.publish_to.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, self.publish_to / f"{publish}.png")
+        return path
+
+
+def form_property(scope: Page | Locator, label: str) -> Locator:
+    """The schema-form property whose label is exactly ``label``."""
+    page = scope.page if isinstance(scope, Locator) else scope
+    return scope.locator(".schema-form-property").filter(has=page.get_by_text(label, exact=True))
+
+
+async def fill_text(scope: Page | Locator, label: str, value: str) -> None:
+    await form_property(scope, label).get_by_role("textbox").fill(value)
+
+
+async def open_resume_form(page: Page, ui_url: str, run_id: UUID) -> Locator:
+    """Open the paused run's page and its Resume dialog; returns the dialog."""
+    await page.goto(f"{ui_url}/runs/flow-run/{run_id}")
+    resume = page.get_by_role("button", name="Resume")
+    await resume.wait_for()
+    await resume.click()
+    dialog = page.get_by_role("dialog")
+    await dialog.wait_for()
+    # The description is markdown rendered once the run input schema has loaded.
+    await dialog.get_by_text("The exact message to sign").wait_for()
+    return dialog
+
+
+async def approval_message(dialog: Locator) -> str:
+    """The approval message exactly as the form shows it (its code block)."""
+    block = dialog.locator("pre, code").filter(has_text=re.compile(r"^solana-runbooks v1; "))
+    return (await block.first.inner_text()).strip()
+
+
+async def proposal_number(dialog: Locator) -> int:
+    heading = await dialog.get_by_text(re.compile(r"Sign off upgrade proposal #\d+")).inner_text()
+    match = re.search(r"#(\d+)", heading)
+    assert match, heading
+    return int(match.group(1))
+
+
+async def fill_signoff(dialog: Locator, member: str, signature: str) -> None:
+    await fill_text(dialog, "Your public key", member)
+    await fill_text(dialog, "Signature", signature)
+
+
+async def submit(dialog: Locator) -> None:
+    """Submit the Resume form; the dialog closes once the server accepted the input."""
+    await dialog.get_by_role("button", name="Submit", exact=True).click()
+    await expect(dialog).to_be_hidden()
+
+
+@dataclass(frozen=True)
+class CliSignature:
+    message: str
+    pubkey: str
+    signature: str
+
+
+def runbooks_sign(
+    keypair_file: Path, proposal_id: int, database_url: str, action: str = "approve"
+) -> CliSignature:
+    """Run `runbooks sign` as a member would, and read what it prints.
+
+    In this process (its entry point and argument parsing, not a shortcut): a fresh
+    interpreter would spend seconds importing Prefect for each signature.
+    """
+    argv = ["sign", "--proposal", str(proposal_id), "--keypair", str(keypair_file)]
+    out = io.StringIO()
+    with patched_environ({"DATABASE_URL": database_url}), redirect_stdout(out):
+        code = runbooks_cli([*argv, "--action", action])
+    assert code == 0, out.getvalue()
+    fields = dict(line.split(":", 1) for line in out.getvalue().splitlines() if ":" in line)
+    return CliSignature(
+        message=fields["message"].strip(),
+        pubkey=fields["pubkey"].strip(),
+        signature=fields["signature"].strip(),
+    )
+
+
+def stock_cli_signature(member: Keypair, message: str) -> str:
+    """What `solana sign-offchain-message` signs: the v0 envelope, written out here
+    independently of runbooks.approval (signing domain, version 0, format 0 = restricted
+    ASCII, u16 LE length, message)."""
+    body = message.encode("ascii")
+    envelope = b"\xffsolana offchain" + bytes([0, 0]) + struct.pack("<H", len(body)) + body
+    return str(member.sign_message(envelope))
+
+
+async def wait_for_state(
+    client: PrefectClient, run_id: UUID, *, final: bool = True, timeout_seconds: float = 90.0
+) -> FlowRun:
+    """Wait until the run is in a final state (or merely exists and is scheduled or later)."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        run = await client.read_flow_run(run_id)
+        if run.state is not None and (run.state.is_final() or not final):
+            return run
+        if time.monotonic() > deadline:
+            state = run.state.type.value if run.state else "no state"
+            raise TimeoutError(f"flow run {run_id} still {state} after {timeout_seconds} s")
+        await asyncio.sleep(0.25)
+
+
+async def run_logs(client: PrefectClient, run_id: UUID) -> list[str]:
+    logs = await client.read_logs(
+        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+        sort=LogSort.TIMESTAMP_ASC,
+        limit=200,  # Prefect 3.8's client would send null, which its server refuses
+        offset=0,
+    )
+    return [log.message for log in logs]
+
+
+async def wait_for_log(
+    client: PrefectClient, run_id: UUID, needle: str, timeout_seconds: float = 20.0
+) -> str:
+    """The run's first log line containing ``needle`` (logs reach the API in batches)."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        for message in await run_logs(client, run_id):
+            if needle in message:
+                return message
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no log line with {needle!r} in run {run_id}")
+        await asyncio.sleep(0.5)
+
+
+async def run_artifacts(api_url: str, run_id: UUID) -> list[dict[str, Any]]:
+    """The run's artifacts, straight from the API.
+
+    Prefect 3.8's ``read_artifacts`` sends null for the filters it is not given, which its
+    server refuses, and empty ones join on task runs (dropping flow-level artifacts).
+    """
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        resp = await http.post(
+            "/artifacts/filter",
+            json={"artifacts": {"flow_run_id": {"any_": [str(run_id)]}}, "sort": "KEY_ASC"},
+        )
+        resp.raise_for_status()
+        return list(resp.json())
+
+
+def verifiable_sha256(program_bytes: bytes) -> str:
+    """solana-verify's hash: SHA-256 of the program bytes, trailing zeros stripped."""
+    return hashlib.sha256(program_bytes.rstrip(b"\x00")).hexdigest()
+
+
+async def programdata_sha256(rpc_url: str, program_id: Pubkey) -> str:
+    """The deployed program's verifiable hash, read over RPC from its ProgramData."""
+    programdata, _ = Pubkey.find_program_address([bytes(program_id)], BPF_LOADER_UPGRADEABLE)
+    async with AsyncClient(rpc_url) as rpc:
+        account = (await rpc.get_account_info(programdata)).value
+    assert account is not None, f"ProgramData {programdata} missing"
+    return verifiable_sha256(bytes(account.data)[PROGRAMDATA_HEADER:])

@@ -1,0 +1,185 @@
+"""The console under test: a real `prefect server start` on a free port with its own
+PREFECT_HOME, the upgrade deployment served from a subprocess, and the localnet scenario.
+
+Reuses `runbooks.up` (server start, prefect.yaml deployments) and `runbooks.demo`
+(localnet, buffer, blocks); only ports, homes and the records database differ.
+Run as a script, this module is the serving subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+
+    from runbooks.demo import DemoChain
+
+CHROMIUM = Path("/usr/bin/chromium")
+# From DESIGN.md: headless Debian Chromium as root in a container, no network chatter.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+UPGRADE_DEPLOYMENT = "upgrade"
+UPGRADE_FLOW = "program-upgrade"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ConsoleEnv:
+    """Where the test console lives: its API, its Prefect home and its records database."""
+
+    port: int
+    prefect_home: Path
+    database_url: str
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.ui_url}/api"
+
+    def variables(self) -> dict[str, str]:
+        """Environment of the server, the served runs and `runbooks sign`."""
+        return {
+            "PREFECT_HOME": str(self.prefect_home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_UI_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "DATABASE_URL": self.database_url,
+            # Paused runs notice a Resume within a second; the runner picks up runs as fast.
+            "RUNBOOKS_PAUSE_POLL_SECONDS": "1",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        }
+
+    def environ(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(self.variables())
+        return env
+
+
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` inside the block, restored after it."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class Console:
+    """A running console: Prefect server + served upgrade deployment + localnet."""
+
+    env: ConsoleEnv
+    chain: DemoChain
+    deployment_id: str
+    member_files: list[Path]
+    blocks: dict[str, str]
+
+    def client(self) -> PrefectClient:
+        """A client of this console's API (not the test harness's)."""
+        from prefect.client.orchestration import PrefectClient
+
+        return PrefectClient(self.env.api_url)
+
+
+def start_server(env: ConsoleEnv) -> subprocess.Popen[bytes]:
+    """`runbooks up`'s server start, on this console's port and home."""
+    from runbooks.settings import REPO_ROOT
+    from runbooks.up import start_prefect_server
+
+    (REPO_ROOT / "var").mkdir(exist_ok=True)  # start_prefect_server logs there
+    # The child inherits os.environ at spawn; nothing else in this process reads it later.
+    with patched_environ(env.variables()):
+        return start_prefect_server(host="127.0.0.1", port=env.port)
+
+
+def start_serving(env: ConsoleEnv, log: Path) -> subprocess.Popen[bytes]:
+    """Serve the upgrade deployment from prefect.yaml in a subprocess (this module)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, __file__],
+            env=env.environ(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for_deployment(env: ConsoleEnv, timeout_seconds: float = 60.0) -> str:
+    """The served upgrade deployment's id, once the server knows it."""
+    import json
+
+    url = f"{env.api_url}/deployments/name/{UPGRADE_FLOW}/{UPGRADE_DEPLOYMENT}"
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return str(json.load(resp)["id"])
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"deployment {UPGRADE_FLOW}/{UPGRADE_DEPLOYMENT} not served "
+                    f"within {timeout_seconds} s"
+                ) from None
+            time.sleep(0.3)
+
+
+def stop(process: subprocess.Popen[bytes], timeout_seconds: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it does not go."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def serve_upgrade() -> None:
+    """Serve only the upgrade deployment: other runbooks' schedules stay out of the test."""
+    from prefect import serve
+
+    from runbooks.up import load_deployments
+
+    deployments = [d for d in load_deployments() if d.name == UPGRADE_DEPLOYMENT]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    serve(*deployments, print_starting_message=False)
+
+
+if __name__ == "__main__":
+    serve_upgrade()
