@@ -1,0 +1,252 @@
+"""The upgrade runbook with the onchain backend: upgrade_manager enforces the sign-off.
+
+A real Prefect API, a real localnet with upgrade_manager deployed through the loader, a
+3-of-5 governance whose PDA is demo_vault's upgrade authority, and a records database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from conftest import run_upgrade_flow
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.transaction import Transaction
+from sqlalchemy import Engine
+
+from blocks import MultisigPolicy, SolanaCluster
+from flows.upgrade import approval_subject
+from programs.upgrade_manager import client as um
+from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus
+from runbooks import approval, errors, loader
+from runbooks.cli import main as runbooks_cli
+from runbooks.demo import (
+    DemoChain,
+    hand_buffer_to_governance,
+    save_blocks,
+    setup_governance,
+    write_buffer,
+)
+from runbooks.keys import keypair_to_json
+from runbooks.signoff import Verdict
+from store import records
+from tasks import governance
+
+TIMELOCK = 2
+
+
+@pytest.fixture
+async def gov_blocks(prefect_api: None, chain: DemoChain) -> dict[str, str]:
+    await setup_governance(chain, timelock_seconds=TIMELOCK)
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    return await save_blocks(chain, prefix=prefix, timelock_seconds=TIMELOCK, backend="onchain")
+
+
+@pytest.fixture
+async def pda_buffer(chain: DemoChain, gov_blocks: dict[str, str]) -> str:
+    buffer = await write_buffer(chain, chain.binaries["v2"])
+    await hand_buffer_to_governance(chain, buffer)
+    return str(buffer)
+
+
+def account(chain: DemoChain, address: Pubkey) -> bytes:
+    found = chain.server.localnet.get_account(address)
+    assert found is not None, address
+    return bytes(found.data)
+
+
+def onchain_proposal(chain: DemoChain, proposal: records.ProposalRecord) -> Proposal:
+    assert proposal.onchain_address is not None
+    return Proposal.decode(account(chain, Pubkey.from_string(proposal.onchain_address)))
+
+
+def programdata_hash(chain: DemoChain) -> str:
+    return loader.programdata_hash(account(chain, loader.programdata_address(chain.program_id)))
+
+
+def sign(member: Keypair, proposal: records.ProposalRecord, action: str = "approve") -> dict:
+    message = approval_subject(proposal).message(action)  # type: ignore[arg-type]
+    return {
+        "member": str(member.pubkey()),
+        "decision": action,
+        "signature": str(approval.sign(member, message)),
+    }
+
+
+async def test_onchain_upgrade_end_to_end(
+    chain: DemoChain, gov_blocks, records_db: Engine, pda_buffer: str, tmp_path, capsys
+) -> None:
+    m = chain.members
+    v2_hash = loader.verifiable_hash(chain.binaries["v2"])
+    outsider = Keypair()
+
+    def cli_signature(member: Keypair, proposal_id: int) -> str:
+        keyfile = tmp_path / f"{member.pubkey()}.json"
+        keyfile.write_text(keypair_to_json(member))
+        capsys.readouterr()
+        assert (
+            runbooks_cli(["sign", "--proposal", str(proposal_id), "--keypair", str(keyfile)]) == 0
+        )
+        out = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+        return out["signature"].strip()
+
+    def answers(proposal: records.ProposalRecord) -> list[dict]:
+        # The signed text names the governance account and the on-chain proposal number.
+        message = approval_subject(proposal).message("approve")
+        assert f"governance: {chain.governance}; proposal: 1; " in message
+        return [
+            {"member": str(m[0].pubkey()), "signature": cli_signature(m[0], proposal.id)},
+            sign(outsider, proposal),  # refused by the flow before anything is sent
+            sign(m[1], proposal),
+            sign(m[1], proposal),  # a duplicate: the chain's bitmap says m[1] signed
+            sign(m[2], proposal),
+        ]
+
+    outcome = await run_upgrade_flow(
+        chain, gov_blocks, pda_buffer, answers, expected_sha256=v2_hash
+    )
+    assert outcome.state.is_completed(), outcome.state.message
+    result = await outcome.state.aresult()
+    assert result["backend"] == "onchain"
+    assert result["approvals"] == [str(k.pubkey()) for k in m[:3]]
+    assert programdata_hash(chain) == v2_hash
+
+    proposal = outcome.proposal
+    assert proposal is not None and proposal.status == "executed"
+    assert proposal.governance == str(chain.governance)
+    assert result["onchain_proposal"] == proposal.onchain_address
+    on_chain = onchain_proposal(chain, proposal)
+    assert on_chain.status == ProposalStatus.EXECUTED and on_chain.index == 1
+    gov = Governance.decode(account(chain, chain.governance))
+    assert [str(k) for k in on_chain.approved_by(gov)] == result["approvals"]
+    # The records mirror the chain: the timelock started at the chain's approved_at.
+    assert proposal.threshold_met_at == datetime.fromtimestamp(on_chain.approved_at, UTC)
+    assert on_chain.closed_at - on_chain.approved_at >= TIMELOCK
+    history = records.approvals(records_db, proposal.id)
+    assert [a.accepted for a in history] == [True, False, True, False, True]
+    assert "not a member" in (history[1].reason or "")
+    assert "already signed off" in (history[3].reason or "")
+    actions = {
+        e.action for e in records.audit_events(records_db, records.proposal_subject(proposal.id))
+    }
+    assert {governance.NUMBER_ACTION, "proposal.onchain_address"} <= actions
+    # The upgrade authority stays the governance's PDA.
+    state = loader.decode_state(account(chain, loader.programdata_address(chain.program_id)))
+    assert isinstance(state, loader.ProgramData)
+    assert state.authority == um.authority_address(chain.governance)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_cancel_on_chain_stops_the_flow(
+    chain: DemoChain, gov_blocks, records_db: Engine, pda_buffer: str
+) -> None:
+    """A member cancels on chain directly (cancel_signed, no SOL of their own); the next
+    sign-off the flow accepts is refused by the program, and the flow ends cancelled."""
+    m = chain.members
+    v1_hash = programdata_hash(chain)
+
+    def answers(proposal: records.ProposalRecord) -> list[dict]:
+        assert chain.governance is not None and proposal.onchain_address is not None
+        cancel = um.vote_signed(
+            chain.governance, Pubkey.from_string(proposal.onchain_address), m[4].pubkey(), "cancel"
+        )
+        net = chain.server.localnet
+        payer = chain.authority
+        tx = Transaction.new_signed_with_payer(
+            [cancel], payer.pubkey(), [payer, m[4]], net.latest_blockhash()[0]
+        )
+        assert net.send_transaction(tx).ok
+        return [sign(m[0], proposal)]
+
+    outcome = await run_upgrade_flow(chain, gov_blocks, pda_buffer, answers)
+    assert outcome.state.is_cancelled(), outcome.state
+    proposal = outcome.proposal
+    assert proposal is not None and proposal.status == "cancelled"
+    [refused] = records.approvals(records_db, proposal.id)
+    assert not refused.accepted
+    assert "cancelled on chain" in (refused.reason or "")
+    assert onchain_proposal(chain, proposal).status == ProposalStatus.CANCELLED
+    assert programdata_hash(chain) == v1_hash
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_block_that_disagrees_with_the_chain_stops_the_run(
+    chain: DemoChain, gov_blocks, records_db: Engine, pda_buffer: str
+) -> None:
+    policy = await MultisigPolicy.aload(gov_blocks["policy_block"])
+    policy.threshold = 4
+    await policy.asave(gov_blocks["policy_block"], overwrite=True)
+    outcome = await run_upgrade_flow(chain, gov_blocks, pda_buffer, None)
+    assert outcome.state.is_failed()
+    with pytest.raises(errors.PolicyViolation, match=r"threshold 4 but governance .* requires 3"):
+        await outcome.state.aresult()
+    assert outcome.proposal is None
+    gov = Governance.decode(account(chain, chain.governance))
+    assert gov.proposal_count == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_retried_writes_repeat_nothing(
+    chain: DemoChain, gov_blocks, records_db: Engine, pda_buffer: str
+) -> None:
+    """Each write task run twice (a retry after a lost reply): one proposal, one vote."""
+    cluster = await SolanaCluster.aload(gov_blocks["cluster_block"])
+    block = await MultisigPolicy.aload(gov_blocks["policy_block"])
+    onchain_gov = await governance.load_governance(
+        cluster,
+        block.policy(),
+        block.governance,
+        block.governance_program,
+        gov_blocks["fee_payer_block"],
+    )
+    proposal = records.record_proposal(
+        records_db,
+        key=f"manual-{uuid.uuid4()}",
+        kind="upgrade",
+        cluster="localnet",
+        backend="onchain",
+        governance=onchain_gov.governance,
+        program_id=str(chain.program_id),
+        buffer=pda_buffer,
+        buffer_hash=loader.verifiable_hash(chain.binaries["v2"]),
+        description="d",
+        proposer="p",
+        members=block.members,
+        threshold=3,
+        timelock_seconds=TIMELOCK,
+    )
+    with pytest.raises(errors.ChainError, match="no on-chain proposal yet"):
+        approval_subject(proposal)
+    first = await governance.create_proposal(cluster, onchain_gov, proposal)
+    again = await governance.create_proposal(cluster, onchain_gov, first)
+    assert first.onchain_address == again.onchain_address is not None
+    assert Governance.decode(account(chain, chain.governance)).proposal_count == 1
+
+    member = chain.members[0]
+    entry = sign(member, first)
+    verdict = Verdict(member=entry["member"], decision="approve", accepted=True)
+    for _ in range(2):
+        assert (
+            await governance.relay_signoff(cluster, onchain_gov, first, verdict, entry["signature"])
+            == verdict
+        )
+    assert onchain_proposal(chain, first).approvals == 1
+    decided, closed = await governance.onchain_signoffs(cluster, onchain_gov, first)
+    assert (decided, closed) == ({entry["member"]: "approve"}, None)
+
+    # A signature over another action fails Ed25519SigVerify (the relay sends the approve
+    # message); the chain's refusal is what the flow records.
+    other = chain.members[1]
+    wrong = sign(other, first, "reject")
+    refused = await governance.relay_signoff(
+        cluster,
+        onchain_gov,
+        first,
+        Verdict(str(other.pubkey()), "approve", True),
+        wrong["signature"],
+    )
+    assert not refused.accepted and "does not verify" in (refused.reason or "")
+    with pytest.raises(errors.ApprovalError, match="not approved on chain"):
+        await governance.execute_upgrade(cluster, onchain_gov, first)
