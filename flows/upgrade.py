@@ -348,7 +348,9 @@ async def collect_signoffs(
                 wait_for_input=form,
                 timeout=timeout_seconds,
                 poll_interval=pause_poll_seconds(),
-                key=f"signoff-{attempt}",
+                # Per proposal: one run may collect sign-offs for several (a rollback,
+                # then the kill-switch release), and a reused key does not pause again.
+                key=f"signoff-{proposal.id}-{attempt}",
             )
         except FlowPauseTimeout:
             records.set_proposal_status(proposal.id, "failed", reason="sign-off window closed")
