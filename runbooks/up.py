@@ -76,11 +76,22 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[Any]:
 
 async def prepare_chain() -> dict[str, str]:
     """Localnet scenario + blocks; returns what to tell the operator."""
-    from runbooks.demo import save_blocks, start_demo_chain, write_buffer
+    from runbooks.demo import (
+        hand_buffer_to_governance,
+        save_blocks,
+        setup_governance,
+        start_demo_chain,
+        write_buffer,
+    )
 
     chain = start_demo_chain(port=LOCALNET_PORT)
+    # The onchain backend: upgrade_manager's governance PDA holds demo_vault's authority.
+    await setup_governance(chain, timelock_seconds=60)
     buffer = await write_buffer(chain, chain.binaries["v2"])
-    await save_blocks(chain, timelock_seconds=60, signoff_timeout_seconds=24 * 3600)
+    await hand_buffer_to_governance(chain, buffer)
+    await save_blocks(
+        chain, timelock_seconds=60, signoff_timeout_seconds=24 * 3600, backend="onchain"
+    )
     UP_DIR.mkdir(parents=True, exist_ok=True)
     for i, member in enumerate(chain.members, start=1):
         path = UP_DIR / f"member-{i}.json"
