@@ -839,3 +839,13 @@ def test_set_authority_hands_the_program_over(box: Sandbox) -> None:
     )
     assert box.programdata().authority == new_authority
     assert box.proposal(index).status == ProposalStatus.EXECUTED
+
+
+@pytest.mark.parametrize("padding", [1, 7, 8, 1003])
+def test_buffer_hash_ignores_zero_padding(box: Sandbox, v2_so: bytes, padding: int) -> None:
+    """A buffer allocated larger than its program (write-buffer --max-len) hashes the same:
+    trailing zeros are stripped a byte, then a word at a time."""
+    buffer = box.write_buffer(v2_so + bytes(padding))
+    assert loader.buffer_hash(box.data(buffer)) == loader.verifiable_hash(v2_so)
+    index = box.propose_upgrade(buffer)
+    assert box.proposal(index).buffer_hash.hex() == loader.verifiable_hash(v2_so)
