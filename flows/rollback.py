@@ -1,0 +1,332 @@
+"""Runbook: emergency rollback to the binary an upgrade replaced.
+
+Seed 000's "Emergency Rollback", with its "pause system operations" as the kill switch:
+
+1. Engage the kill switch (recorded, and the program's own pause): nothing else writes.
+2. Pick the archived binary (the one the last upgrade replaced, or ``to_sha256``).
+3. Refuse when accounts were migrated to a layout the target binary may not read,
+   naming them, unless forced with a recorded reason.
+4. Write the archived binary to a new buffer; check its hash equals the archived hash.
+5. Record a ``rollback`` proposal; members sign off under the emergency policy (its own
+   threshold and timelock), in the same pause form as an upgrade.
+6. Wait out the emergency timelock; archive the binary being replaced; upgrade.
+7. Verify the ProgramData hash equals the archived hash; record the execution.
+8. Release the kill switch after its own sign-off.
+
+The rollback is the one write the kill switch lets through: it does not run the upgrade
+runbook (which refuses while the switch is engaged) but the same tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from blocks.multisig import MultisigPolicy
+from flows.kill_switch import emergency_policy, engage, release_with_signoff
+from flows.upgrade import announce, collect_signoffs, wait_out_timelock
+from runbooks import policy as policy_audit
+from runbooks.errors import InputError, ProposalClosed, RecordsError
+from runbooks.keys import parse_pubkey
+from runbooks.migrator import get_migrator
+from runbooks.rollback import refuse_over_migrated
+from store import migration_records
+from store.migration_records import ArchiveRecord, MigratedAccount
+from store.records import ProposalRecord
+from tasks import archive, chain, records
+from tasks.chain import rpc
+from tasks.migration import FETCH_LIMIT, fetch_accounts
+from tasks.records import records_engine
+
+
+def rollback_key(cluster: str, program_id: str, sha256: str, run_id: str | None) -> str:
+    """Identifies the rollback proposal of one run, so a restarted run finds it again."""
+    raw = f"rollback|{cluster}|{program_id}|{sha256}|{run_id or 'no-run'}"
+    return "rollback-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@flow(name="emergency-rollback", persist_result=False)
+async def emergency_rollback(
+    program_id: Annotated[str, Field(title="Program id", description="The program to roll back.")],
+    reason: Annotated[
+        str, Field(title="Reason", description="What went wrong; members read it, it is recorded.")
+    ],
+    proposer: Annotated[str, Field(title="Proposer", description="The on-call engineer.")],
+    to_sha256: Annotated[
+        str | None,
+        Field(
+            title="Archived sha256",
+            description="The archived binary to restore (default: the one the last upgrade "
+            "replaced).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        Field(
+            title="Force over migrated accounts",
+            description="Roll back although accounts were migrated to a layout the target "
+            "may not read (needs a reason).",
+        ),
+    ] = False,
+    force_reason: Annotated[str | None, Field(title="Why forcing is safe (recorded)")] = None,
+    release_kill_switch: Annotated[
+        bool,
+        Field(
+            title="Release the kill switch after",
+            description="Ask for the release sign-off once the rollback is verified.",
+        ),
+    ] = True,
+    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
+    policy_block: Annotated[str, Field(title="Multisig policy block")] = "localnet-multisig",
+    authority_block: Annotated[
+        str, Field(title="Upgrade authority keypair block (keypair backend)")
+    ] = "localnet-upgrade-authority",
+    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
+    program_pause_block: Annotated[str | None, Field(title="Program pause block")] = None,
+    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    logger = get_run_logger()
+    parse_pubkey(program_id, "program id")
+    if force and not (force_reason and force_reason.strip()):
+        raise InputError("force needs a force_reason: the records must say why it is safe")
+    cluster = await SolanaCluster.aload(cluster_block)
+    policy_config = await MultisigPolicy.aload(policy_block)
+    policy = policy_config.policy(policy_block)
+    if policy.backend != "keypair":
+        raise InputError(
+            f"the emergency rollback runs with the keypair backend; policy {policy_block!r} uses "
+            f"{policy.backend}, where the governance program must execute it (not supported "
+            "here yet): propose the rollback buffer with the upgrade runbook instead"
+        )
+    policy_audit.audit(policy, reason)
+    emergency = emergency_policy(policy)
+    authority = (await SolanaKeypair.aload(authority_block)).keypair().pubkey()
+
+    # 1. Kill switch on.
+    await engage(
+        cluster,
+        program_id,
+        f"emergency rollback: {reason}",
+        proposer,
+        program_pause_block,
+        fee_payer_block,
+        slack_block,
+    )
+
+    # 2. The archived binary.
+    before = await chain.read_program(cluster, program_id)
+    target = choose_target(cluster.cluster, program_id, to_sha256, before.sha256)
+    logger.info("rolling %s back from %s to archived %s", program_id, before.sha256, target.sha256)
+
+    # 3. Accounts the target may not read.
+    at_risk = await migrated_on_chain(cluster, program_id, target.sha256)
+    refuse_over_migrated(target.sha256, at_risk, force_reason=force_reason if force else None)
+    if at_risk:
+        records.audit(
+            "rollback.forced",
+            f"program:{cluster.cluster}:{program_id}",
+            {
+                "to_sha256": target.sha256,
+                "reason": force_reason,
+                "accounts": len(at_risk),
+                "first": [a.address for a in at_risk[:20]],
+            },
+            actor=proposer,
+        )
+        logger.warning("forced over %d migrated accounts: %s", len(at_risk), force_reason)
+
+    # 4-5. Buffer and proposal (once per run), then sign-off under the emergency policy.
+    key = rollback_key(cluster.cluster, program_id, target.sha256, _run_id())
+    proposal = records.proposal_by_key(key)
+    if proposal is None:
+        buffer = await archive.write_archived_buffer(
+            cluster, program_id, target.sha256, authority_block, fee_payer_block
+        )
+        description = (
+            f"EMERGENCY ROLLBACK of {program_id} to archived binary {target.sha256} "
+            f"(archive #{target.id}): {reason}"
+        )
+        if at_risk:
+            description += f" FORCED over {len(at_risk)} migrated accounts: {force_reason}"
+        proposal = records.record_proposal(
+            key=key,
+            kind="rollback",
+            cluster=cluster.cluster,
+            backend=policy.backend,
+            governance=str(authority),
+            program_id=program_id,
+            buffer=buffer.address,
+            buffer_hash=buffer.sha256,
+            description=description,
+            proposer=proposer,
+            members=list(emergency.members),
+            threshold=emergency.threshold,
+            timelock_seconds=emergency.timelock_seconds,
+        )
+        await announce(proposal, emergency, cluster, slack_block)
+    outcome = await collect_signoffs(
+        proposal, emergency, policy_config.signoff_timeout_seconds, cluster, slack_block
+    )
+    if outcome.closed is not None:
+        records.set_proposal_status(proposal.id, outcome.closed, reason=outcome.reason)
+        raise ProposalClosed(
+            f"rollback proposal #{proposal.id} {outcome.closed}: {outcome.reason}. The kill "
+            "switch stays engaged; release it with the kill-switch runbook when safe."
+        )
+    proposal = records.mark_threshold_met(proposal.id)
+
+    # 6-7. Timelock, archive what is replaced, upgrade, verify against the archive.
+    await wait_out_timelock(proposal)
+    await archive.archive_program(cluster, program_id, proposal_id=proposal.id)
+    before = await chain.read_program(cluster, program_id)
+    signature = await chain.send_upgrade(
+        cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
+    )
+    after = await chain.verify_upgrade(cluster, before, target.sha256)
+    records.record_execution(
+        proposal.id,
+        outcome="upgraded" if signature else "already-applied",
+        signature=signature,
+        old_hash=before.sha256,
+        new_hash=after.sha256,
+        slot_before=before.slot,
+        slot_after=after.slot,
+    )
+
+    # 8. Release the kill switch, after its own sign-off.
+    released = None
+    if release_kill_switch:
+        released = await release_with_signoff(
+            cluster,
+            program_id,
+            policy,
+            policy_config.signoff_timeout_seconds,
+            reason=f"rollback #{proposal.id} verified at {after.sha256}",
+            actor=proposer,
+            program_pause_block=program_pause_block,
+            fee_payer_block=fee_payer_block,
+            slack_block=slack_block,
+        )
+    result = {
+        "proposal_id": proposal.id,
+        "program_id": program_id,
+        "old_hash": before.sha256,
+        "new_hash": after.sha256,
+        "archive_id": target.id,
+        "signature": signature,
+        "approvals": outcome.approved_by,
+        "forced_over_accounts": len(at_risk),
+        "kill_switch_engaged": released is None,
+        "release_proposal_id": released.release_proposal_id if released else None,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    await publish_report(proposal, result, at_risk, force_reason, cluster)
+    return result
+
+
+def choose_target(
+    cluster: str, program_id: str, to_sha256: str | None, current: str
+) -> ArchiveRecord:
+    """The archive to restore: the one asked for, else the newest that is not live."""
+    engine = records_engine()
+    if to_sha256:
+        target = migration_records.get_archive(engine, cluster, program_id, to_sha256)
+        if target is None:
+            raise RecordsError(
+                f"no archived binary {to_sha256} of {program_id} on {cluster}; the upgrade "
+                "runbook archives each binary it replaces (see program_archives)"
+            )
+    else:
+        target = migration_records.latest_archive(engine, cluster, program_id, excluding=current)
+        if target is None:
+            raise RecordsError(
+                f"no archived binary of {program_id} on {cluster} other than the live one; "
+                "nothing to roll back to"
+            )
+    if target.sha256 == current:
+        raise InputError(f"{program_id} already runs archived binary {current}")
+    return target
+
+
+async def migrated_on_chain(
+    cluster: SolanaCluster, program_id: str, target_sha256: str
+) -> list[MigratedAccount]:
+    """Accounts migrations moved to a layout another binary wrote, still holding that
+    layout on chain (the records say which; the chain confirms)."""
+    recorded = migration_records.migrated_accounts(
+        records_engine(), cluster.cluster, program_id, written_by_other_than=target_sha256
+    )
+    if not recorded:
+        return []
+    still: list[MigratedAccount] = []
+    async with rpc(cluster) as client:
+        for start in range(0, len(recorded), FETCH_LIMIT):
+            chunk = recorded[start : start + FETCH_LIMIT]
+            datas = await fetch_accounts(client, [a.address for a in chunk])
+            for account, data in zip(chunk, datas, strict=True):
+                if data is not None and _still_migrated(account, data):
+                    still.append(account)
+    return still
+
+
+def _still_migrated(account: MigratedAccount, data: bytes) -> bool:
+    try:
+        migrator = get_migrator(account.migrator)
+    except InputError:
+        return True  # a migrator this code no longer knows: assume the account is at risk
+    return migrator.layout_version(data) == account.to_version
+
+
+async def publish_report(
+    proposal: ProposalRecord,
+    result: dict[str, Any],
+    at_risk: list[MigratedAccount],
+    force_reason: str | None,
+    cluster: SolanaCluster,
+) -> None:
+    lines = [
+        f"# Emergency rollback #{proposal.id}: {proposal.program_id}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Cluster | {cluster.cluster} |",
+        f"| Program | `{proposal.program_id}` |",
+        f"| From sha256 | `{result['old_hash']}` |",
+        f"| To sha256 (archive #{result['archive_id']}) | `{result['new_hash']}` |",
+        f"| Buffer | `{proposal.buffer}` |",
+        f"| Transaction | `{result['signature'] or 'none: already applied'}` |",
+        f"| Approvals | {len(result['approvals'])} of {proposal.threshold} (emergency policy) |",
+        f"| Kill switch | {'still engaged' if result['kill_switch_engaged'] else 'released'} |",
+        f"| Reason | {proposal.description} |",
+    ]
+    if at_risk:
+        lines += [
+            "",
+            f"## Forced over {len(at_risk)} migrated accounts",
+            "",
+            f"Reason: {force_reason}",
+            "",
+            *(f"- `{a.address}` (layout v{a.to_version})" for a in at_risk[:50]),
+        ]
+    await acreate_markdown_artifact(
+        key=f"rollback-report-{proposal.id}",
+        description=f"Emergency rollback of {proposal.program_id}",
+        markdown="\n".join(lines),
+    )
+
+
+def _run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+__all__ = ["choose_target", "emergency_rollback", "migrated_on_chain", "rollback_key"]

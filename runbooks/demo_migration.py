@@ -1,0 +1,281 @@
+"""The migration and rollback demos, on the same embedded localnet as the upgrade demo.
+
+``runbooks demo --scenario migration``: deploy demo_vault v1 with a config and 1,000
+vaults (real transactions), upgrade to v2 through the upgrade runbook (sign-offs, timelock,
+archive of v1), migrate every vault through the migration runbook, verify.
+
+``runbooks demo --scenario rollback``: the same, then the emergency rollback: kill switch
+on (recorded and the program's pause), the rollback refused over the migrated vaults,
+then forced with a recorded reason; the archived v1 written to a buffer, signed off under
+the emergency policy, upgraded, its hash checked against the archive, and the kill switch
+released after a second sign-off.
+
+The helpers build the same scenario for tests and benches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from solana.rpc.async_api import AsyncClient
+from solders.account import Account
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from programs.demo_vault import client as vault
+from runbooks import approval, onchain
+from runbooks.demo import DemoChain, find_run, save_blocks, start_demo_chain, write_buffer
+from runbooks.loader import verifiable_hash
+
+DEMO_VAULTS = 1_000
+# Vaults created per transaction: each signs (64 B) and adds two instructions.
+_VAULTS_PER_TRANSACTION = 4
+
+
+async def create_config(chain: DemoChain) -> Pubkey:
+    """demo_vault's Config (its pause flag), admin = the demo's authority."""
+    config = Keypair()
+    async with AsyncClient(chain.url) as client:
+        rent = (await client.get_minimum_balance_for_rent_exemption(vault.Config.SIZE)).value
+        ixs = vault.create_config_instructions(
+            chain.authority.pubkey(),
+            config.pubkey(),
+            chain.authority.pubkey(),
+            chain.program_id,
+            rent,
+        )
+        await onchain.send_and_confirm(client, ixs, chain.authority, [config])
+    return config.pubkey()
+
+
+async def create_vaults(
+    chain: DemoChain, config: Pubkey, count: int, *, concurrency: int = 16
+) -> list[Pubkey]:
+    """``count`` v1 vaults made by real transactions (balance = their index)."""
+    payer = chain.authority
+    vaults = [Keypair() for _ in range(count)]
+    limit = asyncio.Semaphore(concurrency)
+    async with AsyncClient(chain.url) as client:
+        rent = (await client.get_minimum_balance_for_rent_exemption(vault.VaultV1.SIZE)).value
+
+        async def create(start: int) -> None:
+            group = vaults[start : start + _VAULTS_PER_TRANSACTION]
+            ixs = []
+            for i, kp in enumerate(group, start):
+                ixs += vault.create_vault_instructions(
+                    payer.pubkey(),
+                    kp.pubkey(),
+                    Keypair().pubkey(),
+                    i,
+                    chain.program_id,
+                    rent,
+                    config=config,
+                )
+            async with limit:
+                await onchain.send_and_confirm(client, ixs, payer, group)
+
+        await asyncio.gather(*(create(i) for i in range(0, count, _VAULTS_PER_TRANSACTION)))
+    return [kp.pubkey() for kp in vaults]
+
+
+def seed_vaults(
+    chain: DemoChain, config: Pubkey, count: int, *, first_balance: int = 0
+) -> list[Pubkey]:
+    """``count`` v1 vaults written straight into the SVM (setup for tests and benches)."""
+    net = chain.server.localnet
+    rent = net.minimum_balance_for_rent_exemption(vault.VaultV1.SIZE)
+    keys = [Pubkey.new_unique() for _ in range(count)]
+    with net.lock:
+        for i, key in enumerate(keys):
+            data = vault.VaultV1(
+                owner=Pubkey.new_unique(), config=config, balance=first_balance + i
+            ).encode()
+            net.svm.set_account(key, Account(rent, data, chain.program_id, False, 0))
+    return keys
+
+
+async def upgrade_directly(chain: DemoChain, elf: bytes) -> None:
+    """Upgrade the demo program without the runbook (setup for tests and benches)."""
+    from runbooks import loader
+
+    buffer = await write_buffer(chain, elf)
+    async with AsyncClient(chain.url) as client:
+        ix = loader.upgrade(
+            chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
+        )
+        await onchain.send_and_confirm(client, [ix], chain.authority)
+
+
+async def save_pause_block(chain: DemoChain, config: Pubkey, name: str) -> str:
+    """The program-pause block of the demo program (admin = the demo's authority)."""
+    from blocks.program_pause import ProgramPause
+
+    await ProgramPause.for_program(chain.program_id, config, chain.authority).asave(
+        name, overwrite=True
+    )
+    return name
+
+
+async def set_emergency_policy(policy_block: str, *, threshold: int, timelock_seconds: int) -> None:
+    """Give the saved multisig policy its emergency threshold and timelock."""
+    from blocks import MultisigPolicy
+
+    policy = await MultisigPolicy.aload(policy_block)
+    policy.emergency_threshold = threshold
+    policy.emergency_timelock_seconds = timelock_seconds
+    await policy.asave(policy_block, overwrite=True)
+
+
+async def run_signed_flow(
+    start: Callable[[], Coroutine[Any, Any, Any]],
+    signers: Sequence[Sequence[Keypair]],
+    message_for: Callable[[uuid.UUID, int], str],
+) -> Any:
+    """Run a flow that pauses for sign-offs; at its n-th sign-off round, ``signers[n]``
+    sign ``message_for(run_id, n)`` and submit the Resume form, as members would."""
+    from prefect import tags
+    from prefect.client.orchestration import get_client
+
+    from runbooks.console import sign_off, wait_for_pause
+
+    tag = f"demo-{uuid.uuid4().hex[:12]}"
+    with tags(tag):
+        flow_task = asyncio.ensure_future(start())
+    run_id = await find_run(tag)
+
+    async def sign() -> None:
+        key = None
+        async with get_client() as client:
+            for round_, members in enumerate(signers):
+                await wait_for_pause(client, run_id, not_key=key, timeout_seconds=120)
+                message = message_for(run_id, round_)
+                for member in members:
+                    key = await sign_off(
+                        client,
+                        run_id,
+                        {
+                            "member": str(member.pubkey()),
+                            "signature": str(approval.sign(member, message)),
+                        },
+                        after_key=key,
+                    )
+
+    signing = asyncio.ensure_future(sign())
+    done, _ = await asyncio.wait({flow_task, signing}, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        task.result()
+    await signing
+    return await flow_task
+
+
+def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
+    """The approve message of the newest proposal of ``kind`` this run recorded."""
+    from sqlalchemy import select
+
+    from flows.upgrade import approval_subject
+    from store.db import session_scope
+    from store.models import Proposal
+    from store.records import get_proposal
+    from tasks.records import records_engine
+
+    engine = records_engine()
+    with session_scope(engine) as session:
+        proposal_id = session.scalar(
+            select(Proposal.id)
+            .where(Proposal.flow_run_id == str(run_id), Proposal.kind == kind)
+            .order_by(Proposal.id.desc())
+        )
+    proposal = get_proposal(engine, proposal_id) if proposal_id else None
+    if proposal is None:
+        raise RuntimeError(f"flow run {run_id} paused without a {kind} proposal")
+    return approval_subject(proposal).message("approve")
+
+
+async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -> dict[str, Any]:
+    """Upgrade, migrate ``vaults`` accounts and verify; with ``rollback``, roll back too."""
+    from flows.migration import migrate_accounts
+    from runbooks.demo import run_upgrade
+
+    started = time.monotonic()
+    chain = start_demo_chain()
+    result: dict[str, Any] = {}
+    try:
+        config = await create_config(chain)
+        created = time.monotonic()
+        await create_vaults(chain, config, vaults)
+        result["vaults_created"] = vaults
+        result["vault_setup_seconds"] = round(time.monotonic() - created, 2)
+        names = await save_blocks(chain)
+        await set_emergency_policy(names["policy_block"], threshold=2, timelock_seconds=1)
+        buffer = await write_buffer(chain, chain.binaries["v2"])
+        v1_hash, v2_hash = (verifiable_hash(chain.binaries[v]) for v in ("v1", "v2"))
+        upgrade = await run_upgrade(
+            chain, buffer, chain.members[:3], names, expected_sha256=v2_hash
+        )
+        result["upgrade"] = {k: upgrade[k] for k in ("proposal_id", "old_hash", "new_hash")}
+        migration = await migrate_accounts(
+            program_id=str(chain.program_id),
+            expected_program_sha256=v2_hash,
+            cluster_block=names["cluster_block"],
+            fee_payer_block=names["fee_payer_block"],
+        )
+        result["migration"] = migration
+        if rollback:
+            result["rollback"] = await demo_rollback(chain, names, config, v1_hash)
+    finally:
+        chain.server.stop()
+    result["seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
+async def demo_rollback(
+    chain: DemoChain, names: dict[str, str], config: Pubkey, v1_hash: str
+) -> dict[str, Any]:
+    """Roll the migrated program back to the archived v1: refused, then forced."""
+    from flows.rollback import emergency_rollback
+
+    from runbooks.rollback import RollbackRefused
+
+    pause_block = await save_pause_block(chain, config, f"{names['cluster_block']}-pause")
+    params: dict[str, Any] = {
+        "program_id": str(chain.program_id),
+        "reason": "demo: v2 misbehaves after the migration",
+        "proposer": "on-call",
+        "program_pause_block": pause_block,
+        **{k: v for k, v in names.items()},
+    }
+    refused: str | None = None
+    try:
+        await emergency_rollback(**params)
+    except RollbackRefused as exc:
+        refused = f"{len(exc.accounts)} migrated accounts named"
+    emergency = chain.members[:2]
+
+    def message(run_id: uuid.UUID, round_: int) -> str:
+        kind = "rollback" if round_ == 0 else "kill-switch-release"
+        return current_proposal_message(run_id, kind)
+
+    result = await run_signed_flow(
+        lambda: emergency_rollback(
+            **params,
+            force=True,
+            force_reason="demo: v1 refuses v2 vaults (error 6002) until v2 is redeployed",
+        ),
+        [emergency, emergency],
+        message,
+    )
+    result["refused_first"] = refused
+    result["restored_archived_hash"] = result["new_hash"] == v1_hash
+    return result
+
+
+def main(scenario: str = "migration") -> int:
+    import json
+
+    result = asyncio.run(demo_migration(rollback=scenario == "rollback"))
+    print("RESULT " + json.dumps(result, sort_keys=True, default=str))
+    return 0
