@@ -8,6 +8,7 @@ is refused, with its reason in the run's logs and the approvals table.
 
 from __future__ import annotations
 
+import json
 import re
 from uuid import UUID
 
@@ -82,7 +83,12 @@ async def test_upgrade_from_custom_run_signed_off_in_the_pause_form(
             form = await open_resume_form(page, console.env.ui_url, run_id)
             await expect(form.get_by_text(f"{i} of 4 needed")).to_be_visible()
             if i == 0:
+                # A taller window shows more of the form's description (it scrolls).
+                await page.set_viewport_size({"width": 1360, "height": 1400})
                 await shots.take("signoff-form", publish="signoff-form")
+                await page.set_viewport_size({"width": 1360, "height": 900})
+                await form.get_by_text("The exact message to sign").scroll_into_view_if_needed()
+                await shots.take("signoff-form-message")
             message = await approval_message(form)
             proposal_id = await proposal_number(form)
             if i < 3:
@@ -115,6 +121,9 @@ async def test_upgrade_from_custom_run_signed_off_in_the_pause_form(
 
     await page.goto(f"{console.env.ui_url}/runs/flow-run/{run_id}")
     await expect(page.get_by_text("Completed").first).to_be_visible()
+    sent = page.get_by_text(re.compile(rf"upgrade of {program_id} sent: \w+"))
+    await sent.scroll_into_view_if_needed()
+    await expect(sent).to_be_visible()
     await shots.take("run-completed", publish="run-completed")
 
     by_key = {a["key"]: a for a in await run_artifacts(console.env.api_url, run_id)}
@@ -173,7 +182,9 @@ async def test_wrong_signature_in_the_form_is_refused(
         assert await programdata_sha256(chain.url, chain.program_id) == before
 
         await page.goto(f"{console.env.ui_url}/runs/flow-run/{run_id}")
-        await expect(page.get_by_text(re.compile("sign-off refused")).first).to_be_visible()
+        refused = page.get_by_text(re.compile("sign-off refused")).first
+        await refused.scroll_into_view_if_needed()
+        await expect(refused).to_be_visible()
         await shots.take("refusal-in-logs", publish="signature-refused")
         form = await open_resume_form(page, console.env.ui_url, run_id)
         await expect(form.get_by_text("0 of 4 needed")).to_be_visible()
@@ -190,5 +201,17 @@ async def test_wrong_signature_in_the_form_is_refused(
         )
         run = await wait_for_state(client, run_id)
         assert run.state is not None and run.state.is_cancelled(), run.state
+
+    table = {a["key"]: a for a in await run_artifacts(console.env.api_url, run_id)}[
+        f"upgrade-approvals-{proposal_id}"
+    ]
+    rows = json.loads(table["data"])  # a table artifact's data is its JSON text
+    assert [(row["accepted"], row["decision"]) for row in rows] == [
+        ("refused", "approve"),
+        ("yes", "cancel"),
+    ]
+    await page.goto(f"{console.env.ui_url}/artifacts/artifact/{table['id']}")
+    await expect(page.get_by_text("refused", exact=True)).to_be_visible()
+    await shots.take("approvals-table", publish="approvals-table")
     proposal = records.get_proposal(engine, proposal_id)
     assert proposal is not None and proposal.status == "cancelled"
