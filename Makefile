@@ -12,7 +12,8 @@ export DO_NOT_TRACK ?= 1
 .PHONY: help setup programs demo up test bench lint postgres
 
 help:
-	@echo "make demo   - the upgrade runbook end to end on an embedded localnet"
+	@echo "make demo   - the upgrade runbook end to end on an embedded localnet, then upgrade,"
+	@echo "              migration of 1,000 accounts, verification and emergency rollback"
 	@echo "make up     - localnet + Prefect server + served deployments (UI on :4200)"
 	@echo "make test   - the test suite"
 	@echo "make bench  - benchmarks with baselines measured in the same run"
@@ -34,6 +35,7 @@ programs: setup
 
 demo: setup
 	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo
+	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo --scenario rollback
 
 up: setup
 	$(RUN) runbooks up

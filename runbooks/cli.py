@@ -41,7 +41,11 @@ def _localnet(args: argparse.Namespace) -> int:
     return localnet_main(args.rest)
 
 
-def _demo(_: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace) -> int:
+    if args.scenario != "upgrade":
+        from runbooks.demo_migration import main as migration_demo
+
+        return migration_demo(args.scenario)
     from runbooks.demo import main as demo_main
 
     return demo_main()
@@ -82,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     localnet.set_defaults(run=_localnet)
 
     demo = commands.add_parser("demo", help="the upgrade runbook end to end on a localnet")
+    demo.add_argument(
+        "--scenario",
+        choices=["upgrade", "migration", "rollback"],
+        default="upgrade",
+        help="upgrade (default); migration: upgrade, then migrate and verify 1,000 accounts; "
+        "rollback: that, then the emergency rollback and the kill switch",
+    )
     demo.set_defaults(run=_demo)
 
     up = commands.add_parser(

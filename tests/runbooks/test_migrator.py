@@ -1,0 +1,167 @@
+"""The migrator interface and the demo_vault migrator; rollback and kill-switch helpers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+from solders.hash import Hash
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.transaction import Transaction
+
+from programs.demo_vault import client as vault
+from runbooks import killswitch, migrator, rollback
+from runbooks.errors import InputError, KillSwitchEngaged
+from runbooks.loader import verifiable_hash
+from runbooks.migrator import DemoVaultMigrator, get_migrator, plan
+from store.migration_records import KillSwitchRecord, MigratedAccount
+
+M = DemoVaultMigrator()
+OWNER, CONFIG = Pubkey.new_unique(), Pubkey.new_unique()
+V1 = vault.VaultV1(owner=OWNER, config=CONFIG, balance=1_234).encode()
+V2 = vault.VaultV2(
+    owner=OWNER, config=CONFIG, balance=1_234, deposits_count=0, migrated_slot=77
+).encode()
+
+
+def b58decode(text: str) -> bytes:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    n = 0
+    for c in text:
+        n = n * 58 + alphabet.index(c)
+    zeros = len(text) - len(text.lstrip("1"))
+    return b"\0" * zeros + n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+
+def test_b58encode_matches_solders() -> None:
+    key = Pubkey.new_unique()
+    assert migrator.b58encode(bytes(key)) == str(key)
+    assert migrator.b58encode(b"\0\0\x01") == "112"
+
+
+def test_select_filters_the_discriminator_and_the_version_byte() -> None:
+    discriminator, version = M.select(1)
+    assert (discriminator.offset, b58decode(discriminator.bytes)) == (0, vault.VAULT_DISCRIMINATOR)
+    assert (version.offset, b58decode(version.bytes)) == (8, b"\x01")
+    assert b58decode(M.select(2)[1].bytes) == b"\x02"
+
+
+def test_layouts_decode_and_transform() -> None:
+    assert (M.layout_version(V1), M.layout_version(V2)) == (1, 2)
+    assert M.layout_version(vault.Config(admin=OWNER, paused=False).encode()) is None
+    assert M.layout_version(b"") is None
+    assert M.decode(V2)["migrated_slot"] == 77
+    assert M.transform(V1) == {
+        "owner": str(OWNER),
+        "config": str(CONFIG),
+        "balance": 1_234,
+        "deposits_count": 0,
+    }
+
+
+def test_verify_compares_every_preserved_field() -> None:
+    assert M.verify(V1, V2) == []
+    short = vault.VaultV2(
+        owner=OWNER, config=CONFIG, balance=1_233, deposits_count=0, migrated_slot=77
+    ).encode()
+    assert M.verify(V1, short) == ["balance is 1233, snapshot says 1234"]
+    assert M.verify(V1, V1) == ["layout is v1, expected v2"]
+    assert M.verify(V1, None) == ["the account no longer exists"]
+
+
+def test_packing_fills_a_transaction_and_no_more() -> None:
+    program, payer = Pubkey.new_unique(), Pubkey.new_unique()
+    fits = M.accounts_per_transaction(program, payer)
+    assert fits == vault.MIGRATES_PER_TRANSACTION_WITH_PAYER
+
+    def size(n: int) -> int:
+        ixs = M.migrate_instructions(program, [Pubkey.new_unique() for _ in range(n)], payer)
+        msg = Message.new_with_blockhash(ixs, payer, Hash.default())
+        return len(bytes(Transaction.new_unsigned(msg)))
+
+    assert size(fits) <= migrator.PACKET_DATA_SIZE < size(fits + 1)
+    assert fits * M.compute_units_per_account <= migrator.MAX_TRANSACTION_COMPUTE_UNITS
+
+
+def test_failures_name_the_program_error() -> None:
+    logs = ["Program X invoke [1]", "Program X failed: custom program error: 0xbbb"]
+    assert "AccountDidNotDeserialize (3003)" in M.describe_failure("refused", logs)
+    assert "UnsupportedLayout (6002)" in M.describe_failure("InstructionError(0, Custom(6002))")
+    assert M.describe_failure("blockhash not found") == "blockhash not found"
+
+
+def test_plan_resumes_pending_and_leaves_failures_unless_asked() -> None:
+    states = {
+        "pending-migrated-on-chain": SimpleNamespace(status="pending"),
+        "failed": SimpleNamespace(status="failed"),
+        "verified": SimpleNamespace(status="verified"),
+    }
+    discovered = ["new", "failed"]
+    assert plan(discovered, states, retry_failed=False) == ["new", "pending-migrated-on-chain"]
+    assert plan(discovered, states, retry_failed=True) == [
+        "failed",
+        "new",
+        "pending-migrated-on-chain",
+    ]
+
+
+def test_migrators_by_name_or_import_path() -> None:
+    assert isinstance(get_migrator("demo_vault"), DemoVaultMigrator)
+    assert isinstance(get_migrator("runbooks.migrator:DemoVaultMigrator"), DemoVaultMigrator)
+    with pytest.raises(InputError, match="registered: demo_vault"):
+        get_migrator("nope")
+    with pytest.raises(InputError, match="cannot be loaded"):
+        get_migrator("runbooks.migrator:Nope")
+
+
+def test_archived_bytes_keep_the_elf_and_its_hash(demo_binaries: dict[str, bytes]) -> None:
+    elf = demo_binaries["v1"]
+    assert rollback.elf_length(elf) == len(elf)
+    # The ELF ends in zero bytes (its last section header): stripping them would cut it.
+    assert elf.endswith(b"\x00") and len(elf.rstrip(b"\x00")) < len(elf)
+    padded = elf + bytes(4096)  # as a ProgramData holds it
+    kept = rollback.archived_bytes(padded)
+    assert kept == elf
+    assert verifiable_hash(kept) == verifiable_hash(padded)
+    assert rollback.elf_length(b"not an elf") is None
+    assert rollback.archived_bytes(b"\x01\x02\x00\x00") == b"\x01\x02"
+
+
+def test_rollback_over_migrated_accounts_is_refused_naming_them() -> None:
+    accounts = [MigratedAccount(f"acct{i:02}", 1, "demo_vault", 2, "bb" * 32) for i in range(25)]
+    with pytest.raises(rollback.RollbackRefused) as refused:
+        rollback.refuse_over_migrated("aa" * 32, accounts, force_reason=None)
+    assert refused.value.accounts == [a.address for a in accounts]
+    assert "acct00" in str(refused.value) and "and 5 more" in str(refused.value)
+    assert "force_reason" in str(refused.value)
+    rollback.refuse_over_migrated("aa" * 32, accounts, force_reason="v1.4 reads v2")
+    rollback.refuse_over_migrated("aa" * 32, [], force_reason=None)
+
+
+def test_kill_switch_refusal_says_what_to_do() -> None:
+    switch = KillSwitchRecord(
+        cluster="localnet",
+        program_id="*",
+        engaged=True,
+        reason="exploit suspected",
+        actor="oncall",
+        changed_at=datetime(2026, 1, 1, tzinfo=UTC),
+        release_proposal_id=None,
+        flow_run_id=None,
+    )
+    error = killswitch.refusal([switch], "upgrade")
+    assert isinstance(error, KillSwitchEngaged)
+    assert "upgrade refused" in str(error) and "every program on localnet" in str(error)
+    assert "exploit suspected" in str(error) and "sign-off" in str(error)
+
+
+def test_demo_vault_pause_instructions() -> None:
+    program, config, admin = Pubkey.new_unique(), Pubkey.new_unique(), Pubkey.new_unique()
+    pauser = killswitch.pauser("demo_vault", program, config)
+    assert pauser.pause(admin) == vault.pause(program, config, admin)
+    assert pauser.unpause(admin) == vault.unpause(program, config, admin)
+    assert pauser.is_paused(vault.Config(admin=admin, paused=True).encode())
+    with pytest.raises(InputError, match="no pause instruction"):
+        killswitch.pauser("other", program, config)
