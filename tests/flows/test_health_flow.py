@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -18,6 +21,7 @@ from blocks.programs import FeePayer, ManagedProgram, ManagedPrograms
 from flows.health import daily_health
 from runbooks import loader, onchain
 from runbooks.demo import DemoChain, write_buffer
+from runbooks.slack_handler import ACTION_PREFIX, handle, signature
 from runbooks.slack_stub import SlackStub
 from store import operations_records as ops
 from store import records
@@ -260,3 +264,55 @@ async def test_missing_programs_block_is_a_warning_not_a_crash(
     result = await state.aresult()
     assert result["level"] == "warning"
     assert any(f["check"] == "config" for f in result["findings"])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_on_call_acknowledges_a_critical_alert_from_slack(
+    chain: DemoChain, ops_blocks, records_db: Engine, slack: SlackStub
+) -> None:
+    """The alert's Acknowledge button, clicked in Slack, resumes the run as that user."""
+    secret = "test-signing-secret"
+    await daily_health(**ops_blocks, **QUICK, return_state=True)  # the baseline
+    await change_authority(chain)
+    run = asyncio.create_task(
+        daily_health(
+            **ops_blocks, slot_sample_seconds=0.1, ack_timeout_seconds=60, return_state=True
+        )
+    )
+    deadline = asyncio.get_running_loop().time() + 60
+    while not slack.messages:
+        assert asyncio.get_running_loop().time() < deadline, "no alert posted"
+        await asyncio.sleep(0.2)
+    [alert] = slack.messages
+    [button] = [
+        e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]
+        if e.get("action_id", "").startswith(ACTION_PREFIX)
+    ]  # fmt: skip
+    body = urlencode(
+        {
+            "payload": json.dumps(
+                {
+                    "type": "block_actions",
+                    "user": {"id": "U0ONCALL", "username": "alice"},
+                    "actions": [{"action_id": button["action_id"], "value": button["value"]}],
+                }
+            )
+        }
+    ).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature(secret, stamp, body),
+    }
+    # The pause form must exist before a resume is accepted: retry until it does.
+    while True:
+        _, reply = await asyncio.to_thread(handle, secret, headers, body)
+        if "Acknowledged" in reply.get("text", ""):
+            break
+        assert asyncio.get_running_loop().time() < deadline, reply
+        await asyncio.sleep(0.3)
+    state = await asyncio.wait_for(run, timeout=60)
+    assert state.is_failed()  # acknowledged, and still failed: the finding is critical
+    report = ops.health_reports(records_db, "localnet", limit=1)[0]
+    assert report.acknowledged_by == "slack:U0ONCALL (alice)"
+    assert report.acknowledged_at is not None

@@ -1,0 +1,134 @@
+"""Block Kit messages for every runbook event, posted through slack_sdk to the stand-in
+Slack Web API; Slack failing never fails the caller."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from blocks import SlackChannel
+from runbooks import messages
+from runbooks.slack_handler import ACTION_PREFIX, parse_action
+from runbooks.slack_stub import SlackStub
+from tasks.notify import notify
+
+RUN = str(uuid.uuid4())
+
+
+def every_message() -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    findings = [
+        {"check": "hash", "subject": f"p{i}", "level": "critical", "message": "x" * 400}
+        for i in range(20)
+    ]
+    return {
+        "proposal_created": messages.proposal_created(
+            proposal_id=1, program="P", buffer="B", sha256="ab" * 32, description="v2",
+            proposer="alice", threshold=3, members=5, approval_message="solana-runbooks v1; ...",
+            run_url="http://127.0.0.1:4200/runs/flow-run/x",
+        ),
+        "approval_progress": messages.approval_progress(
+            proposal_id=1, member="M", accepted=True, reason=None, have=1, need=3
+        ),
+        "timelock_started": messages.timelock_started(proposal_id=1, executes_after="soon"),
+        "timelock_expiring": messages.timelock_expiring(
+            proposal_id=1, program="P", ends_at="2025-06-01T00:00:00+00:00"
+        ),
+        "executed": messages.executed(
+            proposal_id=1, program="P", signature="S", new_hash="ab" * 32, outcome="upgraded"
+        ),
+        "failed": messages.failed(what="Backup", error="disk full", run_url=None),
+        "health_alert": messages.health_alert(
+            level="critical", cluster="mainnet-beta", findings=findings, run_url=None,
+            ack=(RUN, "ack-health-7"),
+        ),
+        "rotation_reminder": messages.rotation_reminder(
+            keys=[{"label": "upgrade key", "pubkey": "K", "role": "upgrade",
+                   "due_at": "2025-07-01", "days_left": -3, "status": "overdue"}],
+            run_url=None,
+        ),
+        "authority_change_proposed": messages.authority_change_proposed(
+            proposal_id=2, program="P", current="A", new_authority=None, threshold=5, members=5,
+            approval_message="solana-runbooks v1; ...", run_url=None,
+        ),
+        "confirmation_request": messages.confirmation_request(
+            title="Release the kill switch on P?", text="Engaged since ...", run_id=RUN,
+            key="release-1", choices=[("confirm", "Release"), ("decline", "Keep it on")],
+            run_url=None, confirm_text="Runbooks may write to P again.",
+        ),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(every_message()))
+def test_messages_stay_within_block_kit_limits(name: str) -> None:
+    text, blocks = every_message()[name]
+    assert text and len(blocks) <= 50
+    for block in blocks:
+        assert block["type"] in ("header", "section", "actions")
+        if block["type"] == "header":
+            assert block["text"]["type"] == "plain_text" and len(block["text"]["text"]) <= 150
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+        if block["type"] == "actions":
+            for element in block["elements"]:
+                assert element["type"] == "button" and len(element["text"]["text"]) <= 75
+                assert len(element.get("value", "")) <= 2000
+                assert len(element.get("action_id", "")) <= 255
+
+
+def test_buttons_carry_what_the_handler_needs() -> None:
+    _, blocks = every_message()["confirmation_request"]
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    decisions = []
+    for button in actions["elements"]:
+        assert button["action_id"].startswith(ACTION_PREFIX)
+        payload = {
+            "type": "block_actions",
+            "user": {"id": "U1"},
+            "actions": [{"action_id": button["action_id"], "value": button["value"]}],
+        }
+        action = parse_action(urlencode({"payload": json.dumps(payload)}).encode())
+        assert action is not None and str(action.run_id) == RUN and action.key == "release-1"
+        decisions.append(action.decision)
+    assert decisions == ["confirm", "decline"]
+    assert "confirm" in actions["elements"][0]  # a dialog before releasing a kill switch
+
+
+async def test_notify_posts_block_kit_and_survives_slack_errors(prefect_api: None) -> None:
+    with SlackStub() as slack:
+        await SlackChannel(
+            bot_token=slack.token, channel="#ops", api_base_url=slack.base_url
+        ).asave("msg-test-slack", overwrite=True)
+        text, blocks = every_message()["health_alert"]
+        assert await notify(text, blocks, slack_block="msg-test-slack") is True
+        [posted] = slack.messages
+        assert posted["channel"] == "#ops" and posted["blocks"] == blocks
+        # Slack answers an error (a revoked token): retried, then a warning, never raised.
+        revoked = SlackChannel(
+            bot_token="xoxb-revoked", channel="#ops", api_base_url=slack.base_url
+        )
+        await revoked.asave("msg-test-bad", overwrite=True)
+        assert await notify("x", None, slack_block="msg-test-bad") is False
+        assert len(slack.messages) == 1
+    # No block at all: logged only.
+    assert await notify("x", None, slack_block=None) is False
+
+
+def test_the_stand_in_answers_like_slack() -> None:
+    with SlackStub(channels=("#ops",)) as slack:
+        ok = slack.answer("chat.postMessage", slack.token, {"channel": "#ops", "text": "hi"})
+        assert ok["ok"] is True and set(ok) == {"ok", "channel", "ts", "message"}
+        assert slack.answer("chat.postMessage", "", {"channel": "#ops", "text": "x"}) == {
+            "ok": False, "error": "not_authed",
+        }  # fmt: skip
+        assert (
+            slack.answer("chat.postMessage", slack.token, {"channel": "#x", "text": "x"})["error"]
+            == "channel_not_found"
+        )
+        assert slack.answer("chat.postMessage", slack.token, {"channel": "#ops"})["error"] == (
+            "no_text"
+        )
+        assert slack.answer("chat.delete", slack.token, {})["error"] == "unknown_method"
