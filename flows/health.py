@@ -12,7 +12,7 @@ program team:
 4. Fee payers hold enough SOL.
 5. Proposals whose timelock ends soon (announced on Slack) or ended without execution.
 6. Migrations stuck in flight (the migration runbook's records; skipped, and said so,
-   where they are not installed) and keys overdue for rotation.
+   where they are not installed), engaged kill switches, and keys overdue for rotation.
 
 Every finding is info, warning or critical; the run publishes them as a table artifact,
 records them, alerts Slack on warning or critical, and fails on critical — after waiting
@@ -38,7 +38,7 @@ from runbooks import health, messages, rotation
 from runbooks.confirmations import wait_for_confirmation
 from runbooks.errors import ChainError, RecordsError
 from runbooks.health import Finding
-from store import db
+from store import db, migration_records
 from store import operations_records as ops
 from store import records as store_records
 from tasks import health as tasks
@@ -163,6 +163,13 @@ async def daily_health(
             table=MIGRATION_TABLE,
             absent_reason=in_flight if isinstance(in_flight, str) else None,
         )
+        if managed is not None:
+            switches = {
+                (k.cluster, k.program_id): k
+                for p in managed.programs
+                for k in migration_records.engaged_kill_switches(engine, name, p.program_id)
+            }
+            findings += health.check_kill_switches(switches.values())
         dues = rotation.review(ops.managed_keys(engine, name), now, rotation.DEFAULT_REMIND_DAYS)
         findings += health.check_keys(d for d in dues if d.status == "overdue")
 

@@ -210,7 +210,8 @@ async def rotate_upgrade_authority(
     )
     await wait_out_timelock(proposal)
 
-    # 4. Execute, verify, record.
+    # 4. Execute, verify, record. The kill switch does not stop this: moving the authority
+    # away from a compromised key is what an incident needs, and it is signed off.
     signature = await keys.send_authority_change(
         cluster, program_id, target, authority_block, new_authority_block, fee_payer_block
     )

@@ -382,6 +382,20 @@ def check_migrations(
     ]
 
 
+def check_kill_switches(switches: Iterable[Any]) -> list[Finding]:
+    """Engaged kill switches (recorded by the kill-switch runbook): runbooks cannot write."""
+    return [
+        Finding(
+            "kill-switch",
+            s.scope,
+            "warning",
+            f"engaged since {_iso(s.changed_at)} by {s.actor}: {s.reason}. Upgrades, "
+            "migrations and authority changes are refused until a signed-off release.",
+        )
+        for s in switches
+    ]
+
+
 def check_keys(overdue: Iterable[Any]) -> list[Finding]:
     """Registered keys past their rotation date (see ``runbooks.rotation``)."""
     return [

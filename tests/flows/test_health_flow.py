@@ -23,8 +23,8 @@ from runbooks import loader, onchain
 from runbooks.demo import DemoChain, write_buffer
 from runbooks.slack_handler import ACTION_PREFIX, handle, signature
 from runbooks.slack_stub import SlackStub
+from store import migration_records, records
 from store import operations_records as ops
-from store import records
 from store.migration_models import MigrationRun
 
 QUICK = {"slot_sample_seconds": 0.1, "ack_timeout_seconds": 0}
@@ -221,13 +221,16 @@ async def test_warnings_alert_slack_and_announce_expiring_timelocks(
         timelock_seconds=3600,
     )
     records.mark_threshold_met(records_db, proposal.id, at=now - timedelta(minutes=30))
+    migration_records.engage_kill_switch(
+        records_db, "localnet", str(chain.program_id), reason="drill", actor="on-call"
+    )
 
     state = await daily_health(**ops_blocks, **QUICK, return_state=True)
     assert state.is_completed(), state.message
     result = await state.aresult()
     assert result["level"] == "warning"
     warnings = {f["check"] for f in result["findings"] if f["level"] == "warning"}
-    assert warnings == {"fee-payer", "migrations"}
+    assert warnings == {"fee-payer", "migrations", "kill-switch"}
     texts = [m["text"] for m in slack.messages]
     assert any(t.startswith("Health WARNING on localnet") for t in texts)
     assert any(f"Proposal #{proposal.id}" in t and "timelock ends" in t for t in texts)
