@@ -86,10 +86,10 @@ async def backup_records_and_programs(
     directory.mkdir(parents=True, exist_ok=False)
     try:
         manifest.records = await tasks.dump_records(database_block, directory)
-        if programs_block:
+        managed = await _managed_programs(programs_block)
+        if managed is not None:
             cluster = await SolanaCluster.aload(cluster_block)
             manifest.cluster = cluster.cluster
-            managed = await ManagedPrograms.aload(programs_block)
             manifest.programs = await tasks.save_programs(cluster, managed.programs, directory)
         await tasks.verify_dump(database_block, directory, manifest.records)
         manifest.status = "verified"
@@ -188,6 +188,21 @@ async def restore_backup(
         ),
     )
     return {"name": manifest.name, "tables": counts}
+
+
+async def _managed_programs(block: str | None) -> ManagedPrograms | None:
+    """The programs whose binaries to save; a missing block only skips them (logged)."""
+    if not block:
+        return None
+    try:
+        return await ManagedPrograms.aload(block)
+    except ValueError:  # Prefect: no block document of that name
+        get_run_logger().warning(
+            "no managed programs block %r: program binaries not saved. Create it in Blocks "
+            "> Managed Programs.",
+            block,
+        )
+        return None
 
 
 async def publish_backup_table(manifest: Manifest) -> None:
