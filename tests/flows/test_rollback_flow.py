@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import run_upgrade_flow
 from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -21,8 +20,8 @@ from flows.migration import migrate_accounts
 from flows.rollback import emergency_rollback
 from flows.upgrade import approval_subject
 from programs.demo_vault import client as vault
-from runbooks import approval, loader
-from runbooks.demo import DemoChain
+from runbooks import loader
+from runbooks.demo import DemoChain, run_upgrade
 from runbooks.demo_migration import (
     create_config,
     current_proposal_message,
@@ -37,7 +36,6 @@ from runbooks.rollback import RollbackRefused
 from store import migration_records, records
 from store.db import session_scope
 from store.models import Execution, Proposal
-from store.records import ProposalRecord
 from tasks.archive import archive_program
 
 
@@ -51,17 +49,6 @@ def config_paused(chain: DemoChain, config: Pubkey) -> bool:
     account = chain.server.localnet.get_account(config)
     assert account is not None
     return vault.Config.decode(bytes(account.data)).paused
-
-
-def three_signatures(chain: DemoChain) -> Any:
-    def answers(proposal: ProposalRecord) -> list[dict[str, str]]:
-        message = approval_subject(proposal).message("approve")
-        return [
-            {"member": str(m.pubkey()), "signature": str(approval.sign(m, message))}
-            for m in chain.members[:3]
-        ]
-
-    return answers
 
 
 def messages_of(*kinds: str) -> Any:
@@ -104,12 +91,12 @@ async def test_rollback_restores_the_exact_archived_binary(
     config, pause = pausable
     v1_hash, v2_hash = (loader.verifiable_hash(chain.binaries[v]) for v in ("v1", "v2"))
     program_id = str(chain.program_id)
-    upgraded = await run_upgrade_flow(chain, block_names, v2_buffer, three_signatures(chain))
-    assert upgraded.state.is_completed() and programdata_hash(chain) == v2_hash
+    upgraded = await run_upgrade(chain, v2_buffer, chain.members[:3], block_names)
+    assert programdata_hash(chain) == v2_hash
     # The upgrade runbook archived the binary it replaced, byte for byte.
     archived = migration_records.get_archive(records_db, "localnet", program_id, v1_hash)
     assert archived is not None and archived.data == chain.binaries["v1"]
-    assert archived.proposal_id == upgraded.proposal.id  # type: ignore[union-attr]
+    assert archived.proposal_id == upgraded["proposal_id"]
 
     emergency = chain.members[3:5]  # two members who did not sign the upgrade
     result = await run_signed_flow(
@@ -261,9 +248,8 @@ async def test_the_kill_switch_stops_each_runbook_until_a_signed_off_release(
             fee_payer_block=block_names["fee_payer_block"],
         )
     # The upgrade collects its sign-offs, then refuses to execute.
-    upgrade = await run_upgrade_flow(chain, block_names, v2_buffer, three_signatures(chain))
-    assert upgrade.state.is_failed()
-    assert "kill switch engaged: upgrade refused" in (upgrade.state.message or "")
+    with pytest.raises(KillSwitchEngaged, match="kill switch engaged: upgrade refused"):
+        await run_upgrade(chain, v2_buffer, chain.members[:3], block_names)
     assert programdata_hash(chain) == v1_hash
     with session_scope(records_db) as session:
         assert session.scalar(select(func.count()).select_from(Execution)) == 0
