@@ -8,10 +8,11 @@ Seed 000's "Starting a Migration" and seed 003's "Complete Account Migration Log
    filters).
 4. Migrate them in batches of up to 100 (one getMultipleAccounts each), a bounded number
    of batches at a time: each batch snapshots its accounts into the records before it
-   sends anything, packs the program's migrate instructions many per transaction, and
-   records each account as migrated or failed (with the error). A progress artifact
-   follows along.
-5. Verify every migrated account against its snapshot, field by field.
+   sends anything, packs the program's migrate instructions many per transaction, reads
+   the accounts back, checks every preserved field against the snapshot, and records
+   each account as verified or failed (with the error). A progress artifact follows.
+5. Verify what an interrupted run left migrated but unchecked (everything, with
+   ``reverify``).
 6. Publish a report and a table of failures; failures or mismatches fail the run.
 
 Resumable: kill the process at any point and run it again. The records are the

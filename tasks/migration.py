@@ -233,7 +233,8 @@ async def migrate_batch(
             current = await fetch_accounts(client, to_verify)
     mismatches: dict[str, str] = {}
     if to_verify:
-        known = {a: s for a, s in fresh.items() if a in set(to_verify)}
+        checking = set(to_verify)
+        known = {a: data for a, data in fresh.items() if a in checking}
         missing = [a for a in to_verify if a not in known]
         if missing:
             known.update(
