@@ -94,8 +94,10 @@ async def backup_records_and_programs(
         await tasks.verify_dump(database_block, directory, manifest.records)
         manifest.status = "verified"
         manifest.verified_at = datetime.now(UTC).isoformat()
-    except RunbookError as exc:
-        manifest.status, manifest.detail = "failed", str(exc)
+    except Exception as exc:  # the set is kept, marked failed, with the reason
+        first = (str(exc).strip().splitlines() or [""])[0]
+        detail = str(exc) if isinstance(exc, RunbookError) else f"{type(exc).__name__}: {first}"
+        manifest.status, manifest.detail = "failed", detail
     backup.write_manifest(directory, manifest)
 
     try:

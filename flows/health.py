@@ -103,8 +103,8 @@ async def daily_health(
     observed: tasks.ClusterObservation | None = None
     try:
         observed = await tasks.observe_cluster(cluster, slot_sample_seconds)
-    except ChainError as exc:
-        findings.append(health.rpc_unreachable(name, str(exc)))
+    except Exception as exc:  # whatever stops the observation is the finding
+        findings.append(health.rpc_unreachable(name, _first_line(exc)))
 
     # 2. The records database.
     engine = None
@@ -131,15 +131,25 @@ async def daily_health(
 
     # 3-4. Programs and fee payers.
     if observed is not None and managed is not None:
-        findings += await _check_programs(cluster, managed, engine, set(accept_current_hash_of))
-        if managed.fee_payers:
-            balances = await tasks.read_balances(cluster, [f.address for f in managed.fee_payers])
-            findings += [
-                health.check_balance(
-                    f.label, f.address, balances[f.address], f.warn_below_sol, f.critical_below_sol
-                )
-                for f in managed.fee_payers
-            ]
+        try:
+            findings += await _check_programs(cluster, managed, engine, set(accept_current_hash_of))
+            if managed.fee_payers:
+                addresses = [f.address for f in managed.fee_payers]
+                balances = await tasks.read_balances(cluster, addresses)
+                findings += [
+                    health.check_balance(
+                        f.label,
+                        f.address,
+                        balances[f.address],
+                        f.warn_below_sol,
+                        f.critical_below_sol,
+                    )
+                    for f in managed.fee_payers
+                ]
+        except (ChainError, RecordsError, OSError) as exc:
+            findings.append(
+                Finding("program", name, "critical", f"could not finish: {_first_line(exc)}")
+            )
 
     # 5-6. Proposals, migrations, keys.
     expiring: list[health.TimelockStatus] = []
@@ -319,6 +329,10 @@ def _ack_description(cluster: str, findings: list[Finding]) -> str:
         f"| {f.check} | {f.subject} | {f.message} |" for f in health.by_level(findings, "critical")
     ]
     return "\n".join(lines)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _artifact_key(raw: str) -> str:

@@ -16,7 +16,7 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from sqlalchemy import Engine
 
-from blocks import SlackChannel
+from blocks import SlackChannel, SolanaCluster
 from blocks.programs import FeePayer, ManagedProgram, ManagedPrograms
 from flows.health import daily_health
 from runbooks import loader, onchain
@@ -254,7 +254,7 @@ async def test_slack_unreachable_leaves_the_run_green(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_missing_programs_block_is_a_warning_not_a_crash(
+async def test_missing_configuration_and_a_dead_rpc_are_findings_not_crashes(
     chain: DemoChain, ops_blocks, records_db: Engine
 ) -> None:
     state = await daily_health(
@@ -267,6 +267,13 @@ async def test_missing_programs_block_is_a_warning_not_a_crash(
     result = await state.aresult()
     assert result["level"] == "warning"
     assert any(f["check"] == "config" for f in result["findings"])
+
+    dead = f"{ops_blocks['cluster_block']}-dead-rpc"
+    await SolanaCluster(cluster="devnet", rpc_urls=["http://127.0.0.1:9"]).asave(dead)
+    state = await daily_health(**{**ops_blocks, "cluster_block": dead}, **QUICK, return_state=True)
+    assert state.is_failed() and "no RPC endpoint" in state.message
+    report = ops.health_reports(records_db, "devnet", limit=1)[0]
+    assert report.level == "critical" and finding(report, "database")["level"] == "info"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
