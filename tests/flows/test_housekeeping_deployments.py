@@ -13,8 +13,6 @@ import subprocess
 import sys
 from typing import Any
 
-import fastapi
-import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -29,9 +27,6 @@ SCHEDULED = {
     ("key-rotation-review", "review"): "0 4 1 * *",
     ("housekeeping", "monthly"): "0 5 1 * *",
 }
-# Prefect 3.8.8's client sends JSON nulls for unset limits; FastAPI 0.151+ refuses them
-# (422), which breaks `prefect deploy` after its first deployment. fastapi<0.151 works.
-FASTAPI_REFUSES_NULLS = tuple(int(p) for p in fastapi.__version__.split(".")[:2]) >= (0, 151)
 
 
 def spec() -> list[dict[str, Any]]:
@@ -82,11 +77,6 @@ async def test_served_deployments_register_with_their_schedules(prefect_api: Non
     check_against_yaml(await registered())
 
 
-@pytest.mark.skipif(
-    FASTAPI_REFUSES_NULLS,
-    reason=f"fastapi {fastapi.__version__} refuses the nulls Prefect 3.8.8's CLI sends; "
-    "pin fastapi<0.151 to run `prefect deploy --all` here",
-)
 async def test_prefect_deploy_all_accepts_prefect_yaml(prefect_api: None) -> None:
     async with get_client() as client:
         pools = (await client._client.post("/work_pools/filter", json={"limit": 50})).json()
