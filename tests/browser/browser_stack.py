@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,9 +74,14 @@ class ConsoleEnv:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "DATABASE_URL": self.database_url,
-            # Paused runs notice a Resume within a second; the runner picks up runs as fast.
+            # Paused runs notice a Resume within a second, the runner picks up new runs
+            # within two (each of its polls is a write on the server's SQLite).
             "RUNBOOKS_PAUSE_POLL_SECONDS": "1",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            # Prefect's server on SQLite now and then fails a state change with 500
+            # "database is locked" when the machine is busy (PrefectHQ/prefect#17473); the
+            # transaction rolled back, so retrying it is safe.
+            "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",
         }
 
     def environ(self) -> dict[str, str]:
@@ -110,11 +115,21 @@ class Console:
     member_files: list[Path]
     blocks: dict[str, str]
 
-    def client(self) -> PrefectClient:
-        """A client of this console's API (not the test harness's)."""
-        from prefect.client.orchestration import PrefectClient
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[PrefectClient]:
+        """A client of this console's API (not the test harness's), retrying as the
+        served runs do."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_CLIENT_RETRY_EXTRA_CODES,
+            temporary_settings,
+        )
 
-        return PrefectClient(self.env.api_url)
+        updates = {PREFECT_API_URL: self.env.api_url, PREFECT_CLIENT_RETRY_EXTRA_CODES: {500}}
+        with temporary_settings(updates=updates):
+            async with get_client() as client:
+                yield client
 
 
 def start_server(env: ConsoleEnv) -> subprocess.Popen[bytes]:

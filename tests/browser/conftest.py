@@ -2,9 +2,10 @@
 
 - ``chromium`` (session): Debian's /usr/bin/chromium; without it the browser tests skip
   with instructions, unless ``RUNBOOKS_REQUIRE_BROWSER=1`` (CI), where they fail.
-- ``console`` (session): `prefect server start` on a free port with its own PREFECT_HOME,
+- ``console`` (module): `prefect server start` on a free port with its own PREFECT_HOME,
   the upgrade deployment served from a subprocess, a localnet with demo_vault v1, the
-  blocks, member key files and a temporary SQLite records database.
+  blocks, member key files and a temporary SQLite records database; stopped when the
+  module's tests are done, so the rest of the suite does not share the machine with it.
 - ``page`` (per test): a fresh browser context; ``shots`` saves its screenshots under
   test-output/screenshots/ (and, with ``RUNBOOKS_UPDATE_SCREENSHOTS=1``, the ones the
   README shows under docs/screenshots/).
@@ -57,7 +58,7 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _console_processes(
     chromium: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ConsoleEnv]:
@@ -77,7 +78,7 @@ def _console_processes(
         stop(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def console(
     _console_processes: ConsoleEnv,
     demo_binaries: dict[str, bytes],
@@ -107,7 +108,7 @@ async def console(
         chain.server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def browser(chromium: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         # launch() gives Chromium a fresh temporary user-data dir, removed on close.

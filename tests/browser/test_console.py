@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from uuid import UUID
 
 from browser_console import (
     Shots,
@@ -18,12 +17,14 @@ from browser_console import (
     fill_signoff,
     fill_text,
     open_resume_form,
+    pause_key_of,
     programdata_sha256,
     proposal_number,
     run_artifacts,
     runbooks_sign,
     stock_cli_signature,
     submit,
+    submit_custom_run,
     verifiable_sha256,
     wait_for_log,
     wait_for_state,
@@ -69,17 +70,12 @@ async def test_upgrade_from_custom_run_signed_off_in_the_pause_form(
     await fill_text(page, "proposer", "on-call")
     await expect(page.get_by_text("The upgradeable program to upgrade")).to_be_visible()
     await shots.take("custom-run-form", publish="custom-run-form")
-    async with page.expect_response(
-        lambda r: r.request.method == "POST" and r.url.endswith("/create_flow_run")
-    ) as created:
-        await page.get_by_role("button", name="Submit", exact=True).click()
-    run_id = UUID((await (await created.value).json())["id"])
+    run_id = await submit_custom_run(page)
 
     async with console.client() as client:
         pause_key = None
         for i, keyfile in enumerate(console.member_files[:4]):
-            run = await wait_for_pause(client, run_id, not_key=pause_key)
-            pause_key = run.state.state_details.pause_key if run.state else None
+            pause_key = pause_key_of(await wait_for_pause(client, run_id, not_key=pause_key))
             form = await open_resume_form(page, console.env.ui_url, run_id)
             await expect(form.get_by_text(f"{i} of 4 needed")).to_be_visible()
             if i == 0:
@@ -104,7 +100,7 @@ async def test_upgrade_from_custom_run_signed_off_in_the_pause_form(
             await shots.take(
                 f"signoff-{i + 1}-filled", publish="signoff-filled" if i == 0 else None
             )
-            await submit(form)
+            await submit(form, client, run_id, pause_key)
 
         run = await wait_for_state(client, run_id)
         assert run.state is not None and run.state.is_completed(), run.state
@@ -155,7 +151,7 @@ async def test_wrong_signature_in_the_form_is_refused(
             },
         )
         run_id = run.id
-        first = await wait_for_pause(client, run_id)
+        first = pause_key_of(await wait_for_pause(client, run_id))
 
         form = await open_resume_form(page, console.env.ui_url, run_id)
         proposal_id = await proposal_number(form)
@@ -164,11 +160,10 @@ async def test_wrong_signature_in_the_form_is_refused(
         other = runbooks_sign(console.member_files[1], proposal_id, console.env.database_url)
         await fill_signoff(form, member, other.signature)
         await shots.take("wrong-signature-filled")
-        await submit(form)
+        await submit(form, client, run_id, first)
 
         # Refused: the flow asks again, and says why in its logs.
-        assert first.state is not None
-        await wait_for_pause(client, run_id, not_key=first.state.state_details.pause_key)
+        await wait_for_pause(client, run_id, not_key=first)
         refusal = await wait_for_log(client, run_id, "sign-off refused")
         assert f"signature is not {member}'s" in refusal
 
@@ -212,6 +207,6 @@ async def test_wrong_signature_in_the_form_is_refused(
     ]
     await page.goto(f"{console.env.ui_url}/artifacts/artifact/{table['id']}")
     await expect(page.get_by_text("refused", exact=True)).to_be_visible()
-    await shots.take("approvals-table", publish="approvals-table")
+    await shots.take("approvals-table")
     proposal = records.get_proposal(engine, proposal_id)
     assert proposal is not None and proposal.status == "cancelled"
