@@ -92,12 +92,31 @@ async def prepare_chain() -> dict[str, str]:
     await save_blocks(
         chain, timelock_seconds=60, signoff_timeout_seconds=24 * 3600, backend="onchain"
     )
+    await save_managed_programs(chain)
     UP_DIR.mkdir(parents=True, exist_ok=True)
     for i, member in enumerate(chain.members, start=1):
         path = UP_DIR / f"member-{i}.json"
         path.write_text(keypair_to_json(member))
         path.chmod(0o600)
     return {"program_id": str(chain.program_id), "buffer": str(buffer), "rpc": chain.url}
+
+
+async def save_managed_programs(chain: Any) -> None:
+    """What the daily health check and the backups watch: demo_vault and the fee payer."""
+    from blocks.programs import FeePayer, ManagedProgram, ManagedPrograms
+    from programs.upgrade_manager.client import authority_address
+
+    assert chain.governance is not None
+    await ManagedPrograms(
+        programs=[
+            ManagedProgram(
+                name="demo_vault",
+                program_id=str(chain.program_id),
+                expected_authority=str(authority_address(chain.governance)),
+            )
+        ],
+        fee_payers=[FeePayer(label="fee payer", address=str(chain.authority.pubkey()))],
+    ).asave("managed-programs", overwrite=True)
 
 
 def main() -> int:
