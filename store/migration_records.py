@@ -430,7 +430,8 @@ def record_outcomes(
     Every account must have its snapshot already (``RecordsError`` otherwise: nothing is
     sent for an account before its snapshot is safe). Idempotent: an outcome equal to the
     recorded state, not sent again, writes nothing. ``migrated`` on a ``verified`` account
-    changes nothing. Audit ``migration.accounts`` (counts, and the first failures).
+    changes nothing. A change moves the run's ``updated_at`` (its last progress). Audit
+    ``migration.accounts`` (counts, and the first failures).
     """
     by_address: dict[str, AccountOutcome] = {}
     for outcome in outcomes:
@@ -490,6 +491,10 @@ def record_outcomes(
         if updates:
             # One executemany by primary key: a batch is one statement, not 100 ORM flushes.
             session.connection().execute(_UPDATE_ACCOUNT, updates)
+            # The run's updated_at is its last progress (the daily health check's "stuck").
+            session.connection().execute(
+                update(MigrationRun).where(MigrationRun.id == migration_id).values(updated_at=now)
+            )
             _write_audit(
                 session,
                 actor=actor,

@@ -223,3 +223,11 @@ def test_a_cluster_wide_switch_stops_every_program(engine: Engine) -> None:
     switches = mr.engaged_kill_switches(engine, "c", "AnyProgram")
     assert [s.scope for s in switches] == ["every program on c"]
     assert mr.engaged_kill_switches(engine, "other-cluster", "AnyProgram") == []
+
+
+def test_recorded_progress_moves_the_runs_last_activity(engine: Engine) -> None:
+    run = start(engine)
+    mr.record_snapshots(engine, run.id, [Snapshot("a", 1, b"x" * 88)])
+    mr.record_outcomes(engine, run.id, [AccountOutcome("a", "verified", sent=True)])
+    after = mr.get_migration(engine, run.id)
+    assert after is not None and after.updated_at > run.updated_at
