@@ -237,7 +237,6 @@ async def demo_rollback(
 ) -> dict[str, Any]:
     """Roll the migrated program back to the archived v1: refused, then forced."""
     from flows.rollback import emergency_rollback
-
     from runbooks.rollback import RollbackRefused
 
     pause_block = await save_pause_block(chain, config, f"{names['cluster_block']}-pause")
@@ -246,7 +245,7 @@ async def demo_rollback(
         "reason": "demo: v2 misbehaves after the migration",
         "proposer": "on-call",
         "program_pause_block": pause_block,
-        **{k: v for k, v in names.items()},
+        **names,
     }
     refused: str | None = None
     try:
