@@ -9,11 +9,11 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help setup programs demo up test bench lint postgres
+.PHONY: help setup programs demo demo-rollback up test bench lint postgres
 
 help:
-	@echo "make demo   - the upgrade runbook end to end on an embedded localnet, then upgrade,"
-	@echo "              migration of 1,000 accounts, verification and emergency rollback"
+	@echo "make demo   - the upgrade runbook end to end on an embedded localnet (RESULT {json})"
+	@echo "make demo-rollback - upgrade, migration of 1,000 accounts, verification, rollback"
 	@echo "make up     - localnet + Prefect server + served deployments (UI on :4200)"
 	@echo "make test   - the test suite"
 	@echo "make bench  - benchmarks with baselines measured in the same run"
@@ -35,6 +35,8 @@ programs: setup
 
 demo: setup
 	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo
+
+demo-rollback: setup
 	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo --scenario rollback
 
 up: setup
