@@ -38,7 +38,10 @@ from runbooks.settings import REPO_ROOT
 BPF_LOADER_UPGRADEABLE = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 PROGRAMDATA_HEADER = 45
 SUBMIT_FAILED = REPO_ROOT / "test-output" / "screenshots" / "submit-failed.png"
-# What the UI shows when the server fails a request (e.g. SQLite "database is locked").
+# Prefect's server on SQLite answers 503 ("retry") when a write finds the database
+# locked, which happens on a busy machine (PrefectHQ/prefect#17473); nothing was written.
+# Prefect's client retries it by itself; the UI shows this and keeps the form.
+SERVER_BUSY = 503
 UI_ERROR = "Something went wrong"
 SUBMIT_ATTEMPTS = 5
 
@@ -82,8 +85,8 @@ async def fill_text(scope: Page | Locator, label: str, value: str) -> None:
 async def submit_custom_run(page: Page) -> UUID:
     """Submit the deployment's Custom run form; returns the new run's id.
 
-    A create that fails with "database is locked" (see ``submit``) creates nothing, and
-    the form stays: submitted again, as a person would.
+    A create the server answers with 503 (see ``SERVER_BUSY``) created nothing, and the
+    form stays: submitted again, as a person would.
     """
     for _ in range(SUBMIT_ATTEMPTS):
         async with page.expect_response(
@@ -93,7 +96,7 @@ async def submit_custom_run(page: Page) -> UUID:
         response = await created.value
         if response.ok:
             return UUID((await response.json())["id"])
-        if response.status != 500:
+        if response.status != SERVER_BUSY:
             break
     raise AssertionError(f"creating the run failed: {response.status} {await response.text()}")
 
@@ -138,9 +141,8 @@ async def fill_signoff(dialog: Locator, member: str, signature: str) -> None:
 async def submit(dialog: Locator, client: PrefectClient, run_id: UUID, pause_key: str) -> None:
     """Submit the Resume form of pause ``pause_key``; the dialog closes once it is taken.
 
-    Prefect's server on SQLite now and then fails a state change with "database is locked"
-    on a busy machine (PrefectHQ/prefect#17473): the UI says "Something went wrong" and
-    keeps the form. A person submits again, and so does this, but only while the API
+    When the server answers 503 (see ``SERVER_BUSY``) the UI says "Something went wrong"
+    and keeps the form. A person submits again, and so does this, but only while the API
     shows the run still waiting at this very pause, so nothing is submitted twice.
     """
     page = dialog.page
@@ -151,7 +153,7 @@ async def submit(dialog: Locator, client: PrefectClient, run_id: UUID, pause_key
         ) as answered:
             await dialog.get_by_role("button", name="Submit", exact=True).click()
         statuses.append((await answered.value).status)
-        if statuses[-1] < 500:
+        if statuses[-1] != SERVER_BUSY:
             # Taken, or refused for a reason a retry will not change (see the screenshot).
             with suppress(AssertionError):
                 await expect(dialog).to_be_hidden()

@@ -78,10 +78,6 @@ class ConsoleEnv:
             # within two (each of its polls is a write on the server's SQLite).
             "RUNBOOKS_PAUSE_POLL_SECONDS": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-            # Prefect's server on SQLite now and then fails a state change with 500
-            # "database is locked" when the machine is busy (PrefectHQ/prefect#17473); the
-            # transaction rolled back, so retrying it is safe.
-            "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",
         }
 
     def environ(self) -> dict[str, str]:
@@ -117,17 +113,11 @@ class Console:
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[PrefectClient]:
-        """A client of this console's API (not the test harness's), retrying as the
-        served runs do."""
+        """A client of this console's API (not the test harness's)."""
         from prefect.client.orchestration import get_client
-        from prefect.settings import (
-            PREFECT_API_URL,
-            PREFECT_CLIENT_RETRY_EXTRA_CODES,
-            temporary_settings,
-        )
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        updates = {PREFECT_API_URL: self.env.api_url, PREFECT_CLIENT_RETRY_EXTRA_CODES: {500}}
-        with temporary_settings(updates=updates):
+        with temporary_settings(updates={PREFECT_API_URL: self.env.api_url}):
             async with get_client() as client:
                 yield client
 
