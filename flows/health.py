@@ -33,7 +33,7 @@ from pydantic import Field
 
 from blocks.cluster import SolanaCluster
 from blocks.programs import ManagedPrograms
-from flows.upgrade import pause_poll_seconds
+from flows._signoffs import pause_poll_seconds
 from runbooks import health, messages, rotation
 from runbooks.confirmations import wait_for_confirmation
 from runbooks.errors import ChainError, RecordsError

@@ -29,8 +29,6 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 from pydantic import Field
@@ -39,11 +37,12 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from blocks.programs import ManagedPrograms
-from flows.upgrade import SignOff, SignOffOutcome, pause_poll_seconds, wait_out_timelock
-from runbooks import messages, rotation, signoff
+from flows import _signoffs as signoffs
+from flows._signoffs import SignOffOutcome
+from flows.upgrade import wait_out_timelock
+from runbooks import messages, rotation
 from runbooks import policy as policy_audit
 from runbooks.errors import (
-    ApprovalError,
     AuthorityMismatch,
     InputError,
     ProgramImmutable,
@@ -281,69 +280,19 @@ async def collect_signoffs(
     timeout_seconds: int,
 ) -> SignOffOutcome:
     """One pause per sign-off until ``threshold`` members approve, or they reject/cancel."""
-    logger = get_run_logger()
     subject = change_subject(proposal, target)
-    history = records.proposal_approvals(proposal.id)
-    decided = {a.member: a.decision for a in history if a.accepted}
-    attempt = len(history)
-    while True:
-        approved = [m for m, d in decided.items() if d == "approve"]
-        if len(approved) >= threshold:
-            return SignOffOutcome(approved_by=approved)
-        attempt += 1
-        form = SignOff.with_initial_data(
-            description=form_description(proposal, subject, target, policy, threshold, approved)
-        )
-        try:
-            entry = await pause_flow_run(
-                wait_for_input=form,
-                timeout=timeout_seconds,
-                poll_interval=pause_poll_seconds(),
-                key=f"signoff-{attempt}",
-            )
-        except FlowPauseTimeout:
-            records.set_proposal_status(proposal.id, "failed", reason="sign-off window closed")
-            raise ApprovalError(
-                f"proposal #{proposal.id}: no sign-off within {timeout_seconds} s; start a new "
-                "key-rotation run to propose again"
-            ) from None
-        verdict = signoff.review(
-            subject, policy, entry.member, entry.signature, entry.decision, decided.keys()
-        )
-        records.record_approval(
-            proposal.id,
-            member=verdict.member,
-            decision=verdict.decision,
-            accepted=verdict.accepted,
-            signature=entry.signature.strip() or None,
-            comment=entry.comment,
-            reason=verdict.reason,
-        )
-        have = len(approved) + (verdict.accepted and verdict.decision == "approve")
-        await notify(
-            *messages.approval_progress(
-                proposal_id=proposal.id,
-                member=verdict.member,
-                accepted=verdict.accepted,
-                reason=verdict.reason,
-                have=have,
-                need=threshold,
-            ),
-            slack_block=slack_block,
-        )
-        if not verdict.accepted:
-            logger.warning("sign-off refused: %s", verdict.reason)
-            continue
-        decided[verdict.member] = verdict.decision
-        if verdict.decision == "cancel":
-            return SignOffOutcome(approved, "cancelled", f"cancelled by {verdict.member}")
-        rejections = sum(1 for d in decided.values() if d == "reject")
-        if len(policy.members) - rejections < threshold:
-            return SignOffOutcome(
-                approved,
-                "rejected",
-                f"{rejections} members rejected; the threshold is out of reach",
-            )
+    return await signoffs.collect_signoffs(
+        proposal,
+        policy,
+        subject,
+        threshold=threshold,
+        timeout_seconds=timeout_seconds,
+        describe=lambda approved: form_description(
+            proposal, subject, target, policy, threshold, approved
+        ),
+        slack_block=slack_block,
+        runbook="key-rotation",
+    )
 
 
 def form_description(

@@ -23,27 +23,25 @@ import asyncio
 import hashlib
 import os
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run, suspend_flow_run
-from prefect.input import RunInput
+from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled
-from pydantic import Field
 from solders.pubkey import Pubkey
 
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
+from flows import _signoffs as signoffs
+from flows._signoffs import SignOffOutcome
 from runbooks import messages, signoff
 from runbooks import policy as policy_audit
 from runbooks.approval import ApprovalSubject
-from runbooks.errors import ApprovalError, ProposalClosed
+from runbooks.errors import ProposalClosed
 from runbooks.keys import parse_pubkey
 from runbooks.policy import Policy
 from store.records import ProposalRecord
@@ -58,42 +56,6 @@ def inline_timelock_limit_seconds() -> float:
     return float(
         os.environ.get("RUNBOOKS_INLINE_TIMELOCK_SECONDS", DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS)
     )
-
-
-def pause_poll_seconds() -> int:
-    """How often a paused run checks for a resume (Prefect's default is 10 s)."""
-    return int(os.environ.get("RUNBOOKS_PAUSE_POLL_SECONDS", "10"))
-
-
-class SignOff(RunInput):
-    """One member's sign-off, entered in the paused run's Resume form."""
-
-    member: str = Field(
-        title="Your public key",
-        description="The base58 address of your member key (`solana address -k <keypair>`).",
-    )
-    signature: str = Field(
-        title="Signature",
-        description="The base58 signature printed by `runbooks sign` or "
-        "`solana sign-offchain-message` over the exact message shown above.",
-    )
-    decision: Literal["approve", "reject", "cancel"] = Field(
-        default="approve",
-        title="Decision",
-        description="approve, reject, or cancel the proposal; sign the message with that action.",
-    )
-    # A plain string: an optional `str | None` renders as a confusing str/None switch.
-    comment: str = Field(
-        default="", title="Comment", description="Optional note, kept in the records."
-    )
-
-
-@dataclass(frozen=True)
-class SignOffOutcome:
-    approved_by: list[str]
-    closed: Literal["rejected", "cancelled"] | None = None
-    reason: str | None = None
-    seconds_paused: float = 0.0
 
 
 def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None) -> str:
@@ -307,99 +269,49 @@ async def collect_signoffs(
     slack_block: str | None,
     onchain: governance.OnchainGovernance | None = None,
 ) -> SignOffOutcome:
-    """Pause for sign-offs until the threshold is met, or members reject or cancel.
+    """Pause for sign-offs on an upgrade (or rollback) proposal until ``policy``'s
+    threshold is met, or members reject or cancel.
 
     With the onchain backend each accepted sign-off is relayed to upgrade_manager, whose
     verdict is recorded, and who signed off is read back from the chain.
     """
-    logger = get_run_logger()
     subject = approval_subject(proposal)
-    history = records.proposal_approvals(proposal.id)
-    decided = {a.member: a.decision for a in history if a.accepted}
-    attempt = len(history)  # a fresh pause key per attempt, also across restarts
-    paused = 0.0
-    while True:
-        closed = None
-        if onchain is not None:  # the chain is the source of truth
-            decided, closed = await governance.onchain_signoffs(cluster, onchain, proposal)
-        approved = [m for m, d in decided.items() if d == "approve"]
-        if closed in ("cancelled", "rejected"):
-            return SignOffOutcome(approved, closed, f"{closed} on chain", paused)
-        if len(approved) >= policy.threshold:
-            return SignOffOutcome(approved_by=approved, seconds_paused=paused)
-        attempt += 1
-        form = SignOff.with_initial_data(
-            description=signoff.form_description(
-                proposal_id=proposal.id,
-                subject=subject,
-                description=proposal.description,
-                proposer=proposal.proposer,
-                cluster=cluster.cluster,
-                threshold=policy.threshold,
-                members=list(policy.members),
-                approved_by=approved,
-                rpc_url=cluster.rpc_urls[0],
-                explorer_link=cluster.explorer_link(proposal.program_id),
-            )
+
+    def describe(approved_by: list[str]) -> str:
+        return signoff.form_description(
+            proposal_id=proposal.id,
+            subject=subject,
+            description=proposal.description,
+            proposer=proposal.proposer,
+            cluster=cluster.cluster,
+            threshold=policy.threshold,
+            members=list(policy.members),
+            approved_by=approved_by,
+            rpc_url=cluster.rpc_urls[0],
+            explorer_link=cluster.explorer_link(proposal.program_id),
         )
-        pause_started = time.monotonic()
-        try:
-            entry = await pause_flow_run(
-                wait_for_input=form,
-                timeout=timeout_seconds,
-                poll_interval=pause_poll_seconds(),
-                # Per proposal: one run may collect sign-offs for several (a rollback,
-                # then the kill-switch release), and a reused key does not pause again.
-                key=f"signoff-{proposal.id}-{attempt}",
-            )
-        except FlowPauseTimeout:
-            records.set_proposal_status(proposal.id, "failed", reason="sign-off window closed")
-            raise ApprovalError(
-                f"proposal #{proposal.id}: no sign-off within {timeout_seconds} s; "
-                "start a new upgrade run to propose again"
-            ) from None
-        paused += time.monotonic() - pause_started
-        verdict = signoff.review(
-            subject, policy, entry.member, entry.signature, entry.decision, decided.keys()
-        )
-        if verdict.accepted and onchain is not None:
-            verdict = await governance.relay_signoff(
-                cluster, onchain, proposal, verdict, entry.signature
-            )
-        records.record_approval(
-            proposal.id,
-            member=verdict.member,
-            decision=verdict.decision,
-            accepted=verdict.accepted,
-            signature=entry.signature.strip() or None,
-            comment=entry.comment.strip() or None,
-            reason=verdict.reason,
-        )
-        await notify(
-            *messages.approval_progress(
-                proposal_id=proposal.id,
-                member=verdict.member,
-                accepted=verdict.accepted,
-                reason=verdict.reason,
-                have=len(approved) + (verdict.accepted and verdict.decision == "approve"),
-                need=policy.threshold,
-            ),
-            slack_block=slack_block,
-        )
-        if not verdict.accepted:
-            logger.warning("sign-off refused: %s", verdict.reason)
-            continue
-        decided[verdict.member] = verdict.decision
-        logger.info("%s accepted from %s", verdict.decision, verdict.member)
-        if verdict.decision == "cancel":
-            return SignOffOutcome(approved, "cancelled", f"cancelled by {verdict.member}")
-        rejections = sum(1 for d in decided.values() if d == "reject")
-        if len(policy.members) - rejections < policy.threshold:
-            return SignOffOutcome(
-                approved,
-                "rejected",
-                f"{rejections} members rejected; the threshold is out of reach",
-            )
+
+    chain_signoffs = relay = None
+    if onchain is not None:
+
+        async def chain_signoffs() -> tuple[dict[str, str], str | None]:
+            return await governance.onchain_signoffs(cluster, onchain, proposal)
+
+        async def relay(verdict: signoff.Verdict, signature: str) -> signoff.Verdict:
+            return await governance.relay_signoff(cluster, onchain, proposal, verdict, signature)
+
+    return await signoffs.collect_signoffs(
+        proposal,
+        policy,
+        subject,
+        threshold=policy.threshold,
+        timeout_seconds=timeout_seconds,
+        describe=describe,
+        slack_block=slack_block,
+        runbook="upgrade",
+        chain_signoffs=chain_signoffs,
+        relay=relay,
+    )
 
 
 async def wait_out_timelock(proposal: ProposalRecord) -> float:

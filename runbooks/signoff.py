@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from runbooks import approval
 from runbooks.approval import Action, ApprovalSubject
@@ -24,6 +25,12 @@ from runbooks.keys import parse_pubkey, parse_signature
 from runbooks.policy import Policy
 
 
+class Signable(Protocol):
+    """Anything whose sign-off is a signature over ``message(action)``."""
+
+    def message(self, action: Action = "approve") -> str: ...
+
+
 @dataclass(frozen=True)
 class Verdict:
     member: str
@@ -33,7 +40,7 @@ class Verdict:
 
 
 def review(
-    subject: ApprovalSubject,
+    subject: Signable,
     policy: Policy,
     member: str,
     signature: str,
