@@ -9,7 +9,6 @@ Run as a script, this module is the serving subprocess.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -109,7 +108,6 @@ class Console:
     chain: DemoChain
     deployment_id: str
     member_files: list[Path]
-    blocks: dict[str, str]
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[PrefectClient]:
@@ -128,7 +126,7 @@ def start_server(env: ConsoleEnv) -> subprocess.Popen[bytes]:
     from runbooks.up import start_prefect_server
 
     (REPO_ROOT / "var").mkdir(exist_ok=True)  # start_prefect_server logs there
-    # The child inherits os.environ at spawn; nothing else in this process reads it later.
+    # The child inherits os.environ at spawn; this process gets its own back right after.
     with patched_environ(env.variables()):
         return start_prefect_server(host="127.0.0.1", port=env.port)
 
@@ -144,7 +142,9 @@ def start_serving(env: ConsoleEnv, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def wait_for_deployment(env: ConsoleEnv, timeout_seconds: float = 60.0) -> str:
+def wait_for_deployment(
+    env: ConsoleEnv, serving: subprocess.Popen[bytes], log: Path, timeout_seconds: float = 90.0
+) -> str:
     """The served upgrade deployment's id, once the server knows it."""
     import json
 
@@ -155,10 +155,12 @@ def wait_for_deployment(env: ConsoleEnv, timeout_seconds: float = 60.0) -> str:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 return str(json.load(resp)["id"])
         except OSError:
+            if serving.poll() is not None:
+                raise RuntimeError(f"serving the deployments failed; see {log}") from None
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"deployment {UPGRADE_FLOW}/{UPGRADE_DEPLOYMENT} not served "
-                    f"within {timeout_seconds} s"
+                    f"within {timeout_seconds} s; see {log}"
                 ) from None
             time.sleep(0.3)
 
@@ -182,7 +184,7 @@ def serve_upgrade() -> None:
     from runbooks.up import load_deployments
 
     deployments = [d for d in load_deployments() if d.name == UPGRADE_DEPLOYMENT]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Prefect's runner stops on SIGTERM by itself (see `stop`).
     serve(*deployments, print_starting_message=False)
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from runbooks.settings import REPO_ROOT
 OUTPUT = REPO_ROOT / "test-output"
 SCREENSHOTS = OUTPUT / "screenshots"
 PUBLISHED = REPO_ROOT / "docs" / "screenshots"
+SERVE_LOG = OUTPUT / "browser-serve.log"
 # Pages render while other test suites load this machine: give assertions some slack.
 expect.set_options(timeout=15_000)
 INSTALL_HINT = "install it with `bash scripts/install-browser` (apt-get install chromium)"
@@ -61,7 +63,7 @@ def chromium() -> Path:
 @pytest.fixture(scope="module")
 def _console_processes(
     chromium: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ConsoleEnv]:
+) -> Iterator[tuple[ConsoleEnv, subprocess.Popen[bytes]]]:
     home = tmp_path_factory.mktemp("console")
     env = ConsoleEnv(
         port=free_port(),
@@ -70,9 +72,9 @@ def _console_processes(
     )
     OUTPUT.mkdir(exist_ok=True)
     server = start_server(env)
-    serving = start_serving(env, OUTPUT / "browser-serve.log")
+    serving = start_serving(env, SERVE_LOG)
     try:
-        yield env
+        yield env, serving
     finally:
         stop(serving)
         stop(server)
@@ -80,21 +82,19 @@ def _console_processes(
 
 @pytest.fixture(scope="module")
 async def console(
-    _console_processes: ConsoleEnv,
+    _console_processes: tuple[ConsoleEnv, subprocess.Popen[bytes]],
     demo_binaries: dict[str, bytes],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Console]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    env = _console_processes
+    env, serving = _console_processes
     chain = start_demo_chain(binaries=demo_binaries)
     try:
         # Blocks go to this console's server, whatever API the rest of the session uses.
         with temporary_settings(updates={PREFECT_API_URL: env.api_url}):
             # 4 of 5: three sign with `runbooks sign`, one over the stock CLI envelope.
-            blocks = await save_blocks(
-                chain, threshold=4, timelock_seconds=2, signoff_timeout_seconds=300
-            )
+            await save_blocks(chain, threshold=4, timelock_seconds=2, signoff_timeout_seconds=300)
         keys = tmp_path_factory.mktemp("members")
         member_files = []
         for i, member in enumerate(chain.members, start=1):
@@ -102,8 +102,9 @@ async def console(
             path.write_text(keypair_to_json(member))
             path.chmod(0o600)
             member_files.append(path)
-        deployment_id = wait_for_deployment(env)
-        yield Console(env, chain, deployment_id, member_files, blocks)
+        # The deployment registers while the chain is set up above.
+        deployment_id = wait_for_deployment(env, serving, SERVE_LOG)
+        yield Console(env, chain, deployment_id, member_files)
     finally:
         chain.server.stop()
 
