@@ -40,7 +40,7 @@ from blocks.programs import ManagedPrograms
 from flows import _signoffs as signoffs
 from flows._signoffs import SignOffOutcome
 from flows.upgrade import wait_out_timelock
-from runbooks import messages, rotation
+from runbooks import messages, rotation, signoff
 from runbooks import policy as policy_audit
 from runbooks.errors import (
     AuthorityMismatch,
@@ -305,7 +305,6 @@ def form_description(
 ) -> str:
     """The markdown a member reads in the pause form before signing."""
     message = subject.message("approve")
-    missing = [m for m in policy.members if m not in approved]
     change = (
         "**make the program IMMUTABLE** — no upgrade will ever be possible again"
         if target is None
@@ -326,26 +325,13 @@ def form_description(
             f"| Proposer | {proposal.proposer} |",
             f"| Approvals | {len(approved)} of {threshold} needed |",
             "",
-            "**Signed so far:** " + (", ".join(f"`{m}`" for m in approved) or "nobody"),
-            "",
-            "**Still to sign:** " + ", ".join(f"`{m}`" for m in missing),
-            "",
-            "### The exact message to sign",
-            "",
-            "```",
-            message,
-            "```",
-            "",
-            "```",
-            f'runbooks sign --keypair ~/.config/solana/id.json --message "{message}"',
-            "```",
-            "",
-            "or with the stock Solana CLI (also with a Ledger: `-k usb://ledger`):",
-            "",
-            "```",
-            f'solana sign-offchain-message -k ~/.config/solana/id.json "{message}"',
-            "```",
-            "",
+            *signoff.signing_section(
+                members=policy.members,
+                approved_by=approved,
+                message=message,
+                sign_command="runbooks sign --keypair ~/.config/solana/id.json "
+                f'--message "{message}"',
+            ),
             "To reject or cancel, sign the same line with `action: reject` / `action: cancel`.",
         ]
     )

@@ -80,7 +80,6 @@ def form_description(
 ) -> str:
     """The markdown a member reads in the pause form before signing."""
     message = subject.message("approve")
-    missing = [m for m in members if m not in approved_by]
     link = f" ([explorer]({explorer_link}))" if explorer_link else ""
     lines = [
         f"## Sign off upgrade proposal #{proposal_id}",
@@ -96,6 +95,28 @@ def form_description(
         f"| Proposer | {proposer} |",
         f"| Approvals | {len(approved_by)} of {threshold} needed |",
         "",
+        *signing_section(
+            members=members,
+            approved_by=approved_by,
+            message=message,
+            sign_command=f"runbooks sign --proposal {proposal_id} "
+            "--keypair ~/.config/solana/id.json",
+        ),
+        "Then paste your public key and the signature below. To reject or cancel the",
+        "proposal, pick that decision and sign the same message with `action: reject` or",
+        "`action: cancel` in place of `action: approve` (`runbooks sign --action reject`).",
+        "",
+        f"RPC: {rpc_url}",
+    ]
+    return "\n".join(lines)
+
+
+def signing_section(
+    *, members: Collection[str], approved_by: Collection[str], message: str, sign_command: str
+) -> list[str]:
+    """Markdown lines: who has signed, who has not, the exact message and how to sign it."""
+    missing = [m for m in members if m not in approved_by]
+    return [
         "**Signed so far:** " + (", ".join(f"`{m}`" for m in approved_by) or "nobody"),
         "",
         "**Still to sign:** " + ", ".join(f"`{m}`" for m in missing),
@@ -109,7 +130,7 @@ def form_description(
         "Sign it with your own key (nothing secret ever enters this form):",
         "",
         "```",
-        f"runbooks sign --proposal {proposal_id} --keypair ~/.config/solana/id.json",
+        sign_command,
         "```",
         "",
         "or with the stock Solana CLI (also with a Ledger: `-k usb://ledger`):",
@@ -118,13 +139,7 @@ def form_description(
         f'solana sign-offchain-message -k ~/.config/solana/id.json "{message}"',
         "```",
         "",
-        "Then paste your public key and the signature below. To reject or cancel the",
-        "proposal, pick that decision and sign the same message with `action: reject` or",
-        "`action: cancel` in place of `action: approve` (`runbooks sign --action reject`).",
-        "",
-        f"RPC: {rpc_url}",
     ]
-    return "\n".join(lines)
 
 
 def check_executable(

@@ -1,27 +1,16 @@
-"""Flow fixtures: a localnet with demo_vault v1, the blocks the flows load, a records
-database (SQLite and PostgreSQL), and a driver that signs off through the Resume API."""
+"""Flow fixtures: a localnet with demo_vault v1, the blocks the flows load, and a records
+database (SQLite and PostgreSQL). The sign-off driver is in flow_driver.py."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from prefect import tags
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import State
 from sqlalchemy import Engine
 
-from flows.upgrade import proposal_key, upgrade_program
-from runbooks.console import ConsoleError, sign_off, wait_for_pause
-from runbooks.demo import DemoChain, find_run, save_blocks, start_demo_chain
-from store.records import ProposalRecord
-from tasks.records import proposal_by_key, records_engine
-
-Answers = Callable[[ProposalRecord], list[dict[str, Any]]]
+from runbooks.demo import DemoChain, save_blocks, start_demo_chain
+from tasks.records import records_engine
 
 
 @pytest.fixture
@@ -41,53 +30,6 @@ def records_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     """The records database the flows write to in this test (``DATABASE_URL``)."""
     monkeypatch.setenv("DATABASE_URL", db_url)
     return records_engine()
-
-
-@dataclass
-class FlowOutcome:
-    state: State
-    run_id: uuid.UUID
-    proposal: ProposalRecord | None
-
-
-async def run_upgrade_flow(
-    chain: DemoChain,
-    names: dict[str, str],
-    buffer: str,
-    answers: Answers | None = None,
-    **params: Any,
-) -> FlowOutcome:
-    """Run the upgrade flow; when it pauses, submit ``answers(proposal)`` one per pause."""
-    tag = f"test-{uuid.uuid4().hex[:12]}"
-    program_id = params.pop("program_id", str(chain.program_id))
-    with tags(tag):
-        flow_task = asyncio.create_task(
-            upgrade_program(
-                program_id=program_id,
-                buffer=buffer,
-                description=params.pop("description", "test upgrade"),
-                proposer=params.pop("proposer", "tester"),
-                **names,
-                **params,
-                return_state=True,
-            )
-        )
-    run_id = await find_run(tag)
-    key = proposal_key("localnet", program_id, buffer, str(run_id))
-    if answers is not None:
-        async with get_client() as client:
-            try:
-                await wait_for_pause(client, run_id)
-            except ConsoleError:
-                pass  # ended before asking for sign-offs; the state tells why
-            else:
-                proposal = proposal_by_key(key)
-                assert proposal is not None
-                after = None
-                for answer in answers(proposal):
-                    after = await sign_off(client, run_id, answer, after_key=after)
-    state = await asyncio.wait_for(flow_task, timeout=120)
-    return FlowOutcome(state=state, run_id=run_id, proposal=proposal_by_key(key))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from conftest import run_upgrade_flow
+from flow_driver import run_upgrade_flow
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from sqlalchemy import Engine, func, select
