@@ -80,6 +80,18 @@ class VaultError(IntEnum):
     RentTopUpRequired = 6004  # migrate needs a payer to make the larger vault rent-exempt
 
 
+def _vault_reader(data: bytes, version: int) -> Reader:
+    """A reader past a vault's common header (discriminator, layout version, padding),
+    refusing any other layout version."""
+    check_account_discriminator(data, "Vault")
+    r = Reader(data, 8)
+    found = r.u8()
+    if found != version:
+        raise ValueError(f"vault layout is v{found}, not v{version}")
+    r.skip(7)
+    return r
+
+
 @dataclass(frozen=True)
 class VaultV1:
     owner: Pubkey
@@ -91,12 +103,7 @@ class VaultV1:
 
     @classmethod
     def decode(cls, data: bytes) -> VaultV1:
-        check_account_discriminator(data, "Vault")
-        r = Reader(data, 8)
-        version = r.u8()
-        if version != cls.VERSION:
-            raise ValueError(f"vault layout is v{version}, not v{cls.VERSION}")
-        r.skip(7)
+        r = _vault_reader(data, cls.VERSION)
         return cls(owner=r.pubkey(), config=r.pubkey(), balance=r.u64())
 
     def encode(self) -> bytes:
@@ -124,12 +131,7 @@ class VaultV2:
 
     @classmethod
     def decode(cls, data: bytes) -> VaultV2:
-        check_account_discriminator(data, "Vault")
-        r = Reader(data, 8)
-        version = r.u8()
-        if version != cls.VERSION:
-            raise ValueError(f"vault layout is v{version}, not v{cls.VERSION}")
-        r.skip(7)
+        r = _vault_reader(data, cls.VERSION)
         balance, deposits_count, migrated_slot = r.u64(), r.u64(), r.u64()
         return cls(
             owner=r.pubkey(),
