@@ -168,8 +168,8 @@ def render(m: RecordsMetrics) -> str:
         for run in m.migrations:
             rate = run.accounts_per_second
             out.append(
-                f"| {run.migration_id} | `{run.program_id}` | {run.migrator} | {run.status} | "
-                f"{run.accounts_migrated} | {duration(run.elapsed_seconds)} | "
+                f"| {run.migration_id} | `{short(run.program_id)}` | {run.migrator} | "
+                f"{run.status} | {run.accounts_migrated} | {duration(run.elapsed_seconds)} | "
                 f"{'–' if rate is None else f'{rate:.2f}'} |"
             )
         rated_runs = [r for r in m.migrations if r.accounts_per_second is not None]
