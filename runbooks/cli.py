@@ -57,6 +57,29 @@ def _up(_: argparse.Namespace) -> int:
     return up_main()
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    from runbooks.metrics import configured_address, endpoint_url, serve
+
+    default_host, default_port = configured_address()
+    host = args.host or default_host
+    port = default_port if args.port is None else args.port
+    try:
+        server, thread = serve(host, port)
+    except OSError as exc:
+        print(
+            f"runbooks metrics: cannot listen on {host}:{port} ({exc.strerror}); "
+            "choose another --port",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"Prometheus metrics: {endpoint_url(server, host)}  (Ctrl-C stops)", flush=True)
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runbooks", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
         "up", help="localnet + Prefect server and UI (127.0.0.1:4200) + served deployments"
     )
     up.set_defaults(run=_up)
+
+    metrics = commands.add_parser(
+        "metrics",
+        help="serve the records' figures for Prometheus (/metrics)",
+        description="Proposal counts, sign-off times, runbook success rates and migration "
+        "throughput, read from the records database (DATABASE_URL) at every scrape.",
+    )
+    metrics.add_argument(
+        "--host", help="address to listen on (default RUNBOOKS_METRICS_HOST, else 127.0.0.1)"
+    )
+    metrics.add_argument(
+        "--port", type=int, help="port (default RUNBOOKS_METRICS_PORT, else 9464; 0: any free)"
+    )
+    metrics.set_defaults(run=_metrics)
     return parser
 
 

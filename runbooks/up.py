@@ -119,12 +119,34 @@ async def save_managed_programs(chain: Any) -> None:
     ).asave("managed-programs", overwrite=True)
 
 
+def start_metrics_endpoint() -> None:
+    """The Prometheus endpoint (``runbooks metrics``) in this process; prints its URL.
+
+    127.0.0.1:9464 unless RUNBOOKS_METRICS_HOST / RUNBOOKS_METRICS_PORT say otherwise. A
+    port in use is reported, not fatal: the console works without it.
+    """
+    from runbooks.metrics import configured_address, endpoint_url, serve
+
+    host, port = configured_address()
+    try:
+        server, _ = serve(host, port)
+    except OSError as exc:
+        print(
+            f"Metrics:     not started: {host}:{port} {exc.strerror}; "
+            "set RUNBOOKS_METRICS_PORT to a free port",
+            flush=True,
+        )
+        return
+    print(f"Metrics:     {endpoint_url(server, host)}  (Prometheus)", flush=True)
+
+
 def main() -> int:
     os.environ.setdefault("PREFECT_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("PREFECT_UI_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "2")
     (REPO_ROOT / "var").mkdir(exist_ok=True)
     server = start_prefect_server()
+    start_metrics_endpoint()
     try:
         scenario = asyncio.run(prepare_chain())
         print(

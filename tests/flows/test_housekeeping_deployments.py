@@ -26,6 +26,7 @@ SCHEDULED = {
     ("backup", "weekly"): "0 3 * * 0",
     ("key-rotation-review", "review"): "0 4 1 * *",
     ("housekeeping", "monthly"): "0 5 1 * *",
+    ("metrics-dashboard", "metrics"): "30 6 * * *",
 }
 
 
