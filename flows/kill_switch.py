@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.multisig import MultisigPolicy
 from flows.upgrade import collect_signoffs
@@ -78,13 +79,13 @@ async def kill_switch(
 ) -> dict[str, Any]:
     if program_id != ALL_PROGRAMS:
         parse_pubkey(program_id, "program id")
-    cluster = await SolanaCluster.aload(cluster_block)
+    cluster = await load_block(SolanaCluster, cluster_block)
     if action == "engage":
         record = await engage(
             cluster, program_id, reason, actor, program_pause_block, fee_payer_block, slack_block
         )
         return _state(record, program_pause_block)
-    policy_config = await MultisigPolicy.aload(policy_block)
+    policy_config = await load_block(MultisigPolicy, policy_block)
     released = await release_with_signoff(
         cluster,
         program_id,
