@@ -20,7 +20,7 @@ async def load_block(block_type: type[B], name: str) -> B:
     type_name = block_type.get_block_type_name()
     if not (name or "").strip():
         raise BlockNotFound(
-            f"no {type_name} block named: the parameter is empty; give the name of a "
+            f"no {type_name} block given: the block name is empty; give the name of a "
             f"{type_name} block (Blocks in the Prefect UI lists them)"
         )
     try:
