@@ -34,7 +34,6 @@ from runbooks import signoff
 from runbooks.errors import InputError
 from runbooks.keys import parse_pubkey
 from runbooks.killswitch import (
-    NO_HASH,
     KillSwitchRelease,
     release_form_description,
     still_serving_warning,
@@ -189,7 +188,7 @@ async def release_with_signoff(
             governance=policy.name,
             program_id=program_id,
             buffer=RELEASE_BUFFER,
-            buffer_hash=current_hash or NO_HASH,
+            buffer_hash=current_hash,  # None for * (the signed line says none)
             description=f"Release the kill switch of {program_id}: {reason}",
             proposer=actor,
             members=list(signers.members),

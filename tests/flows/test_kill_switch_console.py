@@ -282,3 +282,29 @@ async def test_engaging_without_a_pause_block_says_the_program_still_serves_user
 
 def block_names_for_switch(names: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in names.items() if k != "authority_block"}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_switch_of_every_program_releases_on_its_own_line(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    from runbooks.demo_migration import current_proposal_message, run_signed_flow
+
+    params = {"program_id": "*", "actor": "on-call", **block_names_for_switch(block_names)}
+    await kill_switch(action="engage", reason="cluster-wide incident", **params)
+    lines: list[str] = []
+
+    def line(run_id: uuid.UUID, _: int) -> str:
+        lines.append(current_proposal_message(run_id, RELEASE_KIND))
+        return lines[-1]
+
+    released = await run_signed_flow(
+        lambda: kill_switch(action="release", reason="all clear", **params),
+        [chain.members[:3]],
+        line,
+    )
+    assert released["engaged"] is False
+    assert lines[0].endswith(
+        f"program: *; proposal: {released['release_proposal_id']}; sha256: none"
+    )
+    assert migration_records.engaged_kill_switches(records_db, "localnet", "*") == []

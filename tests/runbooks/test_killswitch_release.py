@@ -105,6 +105,8 @@ def test_review_refuses_an_upgrade_or_another_release_signature_with_its_reason(
 def test_signing_subject_picks_the_line_by_kind() -> None:
     release = signing_subject(proposal("kill-switch-release"))
     assert release == KillSwitchRelease("localnet", PROGRAM, "7", HASH)
+    every = signing_subject(proposal("kill-switch-release", program_id="*", buffer_hash=None))
+    assert every.message().endswith("program: *; proposal: 7; sha256: none")
     keypair_upgrade = signing_subject(proposal("upgrade", backend="keypair", buffer="Buf"))
     assert isinstance(keypair_upgrade, ApprovalSubject) and keypair_upgrade.buffer == "Buf"
     with pytest.raises(InputError, match='runbooks sign --message "<line>"'):
