@@ -29,7 +29,9 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
+from blocks.database import RecordsDatabase
 from blocks.programs import ManagedPrograms
 from runbooks import backup, messages
 from runbooks.backup import Manifest
@@ -88,7 +90,7 @@ async def backup_records_and_programs(
         manifest.records = await tasks.dump_records(database_block, directory)
         managed = await _managed_programs(programs_block)
         if managed is not None:
-            cluster = await SolanaCluster.aload(cluster_block)
+            cluster = await load_block(SolanaCluster, cluster_block)
             manifest.cluster = cluster.cluster
             manifest.programs = await tasks.save_programs(cluster, managed.programs, directory)
         await tasks.verify_dump(database_block, directory, manifest.records)
@@ -147,6 +149,8 @@ async def restore_backup(
     slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
+    # The target first: a missing block is named before anything is read or written.
+    await load_block(RecordsDatabase, target_block)
     root = backup_root(backup_dir)
     manifest = backup.find_set(root, backup_set)
     directory = root / manifest.name
@@ -197,7 +201,7 @@ async def _managed_programs(block: str | None) -> ManagedPrograms | None:
     if not block:
         return None
     try:
-        return await ManagedPrograms.aload(block)
+        return await load_block(ManagedPrograms, block)
     except ValueError:  # Prefect: no block document of that name
         get_run_logger().warning(
             "no managed programs block %r: program binaries not saved. Create it in Blocks "

@@ -31,6 +31,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.programs import ManagedPrograms
 from flows._signoffs import pause_poll_seconds
@@ -93,7 +94,7 @@ async def daily_health(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     now = datetime.now(UTC)
-    cluster = await SolanaCluster.aload(cluster_block)
+    cluster = await load_block(SolanaCluster, cluster_block)
     name = cluster.cluster
     findings: list[Finding] = []
 
@@ -259,7 +260,7 @@ async def daily_health(
 
 async def _load_managed(block: str, findings: list[Finding]) -> ManagedPrograms | None:
     try:
-        return await ManagedPrograms.aload(block)
+        return await load_block(ManagedPrograms, block)
     except ValueError as exc:  # Prefect: no block document of that name
         findings.append(
             Finding(

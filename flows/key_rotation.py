@@ -33,6 +33,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled
 from pydantic import Field
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
@@ -130,8 +131,8 @@ async def rotate_upgrade_authority(
         await _check_new_authority_signs(target, new_authority_block)
 
     # 2. Policy and chain.
-    cluster = await SolanaCluster.aload(cluster_block)
-    policy_config = await MultisigPolicy.aload(policy_block)
+    cluster = await load_block(SolanaCluster, cluster_block)
+    policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
     policy_audit.audit(policy, reason)
     if policy.backend != "keypair":
@@ -139,7 +140,7 @@ async def rotate_upgrade_authority(
             f"the multisig policy uses the {policy.backend} backend: the upgrade authority is a "
             "program account there; move it through that program, not with a keypair"
         )
-    current = str((await SolanaKeypair.aload(authority_block)).keypair().pubkey())
+    current = str((await load_block(SolanaKeypair, authority_block)).keypair().pubkey())
     if target == current:
         raise InputError(f"{target} is already the upgrade authority this runbook holds")
     threshold = len(policy.members) if make_immutable else policy.threshold
@@ -346,7 +347,7 @@ async def key_rotation_review(
     slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
-    cluster = (await SolanaCluster.aload(cluster_block)).cluster
+    cluster = (await load_block(SolanaCluster, cluster_block)).cluster
     engine = records_engine()
     dues = rotation.review(ops.managed_keys(engine, cluster), now, remind_days)
     rows = [
@@ -395,7 +396,7 @@ async def register_key(
     ] = None,
     cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
 ) -> dict[str, Any]:
-    cluster = (await SolanaCluster.aload(cluster_block)).cluster
+    cluster = (await load_block(SolanaCluster, cluster_block)).cluster
     key = str(parse_pubkey(pubkey, "public key"))
     if rotated_at is not None and rotated_at.tzinfo is None:
         rotated_at = rotated_at.replace(tzinfo=UTC)
@@ -419,7 +420,7 @@ async def _check_new_authority_signs(target: str, block: str | None) -> None:
             "SetAuthorityChecked needs the new authority's signature: give "
             "new_authority_block, a keypair block holding the new key"
         )
-    holder = str((await SolanaKeypair.aload(block)).keypair().pubkey())
+    holder = str((await load_block(SolanaKeypair, block)).keypair().pubkey())
     if holder != target:
         raise InputError(
             f"keypair block {block!r} holds {holder}, not the new authority {target}: the new "
@@ -432,7 +433,7 @@ async def _point_block_at(block: str | None, program_id: str, target: str | None
     if not block:
         return False
     try:
-        managed = await ManagedPrograms.aload(block)
+        managed = await load_block(ManagedPrograms, block)
     except ValueError:
         return False
     entry = managed.find(program_id)

@@ -3,16 +3,15 @@
 ``engage``: at once, without a sign-off (pulling it must be quick): record the switch
 (every runbook then refuses to write to the program: upgrade, migration, scheduled
 writes) and, where the program has one, send its own pause instruction so users'
-transactions stop too. Audited.
+transactions stop too. Without a program pause block the run log and Slack say plainly
+that the program is still serving users. Audited.
 
 ``release``: only after a sign-off. A ``kill-switch-release`` proposal is recorded and
-members sign its approval message in the pause form (the same form and signature review
-as an upgrade, under the emergency threshold); then the program is unpaused and the
-switch released, audited, in that order.
-
-The release proposal's ``buffer`` field holds the literal ``kill-switch-release`` and its
-hash is the program's current verifiable-build hash, so the message a member signs says
-what is approved: ``...; program: <id>; buffer: kill-switch-release; sha256: <hash>``.
+members sign its own line (``runbooks.killswitch.KillSwitchRelease``: cluster, program,
+release proposal, the program's current hash) in the pause form, reviewed off-chain under
+the emergency threshold whatever the policy's backend (a release writes no program code,
+so there is no on-chain proposal); then the program is unpaused and the switch released,
+audited, in that order.
 """
 
 from __future__ import annotations
@@ -25,12 +24,20 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.multisig import MultisigPolicy
-from flows.upgrade import collect_signoffs
+from blocks.program_pause import ProgramPause
+from flows import _signoffs as signoffs
 from runbooks import policy as policy_audit
+from runbooks import signoff
 from runbooks.errors import InputError
 from runbooks.keys import parse_pubkey
+from runbooks.killswitch import (
+    KillSwitchRelease,
+    release_form_description,
+    still_serving_warning,
+)
 from runbooks.policy import Policy
 from store.migration_models import ALL_PROGRAMS
 from store.migration_records import RELEASE_KIND, KillSwitchRecord
@@ -78,13 +85,15 @@ async def kill_switch(
 ) -> dict[str, Any]:
     if program_id != ALL_PROGRAMS:
         parse_pubkey(program_id, "program id")
-    cluster = await SolanaCluster.aload(cluster_block)
+    cluster = await load_block(SolanaCluster, cluster_block)
+    if program_pause_block:  # bad input is refused before anything is written
+        await check_pause_block(program_pause_block, program_id)
     if action == "engage":
         record = await engage(
             cluster, program_id, reason, actor, program_pause_block, fee_payer_block, slack_block
         )
         return _state(record, program_pause_block)
-    policy_config = await MultisigPolicy.aload(policy_block)
+    policy_config = await load_block(MultisigPolicy, policy_block)
     released = await release_with_signoff(
         cluster,
         program_id,
@@ -110,14 +119,30 @@ async def engage(
 ) -> KillSwitchRecord:
     """Record the switch first (runbooks stop at once), then pause the program."""
     record = switch.engage_kill_switch(cluster.cluster, program_id, reason, actor)
+    text = (
+        f":rotating_light: KILL SWITCH ENGAGED for {record.scope} by {record.actor}: "
+        f"{record.reason}. No runbook writes to it until a signed-off release."
+    )
     if program_pause_block:
         await switch.set_program_paused(cluster, program_pause_block, True, fee_payer_block)
-    await notify(
-        f":rotating_light: KILL SWITCH ENGAGED for {record.scope} by {record.actor}: "
-        f"{record.reason}. No runbook writes to it until a signed-off release.",
-        slack_block=slack_block,
-    )
+        text += f" The program's own pause is on (block {program_pause_block}): users stop too."
+    else:
+        warning = still_serving_warning(program_id)
+        get_run_logger().warning("%s", warning)
+        text += f" :warning: {warning}"
+    await notify(text, slack_block=slack_block)
     return record
+
+
+async def check_pause_block(name: str, program_id: str) -> ProgramPause:
+    """The pause block must pause this program (``*``: any), else nothing is done."""
+    block = await load_block(ProgramPause, name)
+    if program_id not in (ALL_PROGRAMS, block.program_id):
+        raise InputError(
+            f"program pause block {name!r} pauses {block.program_id}, not {program_id}: pass "
+            f"the pause block of {program_id}, or leave program_pause_block empty"
+        )
+    return block
 
 
 async def release_with_signoff(
@@ -136,11 +161,16 @@ async def release_with_signoff(
     program and release the switch. None when the members rejected or cancelled (the
     switch stays engaged)."""
     logger = get_run_logger()
-    engaged = [s for s in switch.engaged(cluster.cluster, program_id) if s.program_id == program_id]
+    stopping = switch.engaged(cluster.cluster, program_id)
+    engaged = [s for s in stopping if s.program_id == program_id]
     if not engaged:
+        others = "".join(
+            f"; the switch of {s.scope} is engaged: release it with program_id {s.program_id}"
+            for s in stopping
+        )
         raise InputError(
-            f"the kill switch of {program_id} on {cluster.cluster} is not engaged; nothing to "
-            "release"
+            f"the kill switch of {program_id} on {cluster.cluster} is not engaged: nothing to "
+            f"release, nothing recorded{others}"
         )
     policy_audit.audit(policy, reason)
     signers = emergency_policy(policy, timelock=False)
@@ -158,7 +188,7 @@ async def release_with_signoff(
             governance=policy.name,
             program_id=program_id,
             buffer=RELEASE_BUFFER,
-            buffer_hash=current_hash,
+            buffer_hash=current_hash,  # None for * (the signed line says none)
             description=f"Release the kill switch of {program_id}: {reason}",
             proposer=actor,
             members=list(signers.members),
@@ -167,11 +197,41 @@ async def release_with_signoff(
         )
         await notify(
             f"Kill-switch release proposed for {program_id} (proposal #{proposal.id}): "
-            f"{signers.threshold} of {len(signers.members)} members must sign. {reason}",
+            f"{signers.threshold} of {len(signers.members)} members must sign this line: "
+            f"{KillSwitchRelease.for_proposal(proposal).message('approve')}  Reason: {reason}",
             slack_block=slack_block,
         )
-    outcome = await collect_signoffs(
-        proposal, signers, signoff_timeout_seconds, cluster, slack_block
+    subject = KillSwitchRelease.for_proposal(proposal)
+    message = subject.message("approve")
+
+    def describe(approved_by: list[str]) -> str:
+        return release_form_description(
+            subject=subject,
+            switch=engaged[0],
+            reason=reason,
+            requested_by=actor,
+            program_pause_block=program_pause_block,
+            threshold=signers.threshold,
+            members=signers.members,
+            approved_by=approved_by,
+            signing_section=signoff.signing_section(
+                members=signers.members,
+                approved_by=approved_by,
+                message=message,
+                sign_command="runbooks sign --keypair ~/.config/solana/id.json "
+                f'--message "{message}"',
+            ),
+        )
+
+    outcome = await signoffs.collect_signoffs(
+        proposal,
+        signers,
+        subject,
+        threshold=signers.threshold,
+        timeout_seconds=signoff_timeout_seconds,
+        describe=describe,
+        slack_block=slack_block,
+        runbook="kill-switch release",
     )
     if outcome.closed is not None:
         records.set_proposal_status(proposal.id, outcome.closed, reason=outcome.reason)
@@ -210,4 +270,4 @@ def _state(record: KillSwitchRecord | None, program_pause_block: str | None) -> 
     }
 
 
-__all__ = ["emergency_policy", "engage", "kill_switch", "release_with_signoff"]
+__all__ = ["check_pause_block", "emergency_policy", "engage", "kill_switch", "release_with_signoff"]

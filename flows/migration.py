@@ -39,6 +39,7 @@ from prefect.artifacts import (
 )
 from pydantic import Field
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from runbooks.errors import HashMismatch
@@ -113,7 +114,7 @@ async def migrate_accounts(
     logger = get_run_logger()
     program_key = parse_pubkey(program_id, "program id")
     m = get_migrator(migrator)
-    cluster = await SolanaCluster.aload(cluster_block)
+    cluster = await load_block(SolanaCluster, cluster_block)
     killswitch.check_kill_switch(cluster.cluster, program_id, "account migration")
 
     # 1. The binary that writes the new layout must be live.
@@ -125,7 +126,7 @@ async def migrate_accounts(
             expected_program_sha256,
             program.sha256,
         )
-    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair().pubkey()
+    payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey()
     fits = m.accounts_per_transaction(program_key, payer)
     per_transaction = min(accounts_per_transaction or fits, fits)
 

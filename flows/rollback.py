@@ -28,6 +28,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
@@ -98,8 +99,8 @@ async def emergency_rollback(
     parse_pubkey(program_id, "program id")
     if force and not (force_reason and force_reason.strip()):
         raise InputError("force needs a force_reason: the records must say why it is safe")
-    cluster = await SolanaCluster.aload(cluster_block)
-    policy_config = await MultisigPolicy.aload(policy_block)
+    cluster = await load_block(SolanaCluster, cluster_block)
+    policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
     if policy.backend != "keypair":
         raise InputError(
@@ -109,7 +110,7 @@ async def emergency_rollback(
         )
     policy_audit.audit(policy, reason)
     emergency = emergency_policy(policy)
-    authority = (await SolanaKeypair.aload(authority_block)).keypair().pubkey()
+    authority = (await load_block(SolanaKeypair, authority_block)).keypair().pubkey()
 
     # 1. Kill switch on.
     await engage(

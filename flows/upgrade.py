@@ -33,6 +33,7 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled
 from solders.pubkey import Pubkey
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
@@ -114,8 +115,8 @@ async def upgrade_program(
     parse_pubkey(buffer, "buffer")
 
     # 1. Policy audit, before anything is recorded.
-    cluster = await SolanaCluster.aload(cluster_block)
-    policy_config = await MultisigPolicy.aload(policy_block)
+    cluster = await load_block(SolanaCluster, cluster_block)
+    policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
     policy_audit.audit(policy, description)
     onchain = (
@@ -132,7 +133,7 @@ async def upgrade_program(
     authority = (
         Pubkey.from_string(onchain.authority)
         if onchain is not None
-        else (await SolanaKeypair.aload(authority_block)).keypair().pubkey()
+        else (await load_block(SolanaKeypair, authority_block)).keypair().pubkey()
     )
 
     # 2-3. Verify the buffer and record the proposal (once per run).

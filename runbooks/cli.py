@@ -17,7 +17,7 @@ def _sign(args: argparse.Namespace) -> int:
     if args.message:
         message = args.message
     else:
-        from flows.upgrade import approval_subject
+        from flows._subjects import signing_subject
         from store.records import get_proposal
         from tasks.records import records_engine
 
@@ -27,7 +27,7 @@ def _sign(args: argparse.Namespace) -> int:
                 f"proposal {args.proposal}: not in the records database; check the id in the "
                 "pause form and that DATABASE_URL points at the runbooks' database"
             )
-        message = approval_subject(proposal).message(args.action)
+        message = signing_subject(proposal).message(args.action)
     signature = approval.sign(keypair, message)
     print(f"message:   {message}")
     print(f"pubkey:    {keypair.pubkey()}")

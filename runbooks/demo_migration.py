@@ -176,7 +176,7 @@ def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     """The approve message of the newest proposal of ``kind`` this run recorded."""
     from sqlalchemy import select
 
-    from flows.upgrade import approval_subject
+    from flows._subjects import signing_subject
     from store.db import session_scope
     from store.models import Proposal
     from store.records import get_proposal
@@ -192,7 +192,7 @@ def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     proposal = get_proposal(engine, proposal_id) if proposal_id else None
     if proposal is None:
         raise RuntimeError(f"flow run {run_id} paused without a {kind} proposal")
-    return approval_subject(proposal).message("approve")
+    return signing_subject(proposal).message("approve")
 
 
 async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -> dict[str, Any]:

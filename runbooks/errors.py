@@ -6,6 +6,7 @@ tokens, database passwords).
 
     RunbookError
     ├── InputError            bad input: a malformed pubkey, signature, file, parameter
+    │   └── BlockNotFound     a block a runbook names does not exist (or does not load)
     ├── PolicyViolation       the multisig policy audit failed
     ├── ChainError            the chain said no, or is not in the state a step needs
     │   ├── AccountNotFound
@@ -35,6 +36,14 @@ class RunbookError(Exception):
 
 class InputError(RunbookError, ValueError):
     """Input that cannot be used as given; the message names the field and the fix."""
+
+
+class BlockNotFound(InputError):
+    """A runbook parameter names a Prefect block that does not exist or does not load.
+
+    An ``InputError`` (so a ``ValueError``, as Prefect's own error is): callers that
+    tolerate a missing optional block keep catching it.
+    """
 
 
 class PolicyViolation(RunbookError):

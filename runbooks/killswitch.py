@@ -8,20 +8,36 @@ Two layers, both engaged by the kill-switch runbook (``flows/kill_switch.py``):
 - the program's own pause instruction where it has one (``ProgramPauser``), so users'
   transactions stop too, not only the runbooks'.
 
-Releasing either needs a sign-off. Plain Python: no Prefect import.
+Releasing either needs a sign-off: members sign a ``KillSwitchRelease`` line of their
+own (not an upgrade's), reviewed off-chain under the emergency threshold whatever the
+policy's backend: releasing is a records change plus the program's own unpause, never a
+loader write, so there is no on-chain proposal to approve. Plain Python: no Prefect import.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from solders.instruction import Instruction
 from solders.pubkey import Pubkey
 
 from programs.demo_vault import client as vault
+from runbooks.approval import (
+    ACTIONS,
+    DOMAIN_TAG,
+    MESSAGE_VERSION,
+    Action,
+    check_restricted_ascii,
+)
 from runbooks.errors import InputError, KillSwitchEngaged
-from store.migration_records import KillSwitchRecord
+from store.migration_models import ALL_PROGRAMS
+from store.migration_records import RELEASE_KIND, KillSwitchRecord
+from store.records import ProposalRecord
+
+# The sha256 field of a release of every program (``*``): there is no one binary.
+NO_HASH = "none"
 
 
 def refusal(switches: Sequence[KillSwitchRecord], action: str) -> KillSwitchEngaged:
@@ -81,4 +97,111 @@ def pauser(kind: str, program_id: Pubkey, account: Pubkey) -> ProgramPauser:
         ) from None
 
 
-__all__ = ["PAUSERS", "DemoVaultPauser", "ProgramPauser", "pauser", "refusal"]
+@dataclass(frozen=True)
+class KillSwitchRelease:
+    """What members sign to release a kill switch; every field is in the signed line.
+
+    Its own wording (``kill-switch: release``, no governance or buffer), so a signature
+    over an upgrade can never release a switch, nor a release signature approve an
+    upgrade; the proposal id ties it to one release, the hash to the code that serves
+    users once released.
+    """
+
+    cluster: str
+    program: str  # base58, or * for every program of the cluster
+    proposal: str  # the release proposal's id in the records
+    sha256: str  # the program's verifiable-build hash now; "none" for *
+
+    @classmethod
+    def for_proposal(cls, proposal: ProposalRecord) -> KillSwitchRelease:
+        if proposal.kind != RELEASE_KIND:
+            raise InputError(f"proposal #{proposal.id} is a {proposal.kind}, not a {RELEASE_KIND}")
+        return cls(
+            cluster=proposal.cluster,
+            program=proposal.program_id,
+            proposal=str(proposal.id),
+            sha256=proposal.buffer_hash or NO_HASH,
+        )
+
+    def message(self, action: Action = "approve") -> str:
+        if action not in ACTIONS:
+            raise InputError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
+        text = (
+            f"{DOMAIN_TAG} {MESSAGE_VERSION}; action: {action}; kill-switch: release; "
+            f"cluster: {self.cluster}; program: {self.program}; proposal: {self.proposal}; "
+            f"sha256: {self.sha256}"
+        )
+        check_restricted_ascii(text)
+        return text
+
+
+def still_serving_warning(program_id: str) -> str:
+    """What the run log and Slack say when the switch is engaged without a program pause."""
+    scope = "every program" if program_id == ALL_PROGRAMS else program_id
+    return (
+        f"{scope} is STILL SERVING USERS: no program pause block was given, so only the "
+        "runbooks stop, not users' transactions. To stop users too, create a Program Pause "
+        "block (Prefect UI: Blocks > + > Program Pause: program id, pause account, admin "
+        "keypair) and run kill-switch engage again with program_pause_block set to it."
+    )
+
+
+def release_form_description(
+    *,
+    subject: KillSwitchRelease,
+    switch: KillSwitchRecord,
+    reason: str,
+    requested_by: str,
+    program_pause_block: str | None,
+    threshold: int,
+    members: Collection[str],
+    approved_by: Collection[str],
+    signing_section: Sequence[str],
+) -> str:
+    """The markdown of the release's sign-off form: what is being signed, in words."""
+    scope = "every program" if subject.program == ALL_PROGRAMS else f"`{subject.program}`"
+    pause = (
+        f"block `{program_pause_block}`: the program is unpaused on release"
+        if program_pause_block
+        else "none given: only the runbooks' switch is released"
+    )
+    engaged = switch.changed_at.isoformat(timespec="seconds")
+    return "\n".join(
+        [
+            f"## Sign off the release of the kill switch (proposal #{subject.proposal})",
+            "",
+            f"**You are signing the release of the kill switch of {scope} on "
+            f"{subject.cluster}.** Once {threshold} members sign, the runbooks may write to "
+            "it again (upgrade, migration, scheduled writes) and its own pause is lifted, "
+            "so users' transactions go through again.",
+            "",
+            f"| Release proposal | #{subject.proposal} |",
+            "|---|---|",
+            f"| Cluster | {subject.cluster} |",
+            f"| Program | {scope} |",
+            f"| Engaged since | {engaged} by {switch.actor}: {switch.reason} |",
+            f"| Program's own pause | {pause} |",
+            f"| sha256 now (verifiable build) | `{subject.sha256}` |",
+            f"| Why release | {reason} |",
+            f"| Requested by | {requested_by} |",
+            f"| Approvals | {len(approved_by)} of {threshold} needed (emergency threshold) |",
+            "",
+            *signing_section,
+            "Then paste your public key and the signature below. This line is reviewed here,",
+            "off-chain (a release writes no program code). To reject or cancel the release,",
+            "pick that decision and sign the same line with `action: reject` or",
+            "`action: cancel` in place of `action: approve`.",
+        ]
+    )
+
+
+__all__ = [
+    "PAUSERS",
+    "DemoVaultPauser",
+    "KillSwitchRelease",
+    "ProgramPauser",
+    "pauser",
+    "refusal",
+    "release_form_description",
+    "still_serving_warning",
+]

@@ -28,6 +28,8 @@ UI_PORT = 4200
 LOCALNET_PORT = 8899
 UP_DIR = REPO_ROOT / "var" / "up"
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
+# The Program Pause block of demo_vault; prefect.yaml's kill-switch deployment names it.
+PAUSE_BLOCK = "localnet-pause"
 
 
 def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess.Popen[bytes]:
@@ -76,15 +78,25 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[Any]:
 
 async def prepare_chain() -> dict[str, str]:
     """Localnet scenario + blocks; returns what to tell the operator."""
+    from runbooks.demo import start_demo_chain
+
+    return await prepare_console(start_demo_chain(port=LOCALNET_PORT))
+
+
+async def prepare_console(chain: Any, members_dir: Path = UP_DIR) -> dict[str, str]:
+    """Everything the console needs on ``chain`` (a ``DemoChain``): every block type
+    registered (so each can be created in the UI), the onchain governance, the v2 buffer,
+    the blocks the deployments name (demo_vault's pause included) and the member keys."""
+    from blocks import register_block_types
     from runbooks.demo import (
         hand_buffer_to_governance,
         save_blocks,
         setup_governance,
-        start_demo_chain,
         write_buffer,
     )
+    from runbooks.demo_migration import create_config, save_pause_block
 
-    chain = start_demo_chain(port=LOCALNET_PORT)
+    await register_block_types()
     # The onchain backend: upgrade_manager's governance PDA holds demo_vault's authority.
     await setup_governance(chain, timelock_seconds=60)
     buffer = await write_buffer(chain, chain.binaries["v2"])
@@ -93,12 +105,20 @@ async def prepare_chain() -> dict[str, str]:
         chain, timelock_seconds=60, signoff_timeout_seconds=24 * 3600, backend="onchain"
     )
     await save_managed_programs(chain)
-    UP_DIR.mkdir(parents=True, exist_ok=True)
+    # demo_vault's own pause (its Config), which the kill-switch deployment pulls.
+    config = await create_config(chain)
+    await save_pause_block(chain, config, PAUSE_BLOCK)
+    members_dir.mkdir(parents=True, exist_ok=True)
     for i, member in enumerate(chain.members, start=1):
-        path = UP_DIR / f"member-{i}.json"
+        path = members_dir / f"member-{i}.json"
         path.write_text(keypair_to_json(member))
         path.chmod(0o600)
-    return {"program_id": str(chain.program_id), "buffer": str(buffer), "rpc": chain.url}
+    return {
+        "program_id": str(chain.program_id),
+        "buffer": str(buffer),
+        "rpc": chain.url,
+        "pause_config": str(config),
+    }
 
 
 async def save_managed_programs(chain: Any) -> None:
@@ -157,6 +177,8 @@ def main() -> int:
             f"Members:     {UP_DIR}/member-1.json ... member-5.json (3 of 5 sign)\n"
             "Start Deployments > program-upgrade/upgrade > Run > Custom run with the program\n"
             "and buffer above; sign with `uv run runbooks sign --proposal ID --keypair FILE`.\n"
+            "Kill switch: Deployments > kill-switch > Run (engage pauses demo_vault through\n"
+            f"block {PAUSE_BLOCK}; release asks 3 of 5 members to sign its line).\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )

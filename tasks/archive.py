@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from runbooks import loader, onchain, rollback
@@ -76,8 +77,8 @@ async def write_archived_buffer(
             f"no archived binary {sha256} of {program_id} on {cluster.cluster}; "
             "the upgrade runbook archives the binary it replaces before executing"
         )
-    authority = (await SolanaKeypair.aload(authority_block)).keypair()
-    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair()
+    authority = (await load_block(SolanaKeypair, authority_block)).keypair()
+    payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
     async with rpc(cluster) as client:
         buffer = await onchain.write_buffer(client, payer, Keypair(), authority, archive.data)
         info = await onchain.read_buffer(client, buffer)

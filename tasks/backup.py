@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from solders.pubkey import Pubkey
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.database import RecordsDatabase
 from blocks.programs import ManagedProgram
@@ -29,7 +30,7 @@ async def database_url(block: str | None) -> str:
     """The URL of the database a block names (``DATABASE_URL`` when None)."""
     if block is None:
         return db.database_url()
-    return (await RecordsDatabase.aload(block)).url.get_secret_value()
+    return (await load_block(RecordsDatabase, block)).url.get_secret_value()
 
 
 @task(name="dump-records", retries=1, retry_delay_seconds=5)

@@ -12,6 +12,7 @@ from prefect import get_run_logger, task
 from solana.rpc.async_api import AsyncClient
 from solders.pubkey import Pubkey
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from runbooks import loader, onchain, signoff
@@ -115,8 +116,8 @@ async def send_upgrade(
     )
     logger = get_run_logger()
     expected_hash = proposal.buffer_hash or ""
-    authority = (await SolanaKeypair.aload(authority_block)).keypair()
-    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair()
+    authority = (await load_block(SolanaKeypair, authority_block)).keypair()
+    payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
     program_key = Pubkey.from_string(proposal.program_id)
     buffer_key = Pubkey.from_string(proposal.buffer or "")
     async with rpc(cluster) as client:

@@ -25,6 +25,7 @@ from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from programs.upgrade_manager import client as um
@@ -130,7 +131,7 @@ def _budget(program_len: int) -> list[Instruction]:
 
 
 async def _payer(onchain_gov: OnchainGovernance) -> Keypair:
-    return (await SolanaKeypair.aload(onchain_gov.fee_payer_block)).keypair()
+    return (await load_block(SolanaKeypair, onchain_gov.fee_payer_block)).keypair()
 
 
 async def _read(

@@ -10,6 +10,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from solders.pubkey import Pubkey
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from runbooks import loader, onchain
@@ -34,13 +35,13 @@ async def send_authority_change(
     authority). Returns the signature; None when the chain already has the change.
     """
     logger = get_run_logger()
-    authority = (await SolanaKeypair.aload(authority_block)).keypair()
-    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair()
+    authority = (await load_block(SolanaKeypair, authority_block)).keypair()
+    payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
     signers = [authority]
     if new_authority is not None:
         if new_authority_block is None:
             raise InputError("SetAuthorityChecked needs the new authority's signature")
-        new_key = (await SolanaKeypair.aload(new_authority_block)).keypair()
+        new_key = (await load_block(SolanaKeypair, new_authority_block)).keypair()
         if str(new_key.pubkey()) != new_authority:
             raise InputError(f"the new authority block does not hold {new_authority}")
         signers.append(new_key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.program_pause import ProgramPause
@@ -74,10 +75,10 @@ async def set_program_paused(
 
     Idempotent: the pause account is read first.
     """
-    block = await ProgramPause.aload(pause_block)
+    block = await load_block(ProgramPause, pause_block)
     pauser = block.pauser()
     admin = block.admin()
-    payer = (await SolanaKeypair.aload(fee_payer_block)).keypair()
+    payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
     async with rpc(cluster) as client:
         account = await onchain.fetch_account(client, pauser.account)
         if account is None:

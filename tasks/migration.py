@@ -27,6 +27,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
 
+from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from runbooks import onchain
@@ -90,7 +91,7 @@ _payers: dict[tuple[str | None, str], Keypair] = {}
 async def _payer(block: str) -> Keypair:
     key = (current_run_id(), block)
     if key not in _payers:
-        _payers[key] = (await SolanaKeypair.aload(block)).keypair()
+        _payers[key] = (await load_block(SolanaKeypair, block)).keypair()
     return _payers[key]
 
 

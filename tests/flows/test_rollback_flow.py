@@ -15,10 +15,10 @@ from solders.transaction import Transaction
 from sqlalchemy import Engine, func, select
 
 from blocks import SolanaCluster
+from flows._subjects import signing_subject
 from flows.kill_switch import kill_switch
 from flows.migration import migrate_accounts
 from flows.rollback import emergency_rollback
-from flows.upgrade import approval_subject
 from programs.demo_vault import client as vault
 from runbooks import loader
 from runbooks.demo import DemoChain, run_upgrade
@@ -126,7 +126,7 @@ async def test_rollback_restores_the_exact_archived_binary(
     assert switch.release_proposal_id == result["release_proposal_id"]
     release = records.get_proposal(records_db, switch.release_proposal_id)  # type: ignore[arg-type]
     assert release is not None and release.status == "executed"
-    assert "buffer: kill-switch-release" in approval_subject(release).message("approve")
+    assert "kill-switch: release" in signing_subject(release).message("approve")
     assert not config_paused(chain, config)
     actions = [
         e.action
