@@ -106,8 +106,8 @@ async def upgrade_program(
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
         slack_block: The SlackChannel block to notify; empty logs the messages instead.
     """
-    # Prefect's Run forms label parameters by name and take their help text from the
-    # Args above (it ignores pydantic titles on flow parameters).
+    # Prefect's Run forms take each parameter's help from the Args above; their titles
+    # come from runbooks/forms.py (Prefect 3.8.8 titles every parameter by its name).
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
