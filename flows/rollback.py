@@ -181,8 +181,16 @@ async def emergency_rollback(
         )
     proposal = records.mark_threshold_met(proposal.id)
 
-    # 6-7. Timelock, archive what is replaced, upgrade, verify against the archive.
-    await wait_out_timelock(proposal)
+    # 6-7. Timelock (a member may still cancel), archive what is replaced, upgrade,
+    # verify against the archive.
+    timelock = await wait_out_timelock(proposal, emergency, cluster, slack_block)
+    if timelock.closed is not None:
+        records.set_proposal_status(proposal.id, timelock.closed, reason=timelock.reason)
+        raise ProposalClosed(
+            f"rollback proposal #{proposal.id} {timelock.closed} during its timelock: "
+            f"{timelock.reason}. The kill switch stays engaged; release it with the "
+            "kill-switch runbook when safe."
+        )
     await archive.archive_program(cluster, program_id, proposal_id=proposal.id)
     before = await chain.read_program(cluster, program_id)
     signature = await chain.send_upgrade(
