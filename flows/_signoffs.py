@@ -10,19 +10,28 @@ restarted run, or a run that collects sign-offs for two proposals, never reuses 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
+from uuid import UUID
 
-from prefect import get_run_logger
+from prefect import get_client, get_run_logger
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.input.actions import aread_flow_run_input
+from prefect.input.run_input import keyset_from_base_key
+from prefect.runtime import flow_run
+from prefect.states import Running
 from pydantic import Field
 
 from runbooks import messages, signoff
+from runbooks.approval import Action
 from runbooks.errors import ApprovalError
 from runbooks.policy import Policy
 from runbooks.signoff import Signable, Verdict
@@ -162,3 +171,169 @@ async def collect_signoffs(
                 f"{rejections} members rejected; the threshold is out of reach",
                 paused,
             )
+
+
+# --- The veto during the timelock ------------------------------------------------------
+
+# A timelock pause's own timeout is set this much past the timelock's end: the flow ends
+# the pause itself when the timelock passes, because a pause that times out is failed by
+# the Prefect server (FailExpiredPauses) and can no longer be resumed.
+VETO_PAUSE_GRACE_SECONDS = 300
+# Shorter waits are not worth a form nobody could submit in time.
+MIN_VETO_PAUSE_SECONDS = 2.0
+
+
+class TimelockVeto(RunInput):
+    """One member's signed cancel of an approved proposal, entered while it waits out its
+    timelock."""
+
+    member: str = Field(
+        title="Your public key",
+        description="The base58 address of your member key (`solana address -k <keypair>`).",
+    )
+    signature: str = Field(
+        title="Signature of the cancel message",
+        description="The base58 signature printed by `runbooks sign --action cancel` or "
+        "`solana sign-offchain-message` over the exact cancel message shown above.",
+    )
+    comment: str = Field(
+        default="", title="Why cancel", description="Optional note, kept in the records."
+    )
+
+
+@dataclass(frozen=True)
+class VetoOutcome:
+    closed: Literal["rejected", "cancelled"] | None = None  # None: the timelock passed
+    reason: str | None = None
+    seconds_waited: float = 0.0
+
+
+async def wait_out_timelock_with_veto(
+    proposal: ProposalRecord,
+    policy: Policy,
+    subject: Signable,
+    *,
+    ends: datetime,
+    describe: Callable[[datetime, str | None], str],
+    slack_block: str | None,
+    chain_signoffs: ChainSignoffs | None = None,
+    relay: Relay | None = None,
+) -> VetoOutcome:
+    """Pause until ``ends`` with a form that takes one member's signed ``cancel``.
+
+    ``describe(now, refused)`` writes the form's markdown (``refused``: why the last
+    cancel was refused). A cancel is reviewed like a sign-off (any member, also one who
+    approved), relayed on chain with ``relay``, and recorded accepted or refused; a refused
+    one pauses again for the time left. Returns when the timelock has passed, or with the
+    member whose cancel was accepted.
+    """
+    logger = get_run_logger()
+    attempt = len(records.proposal_approvals(proposal.id))
+    started = time.monotonic()
+    refused: str | None = None
+    while (left := (ends - datetime.now(UTC)).total_seconds()) > 0:
+        if chain_signoffs is not None:  # cancelled on chain directly (cancel_signed)
+            _, closed = await chain_signoffs()
+            if closed in ("cancelled", "rejected"):
+                return VetoOutcome(closed, f"{closed} on chain", time.monotonic() - started)
+        if left < MIN_VETO_PAUSE_SECONDS:
+            await asyncio.sleep(left)
+            break
+        attempt += 1
+        # Unique per proposal and attempt, and across restarts of the run.
+        key = f"timelock-{proposal.id}-{attempt}-{int(time.time())}"
+        entry = await pause_for_veto(describe(datetime.now(UTC), refused), left, key)
+        if entry is None:
+            break
+        # Any member may cancel, also one who approved (upgrade_manager agrees).
+        verdict = await review_signoff(
+            proposal,
+            policy,
+            subject,
+            entry.member,
+            entry.signature,
+            "cancel",
+            entry.comment,
+            already_signed=(),
+            relay=relay,
+        )
+        await notify(
+            *messages.timelock_cancel(
+                proposal_id=proposal.id,
+                member=verdict.member,
+                accepted=verdict.accepted,
+                reason=verdict.reason,
+                comment=entry.comment.strip(),
+            ),
+            slack_block=slack_block,
+        )
+        if verdict.accepted:
+            logger.warning("cancel accepted from %s during the timelock", verdict.member)
+            return VetoOutcome(
+                "cancelled", f"cancelled by {verdict.member}", time.monotonic() - started
+            )
+        refused = verdict.reason
+        logger.warning("cancel refused: %s", verdict.reason)
+    return VetoOutcome(None, seconds_waited=time.monotonic() - started)
+
+
+async def review_signoff(
+    proposal: ProposalRecord,
+    policy: Policy,
+    subject: Signable,
+    member: str,
+    signature: str,
+    decision: Action,
+    comment: str,
+    *,
+    already_signed: Collection[str],
+    relay: Relay | None,
+) -> Verdict:
+    """Review one entry, relay it when accepted (the program's verdict counts), record it."""
+    verdict = signoff.review(subject, policy, member, signature, decision, already_signed)
+    if verdict.accepted and relay is not None:
+        verdict = await relay(verdict, signature)
+    records.record_approval(
+        proposal.id,
+        member=verdict.member,
+        decision=verdict.decision,
+        accepted=verdict.accepted,
+        signature=signature.strip() or None,
+        comment=comment.strip() or None,
+        reason=verdict.reason,
+    )
+    return verdict
+
+
+async def pause_for_veto(description: str, seconds: float, key: str) -> TimelockVeto | None:
+    """Pause with the veto form for ``seconds``; the entry, or None when they passed."""
+    try:
+        return await asyncio.wait_for(
+            pause_flow_run(
+                wait_for_input=TimelockVeto.with_initial_data(description=description),
+                timeout=int(seconds) + VETO_PAUSE_GRACE_SECONDS,
+                poll_interval=pause_poll_seconds(),
+                key=key,
+            ),
+            timeout=seconds,
+        )
+    except TimeoutError:
+        return await _end_veto_pause(key)
+
+
+async def _end_veto_pause(key: str) -> TimelockVeto | None:
+    """Set the paused run running again; an entry submitted at the last moment counts."""
+    current = flow_run.get_id()
+    assert current is not None  # pause_flow_run ran inside this flow run
+    run_id = UUID(current)
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        if run.state is not None and run.state.is_paused():
+            result = await client.set_flow_run_state(run_id, Running())
+            if result.status != SetStateStatus.ACCEPT:
+                reason = getattr(result.details, "reason", "") or ""
+                raise ApprovalError(f"the timelock's pause could not end: {reason}")
+    response = await aread_flow_run_input(
+        keyset_from_base_key(f"paused-{key}")["response"], flow_run_id=run_id
+    )
+    return TimelockVeto(**response) if response else None

@@ -43,14 +43,6 @@ from tasks import backup as tasks
 from tasks.notify import notify
 from tasks.records import current_run_id, records_engine
 
-BackupDir = Annotated[
-    str,
-    Field(
-        title="Backup directory",
-        description="Where backup sets live; relative paths are inside the checkout.",
-    ),
-]
-
 
 def backup_root(backup_dir: str) -> Path:
     path = Path(backup_dir).expanduser()
@@ -59,22 +51,27 @@ def backup_root(backup_dir: str) -> Path:
 
 @flow(name="backup", persist_result=False)
 async def backup_records_and_programs(
-    backup_dir: BackupDir = str(backup.DEFAULT_ROOT),
-    database_block: Annotated[
-        str | None,
-        Field(
-            title="Records database block",
-            description="The database to back up; empty: this worker's DATABASE_URL.",
-        ),
-    ] = None,
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    programs_block: Annotated[
-        str | None, Field(title="Managed programs block (binaries to save)")
-    ] = "managed-programs",
-    keep_last: Annotated[int, Field(title="Keep the newest N good sets", ge=1)] = 8,
-    keep_days: Annotated[int, Field(title="Keep every set younger than (days)", ge=0)] = 90,
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+    backup_dir: str = str(backup.DEFAULT_ROOT),
+    database_block: str | None = None,
+    cluster_block: str = "localnet",
+    programs_block: str | None = "managed-programs",
+    keep_last: Annotated[int, Field(ge=1)] = 8,
+    keep_days: Annotated[int, Field(ge=0)] = 90,
+    slack_block: str | None = None,
 ) -> dict[str, Any]:
+    """Back up the records database and the program binaries; verify by restoring.
+
+    Args:
+        backup_dir: Where backup sets live; relative paths are inside the checkout.
+        database_block: The RecordsDatabase block of the database to back up; empty backs
+            up this worker's DATABASE_URL.
+        cluster_block: The SolanaCluster block the program binaries are read from.
+        programs_block: The ManagedPrograms block naming the programs whose binaries to
+            save; empty saves none.
+        keep_last: Retention: always keep the newest this many good sets.
+        keep_days: Retention: keep every set younger than this many days.
+        slack_block: The SlackChannel block to alert on failure; empty logs instead.
+    """
     logger = get_run_logger()
     now = datetime.now(UTC)
     root = backup_root(backup_dir)
@@ -134,20 +131,20 @@ async def backup_records_and_programs(
 
 @flow(name="restore-backup", persist_result=False)
 async def restore_backup(
-    target_block: Annotated[
-        str,
-        Field(
-            title="Target database block",
-            description="A RecordsDatabase block naming a new, empty database to restore "
-            "into; switch DATABASE_URL to it once the restore is checked.",
-        ),
-    ],
-    backup_set: Annotated[
-        str, Field(title="Backup set", description="A set name, or latest (newest verified).")
-    ] = "latest",
-    backup_dir: BackupDir = str(backup.DEFAULT_ROOT),
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+    target_block: str,
+    backup_set: str = "latest",
+    backup_dir: str = str(backup.DEFAULT_ROOT),
+    slack_block: str | None = None,
 ) -> dict[str, Any]:
+    """Restore a verified backup set into a new database after checking its hashes.
+
+    Args:
+        target_block: A RecordsDatabase block naming a new, empty database to restore
+            into; switch DATABASE_URL to it once the restore is checked.
+        backup_set: A backup set's name, or latest (the newest verified set).
+        backup_dir: Where backup sets live; relative paths are inside the checkout.
+        slack_block: The SlackChannel block to alert on failure; empty logs instead.
+    """
     logger = get_run_logger()
     # The target first: a missing block is named before anything is read or written.
     await load_block(RecordsDatabase, target_block)

@@ -53,45 +53,36 @@ MIGRATION_IN_FLIGHT = ("running", "incomplete")
 
 @flow(name="daily-health", persist_result=False)
 async def daily_health(
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    programs_block: Annotated[
-        str,
-        Field(
-            title="Managed programs block",
-            description="Program ids with their expected upgrade authority, and fee payers.",
-        ),
-    ] = "managed-programs",
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
-    timelock_window_hours: Annotated[
-        float, Field(title="Announce timelocks ending within (hours)", ge=0)
-    ] = 24.0,
-    stuck_migration_hours: Annotated[
-        float, Field(title="A migration without progress this long is stuck (hours)", gt=0)
-    ] = 6.0,
-    slot_sample_seconds: Annotated[
-        float, Field(title="Seconds between the two slot reads", ge=0)
-    ] = 2.0,
-    min_version: Annotated[
-        str | None, Field(title="Minimum solana-core version (warning below)")
-    ] = None,
-    accept_current_hash_of: Annotated[
-        list[str],
-        Field(
-            title="Accept the current hash of",
-            description="Program ids whose unexplained code change has been investigated: "
-            "their current hash becomes the baseline (recorded as a warning).",
-        ),
-    ] = [],  # noqa: B006 - Prefect parameters are copied per run
-    ack_timeout_seconds: Annotated[
-        int,
-        Field(
-            title="Wait for an acknowledgement (seconds)",
-            description="On a critical finding, how long the run waits for the on-call "
-            "engineer to acknowledge the alert before it fails; 0: fail at once.",
-            ge=0,
-        ),
-    ] = 3600,
+    cluster_block: str = "localnet",
+    programs_block: str = "managed-programs",
+    slack_block: str | None = None,
+    timelock_window_hours: Annotated[float, Field(ge=0)] = 24.0,
+    stuck_migration_hours: Annotated[float, Field(gt=0)] = 6.0,
+    slot_sample_seconds: Annotated[float, Field(ge=0)] = 2.0,
+    min_version: str | None = None,
+    accept_current_hash_of: list[str] = [],  # noqa: B006 - Prefect parameters are copied per run
+    ack_timeout_seconds: Annotated[int, Field(ge=0)] = 3600,
 ) -> dict[str, Any]:
+    """Check the cluster, the records database and every managed program; report.
+
+    Args:
+        cluster_block: The SolanaCluster block of the cluster to check.
+        programs_block: The ManagedPrograms block: program ids with their expected
+            upgrade authority, and the fee payers to watch.
+        slack_block: The SlackChannel block to alert; empty logs the messages instead.
+        timelock_window_hours: Announce proposals whose timelock ends within this many
+            hours.
+        stuck_migration_hours: A migration without progress for this many hours is
+            reported stuck.
+        slot_sample_seconds: Seconds between the two slot reads that show the cluster
+            advancing.
+        min_version: The minimum solana-core version; below it is a warning. Empty: no
+            check.
+        accept_current_hash_of: Program ids whose unexplained code change has been
+            investigated: their current hash becomes the baseline (recorded as a warning).
+        ack_timeout_seconds: On a critical finding, how long the run waits for the on-call
+            engineer to acknowledge the alert before it fails; 0 fails at once.
+    """
     logger = get_run_logger()
     now = datetime.now(UTC)
     cluster = await load_block(SolanaCluster, cluster_block)

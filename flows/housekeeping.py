@@ -26,18 +26,21 @@ from tasks import housekeeping as tasks
 
 @flow(name="housekeeping", persist_result=False)
 async def housekeeping(
-    proposal_days: Annotated[
-        int, Field(title="Remove executed proposals older than (days)", ge=1)
-    ] = 90,
-    migration_days: Annotated[
-        int, Field(title="Archive migration progress finished more than (days) ago", ge=1)
-    ] = 30,
-    migration_table: Annotated[str, Field(title="Migration progress table")] = "migration_runs",
-    migration_finished_column: Annotated[str, Field(title="Its finished-at column")] = (
-        "finished_at"
-    ),
-    dry_run: Annotated[bool, Field(title="Dry run (report only)")] = False,
+    proposal_days: Annotated[int, Field(ge=1)] = 90,
+    migration_days: Annotated[int, Field(ge=1)] = 30,
+    migration_table: str = "migration_runs",
+    migration_finished_column: str = "finished_at",
+    dry_run: bool = False,
 ) -> dict[str, Any]:
+    """Remove old proposals and archive finished migration progress.
+
+    Args:
+        proposal_days: Remove executed proposals older than this many days.
+        migration_days: Archive migration progress finished more than this many days ago.
+        migration_table: The table holding migration progress.
+        migration_finished_column: Its finished-at column.
+        dry_run: Report what would be removed and archived, and change nothing.
+    """
     logger = get_run_logger()
     now = datetime.now(UTC)
     removed = tasks.remove_proposals(now - timedelta(days=proposal_days), dry_run)

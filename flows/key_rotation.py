@@ -80,41 +80,40 @@ def change_subject(proposal: ProposalRecord, new_authority: str | None) -> Autho
 
 @flow(name="key-rotation", persist_result=False)
 async def rotate_upgrade_authority(
-    program_id: Annotated[str, Field(title="Program id")],
-    reason: Annotated[str, Field(title="Reason", description="Why; members read it.")],
-    proposer: Annotated[str, Field(title="Proposer")],
-    new_authority: Annotated[
-        str | None, Field(title="New upgrade authority", description="Base58 public key.")
-    ] = None,
-    new_authority_block: Annotated[
-        str | None,
-        Field(
-            title="New authority keypair block",
-            description="Holds the new authority's key: SetAuthorityChecked needs its signature.",
-        ),
-    ] = None,
-    make_immutable: Annotated[
-        bool,
-        Field(
-            title="Make the program immutable",
-            description="Remove the upgrade authority forever. Needs the typed program id "
-            "and every member's sign-off.",
-        ),
-    ] = False,
-    confirm_program_id: Annotated[
-        str | None, Field(title="Type the program id to confirm immutability")
-    ] = None,
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    policy_block: Annotated[str, Field(title="Multisig policy block")] = "localnet-multisig",
-    authority_block: Annotated[
-        str, Field(title="Current upgrade authority keypair block")
-    ] = "localnet-upgrade-authority",
-    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
-    programs_block: Annotated[
-        str | None, Field(title="Managed programs block to update")
-    ] = "managed-programs",
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+    program_id: str,
+    reason: str,
+    proposer: str,
+    new_authority: str | None = None,
+    new_authority_block: str | None = None,
+    make_immutable: bool = False,
+    confirm_program_id: str | None = None,
+    cluster_block: str = "localnet",
+    policy_block: str = "localnet-multisig",
+    authority_block: str = "localnet-upgrade-authority",
+    fee_payer_block: str = "localnet-fee-payer",
+    programs_block: str | None = "managed-programs",
+    slack_block: str | None = None,
 ) -> Any:
+    """Move a program's upgrade authority after sign-off (SetAuthorityChecked).
+
+    Args:
+        program_id: The program whose upgrade authority moves (base58 address).
+        reason: Why the authority moves; members read it, and it is recorded.
+        proposer: Who proposes: your name or key.
+        new_authority: The new upgrade authority's public key (base58).
+        new_authority_block: The SolanaKeypair block holding the new authority's key:
+            SetAuthorityChecked needs its signature.
+        make_immutable: Remove the upgrade authority forever. Needs the program id typed
+            again below and every member's sign-off.
+        confirm_program_id: To make the program immutable, type its program id again.
+        cluster_block: The SolanaCluster block of the cluster the program is on.
+        policy_block: The MultisigPolicy block: members, threshold, timelock, backend.
+        authority_block: The SolanaKeypair block of the current upgrade authority.
+        fee_payer_block: The SolanaKeypair block that pays the transaction fees.
+        programs_block: The ManagedPrograms block to update with the new authority; empty
+            updates none.
+        slack_block: The SlackChannel block to notify; empty logs the messages instead.
+    """
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
 
@@ -340,12 +339,17 @@ def form_description(
 
 @flow(name="key-rotation-review", persist_result=False)
 async def key_rotation_review(
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    remind_days: Annotated[
-        int, Field(title="Remind this many days before a key is due", ge=0)
-    ] = rotation.DEFAULT_REMIND_DAYS,
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+    cluster_block: str = "localnet",
+    remind_days: Annotated[int, Field(ge=0)] = rotation.DEFAULT_REMIND_DAYS,
+    slack_block: str | None = None,
 ) -> dict[str, Any]:
+    """Review every registered key's rotation schedule and remind before one is due.
+
+    Args:
+        cluster_block: The SolanaCluster block of the cluster whose keys to review.
+        remind_days: Remind this many days before a key is due for rotation.
+        slack_block: The SlackChannel block to remind; empty logs the messages instead.
+    """
     now = datetime.now(UTC)
     cluster = (await load_block(SolanaCluster, cluster_block)).cluster
     engine = records_engine()
@@ -384,18 +388,26 @@ async def key_rotation_review(
 
 @flow(name="register-key", persist_result=False)
 async def register_key(
-    pubkey: Annotated[str, Field(title="Public key")],
-    role: Annotated[Literal["upgrade", "governance", "emergency"], Field(title="Role")],
-    label: Annotated[str, Field(title="Label", description="e.g. emergency halt key #2")],
-    programs: Annotated[list[str], Field(title="Programs it is the authority of")] = [],  # noqa: B006
-    rotated_at: Annotated[
-        datetime | None, Field(title="In service since", description="Default: now.")
-    ] = None,
-    replaces: Annotated[
-        str | None, Field(title="Replaces key", description="Retire this key (rotated out).")
-    ] = None,
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
+    pubkey: str,
+    role: Literal["upgrade", "governance", "emergency"],
+    label: str,
+    programs: list[str] = [],  # noqa: B006 - Prefect parameters are copied per run
+    rotated_at: datetime | None = None,
+    replaces: str | None = None,
+    cluster_block: str = "localnet",
 ) -> dict[str, Any]:
+    """Register a key whose rotation the review tracks (and retire the one it replaces).
+
+    Args:
+        pubkey: The key's public key (base58).
+        role: What the key is for; it sets the rotation period (upgrade 6, governance 12,
+            emergency 3 months).
+        label: A name people recognise, e.g. emergency halt key #2.
+        programs: The program ids it is the upgrade authority of.
+        rotated_at: When it came into service; empty: now.
+        replaces: The public key this one replaces; that key is retired (rotated out).
+        cluster_block: The SolanaCluster block of the cluster the key is used on.
+    """
     cluster = (await load_block(SolanaCluster, cluster_block)).cluster
     key = str(parse_pubkey(pubkey, "public key"))
     if rotated_at is not None and rotated_at.tzinfo is None:

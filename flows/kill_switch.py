@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
@@ -67,22 +66,30 @@ def emergency_policy(policy: Policy, *, timelock: bool = True) -> Policy:
 
 @flow(name="kill-switch", persist_result=False)
 async def kill_switch(
-    action: Annotated[Literal["engage", "release"], Field(title="Action")],
-    program_id: Annotated[
-        str,
-        Field(title="Program id", description="The program, or * for every program."),
-    ],
-    reason: Annotated[str, Field(title="Reason", description="Why; recorded and announced.")],
-    actor: Annotated[str, Field(title="Who", description="The on-call engineer (name or key).")],
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    policy_block: Annotated[str, Field(title="Multisig policy block")] = "localnet-multisig",
-    program_pause_block: Annotated[
-        str | None,
-        Field(title="Program pause block", description="The program's own pause, if any."),
-    ] = None,
-    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+    action: Literal["engage", "release"],
+    program_id: str,
+    reason: str,
+    actor: str,
+    cluster_block: str = "localnet",
+    policy_block: str = "localnet-multisig",
+    program_pause_block: str | None = None,
+    fee_payer_block: str = "localnet-fee-payer",
+    slack_block: str | None = None,
 ) -> dict[str, Any]:
+    """Engage the kill switch at once, or release it after the members' sign-off.
+
+    Args:
+        action: engage (at once) or release (after sign-off).
+        program_id: The program (base58 address), or * for every program.
+        reason: Why; recorded and announced.
+        actor: The on-call engineer (name or key).
+        cluster_block: The SolanaCluster block of the cluster the program is on.
+        policy_block: The MultisigPolicy block whose members sign off the release.
+        program_pause_block: The ProgramPause block of the program's own pause; empty
+            engages only the records' switch, and the program keeps serving.
+        fee_payer_block: The SolanaKeypair block that pays for the program's pause.
+        slack_block: The SlackChannel block to notify; empty logs the messages instead.
+    """
     if program_id != ALL_PROGRAMS:
         parse_pubkey(program_id, "program id")
     cluster = await load_block(SolanaCluster, cluster_block)

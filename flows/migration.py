@@ -65,51 +65,34 @@ def migration_key(cluster: str, program_id: str, migrator: str, source: int, tar
 
 @flow(name="account-migration", persist_result=False)
 async def migrate_accounts(
-    program_id: Annotated[
-        str, Field(title="Program id", description="The program whose accounts to migrate.")
-    ],
-    migrator: Annotated[
-        str,
-        Field(
-            title="Migrator",
-            description="A registered AccountMigrator (runbooks/migrator.py) or "
-            "'package.module:ClassName'.",
-        ),
-    ] = "demo_vault",
-    expected_program_sha256: Annotated[
-        str | None,
-        Field(
-            title="Expected program sha256",
-            description="The binary that knows the new layout; the run refuses to start "
-            "while the program holds another one.",
-        ),
-    ] = None,
-    retry_failed: Annotated[
-        bool, Field(title="Retry failed", description="Try accounts that failed before again.")
-    ] = False,
-    reverify: Annotated[
-        bool,
-        Field(
-            title="Verify everything again",
-            description="Check accounts verified by an earlier run against their snapshots too.",
-        ),
-    ] = False,
-    concurrency: Annotated[int, Field(title="Concurrent batches", ge=1, le=64)] = 8,
-    batch_size: Annotated[
-        int, Field(title="Accounts per batch", ge=1, le=FETCH_LIMIT)
-    ] = FETCH_LIMIT,
-    accounts_per_transaction: Annotated[
-        int | None,
-        Field(
-            title="Accounts per transaction",
-            description="At most this many migrates per transaction (default: as many as "
-            "fit in 1,232 bytes and the compute limit).",
-            ge=1,
-        ),
-    ] = None,
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
+    program_id: str,
+    migrator: str = "demo_vault",
+    expected_program_sha256: str | None = None,
+    retry_failed: bool = False,
+    reverify: bool = False,
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
+    batch_size: Annotated[int, Field(ge=1, le=FETCH_LIMIT)] = FETCH_LIMIT,
+    accounts_per_transaction: Annotated[int | None, Field(ge=1)] = None,
+    cluster_block: str = "localnet",
+    fee_payer_block: str = "localnet-fee-payer",
 ) -> dict[str, Any]:
+    """Migrate a program's accounts to its new layout, in batches, verified and resumable.
+
+    Args:
+        program_id: The program whose accounts to migrate (base58 address).
+        migrator: A registered AccountMigrator (runbooks/migrator.py) or
+            'package.module:ClassName'.
+        expected_program_sha256: The binary that knows the new layout; the run refuses to
+            start while the program holds another one.
+        retry_failed: Try accounts that failed in an earlier run again.
+        reverify: Check accounts verified by an earlier run against their snapshots too.
+        concurrency: How many batches run at once.
+        batch_size: Accounts read and migrated per batch.
+        accounts_per_transaction: At most this many migrates per transaction; empty: as
+            many as fit in 1,232 bytes and the compute limit.
+        cluster_block: The SolanaCluster block of the cluster to migrate on.
+        fee_payer_block: The SolanaKeypair block that pays the transaction fees.
+    """
     started = time.monotonic()
     logger = get_run_logger()
     program_key = parse_pubkey(program_id, "program id")

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
@@ -56,44 +55,42 @@ def rollback_key(cluster: str, program_id: str, sha256: str, run_id: str | None)
 
 @flow(name="emergency-rollback", persist_result=False)
 async def emergency_rollback(
-    program_id: Annotated[str, Field(title="Program id", description="The program to roll back.")],
-    reason: Annotated[
-        str, Field(title="Reason", description="What went wrong; members read it, it is recorded.")
-    ],
-    proposer: Annotated[str, Field(title="Proposer", description="The on-call engineer.")],
-    to_sha256: Annotated[
-        str | None,
-        Field(
-            title="Archived sha256",
-            description="The archived binary to restore (default: the one the last upgrade "
-            "replaced).",
-        ),
-    ] = None,
-    force: Annotated[
-        bool,
-        Field(
-            title="Force over migrated accounts",
-            description="Roll back although accounts were migrated to a layout the target "
-            "may not read (needs a reason).",
-        ),
-    ] = False,
-    force_reason: Annotated[str | None, Field(title="Why forcing is safe (recorded)")] = None,
-    release_kill_switch: Annotated[
-        bool,
-        Field(
-            title="Release the kill switch after",
-            description="Ask for the release sign-off once the rollback is verified.",
-        ),
-    ] = True,
-    cluster_block: Annotated[str, Field(title="Cluster block")] = "localnet",
-    policy_block: Annotated[str, Field(title="Multisig policy block")] = "localnet-multisig",
-    authority_block: Annotated[
-        str, Field(title="Upgrade authority keypair block (keypair backend)")
-    ] = "localnet-upgrade-authority",
-    fee_payer_block: Annotated[str, Field(title="Fee payer keypair block")] = "localnet-fee-payer",
-    program_pause_block: Annotated[str | None, Field(title="Program pause block")] = None,
-    slack_block: Annotated[str | None, Field(title="Slack channel block")] = None,
+    program_id: str,
+    reason: str,
+    proposer: str,
+    to_sha256: str | None = None,
+    force: bool = False,
+    force_reason: str | None = None,
+    release_kill_switch: bool = True,
+    cluster_block: str = "localnet",
+    policy_block: str = "localnet-multisig",
+    authority_block: str = "localnet-upgrade-authority",
+    fee_payer_block: str = "localnet-fee-payer",
+    program_pause_block: str | None = None,
+    slack_block: str | None = None,
 ) -> dict[str, Any]:
+    """Roll a program back to the binary its last upgrade replaced, under the emergency
+    policy, with the kill switch engaged.
+
+    Args:
+        program_id: The program to roll back (base58 address).
+        reason: What went wrong; members read it, and it is recorded.
+        proposer: The on-call engineer (name or key).
+        to_sha256: The archived binary to restore; empty: the one the last upgrade
+            replaced.
+        force: Roll back although accounts were migrated to a layout the target may not
+            read (needs a force reason).
+        force_reason: Why forcing is safe; recorded.
+        release_kill_switch: Ask for the release sign-off once the rollback is verified.
+        cluster_block: The SolanaCluster block of the cluster the program is on.
+        policy_block: The MultisigPolicy block; its emergency threshold and timelock apply.
+        authority_block: The SolanaKeypair block of the upgrade authority (keypair
+            backend).
+        fee_payer_block: The SolanaKeypair block that pays the transaction fees.
+        program_pause_block: The ProgramPause block of the program's own pause; empty
+            engages only the records' switch.
+        slack_block: The SlackChannel block to notify; empty logs the messages instead.
+    """
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
@@ -185,8 +182,16 @@ async def emergency_rollback(
         )
     proposal = records.mark_threshold_met(proposal.id)
 
-    # 6-7. Timelock, archive what is replaced, upgrade, verify against the archive.
-    await wait_out_timelock(proposal)
+    # 6-7. Timelock (a member may still cancel), archive what is replaced, upgrade,
+    # verify against the archive.
+    timelock = await wait_out_timelock(proposal, emergency, cluster, slack_block)
+    if timelock.closed is not None:
+        records.set_proposal_status(proposal.id, timelock.closed, reason=timelock.reason)
+        raise ProposalClosed(
+            f"rollback proposal #{proposal.id} {timelock.closed} during its timelock: "
+            f"{timelock.reason}. The kill switch stays engaged; release it with the "
+            "kill-switch runbook when safe."
+        )
     await archive.archive_program(cluster, program_id, proposal_id=proposal.id)
     before = await chain.read_program(cluster, program_id)
     signature = await chain.send_upgrade(

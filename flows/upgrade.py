@@ -39,7 +39,7 @@ from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from flows import _signoffs as signoffs
 from flows._signoffs import SignOffOutcome
-from runbooks import messages, signoff
+from runbooks import messages, signoff, veto
 from runbooks import policy as policy_audit
 from runbooks.approval import ApprovalSubject
 from runbooks.errors import ProposalClosed
@@ -107,8 +107,8 @@ async def upgrade_program(
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
         slack_block: The SlackChannel block to notify; empty logs the messages instead.
     """
-    # Prefect's Run forms label parameters by name and take their help text from the
-    # Args above (it ignores pydantic titles on flow parameters).
+    # Prefect's Run forms take each parameter's help from the Args above; their titles
+    # come from runbooks/forms.py (Prefect 3.8.8 titles every parameter by its name).
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
@@ -189,8 +189,16 @@ async def upgrade_program(
         slack_block=slack_block,
     )
 
-    # 5. Timelock.
-    waited = await wait_out_timelock(proposal)
+    # 5. Timelock: any one member may still cancel, in the run's form.
+    timelock = await wait_out_timelock(proposal, policy, cluster, slack_block, onchain)
+    if timelock.closed is not None:
+        records.set_proposal_status(proposal.id, timelock.closed, reason=timelock.reason)
+        await publish_approvals(proposal)
+        message = f"proposal #{proposal.id} {timelock.closed} in its timelock: {timelock.reason}"
+        if timelock.closed == "rejected":
+            raise ProposalClosed(message)
+        return Cancelled(message=message)
+    waited = timelock.seconds_waited
 
     # 6. Execute (idempotent) and 7. verify. Not while the kill switch is engaged; the
     # binary being replaced is archived first (the emergency rollback restores it).
@@ -315,8 +323,16 @@ async def collect_signoffs(
     )
 
 
-async def wait_out_timelock(proposal: ProposalRecord) -> float:
-    """Wait until the timelock ends; returns the seconds waited.
+async def wait_out_timelock(
+    proposal: ProposalRecord,
+    policy: Policy | None = None,
+    cluster: SolanaCluster | None = None,
+    slack_block: str | None = None,
+    onchain: governance.OnchainGovernance | None = None,
+) -> signoffs.VetoOutcome:
+    """Wait until the timelock ends, in a pause whose form shows when the upgrade executes
+    and takes one member's signed ``cancel`` (with ``policy`` and ``cluster``; without
+    them the run just waits). With ``onchain`` a cancel is relayed to upgrade_manager.
 
     A long timelock in a deployment suspends the run (no worker held); resuming it after
     the timelock restarts the flow, which finds every earlier step done.
@@ -326,15 +342,56 @@ async def wait_out_timelock(proposal: ProposalRecord) -> float:
     assert ends is not None  # the threshold was met
     remaining = (ends - datetime.now(UTC)).total_seconds()
     if remaining <= 0:
-        return 0.0
+        return signoffs.VetoOutcome()
     if remaining > inline_timelock_limit_seconds() and deployment.get_id():
         logger.info("timelock ends %s: suspending; resume this run after that", _iso(ends))
         await suspend_flow_run(key=f"timelock-{proposal.id}-{int(time.time())}")
     logger.info("timelock: waiting %.0f s (until %s)", remaining, _iso(ends))
-    started = time.monotonic()
-    while (left := (ends - datetime.now(UTC)).total_seconds()) > 0:
-        await asyncio.sleep(min(left, 60))
-    return time.monotonic() - started
+    if policy is None or cluster is None:
+        started = time.monotonic()
+        while (left := (ends - datetime.now(UTC)).total_seconds()) > 0:
+            await asyncio.sleep(min(left, 60))
+        return signoffs.VetoOutcome(seconds_waited=time.monotonic() - started)
+
+    subject = approval_subject(proposal)
+    approved_by = [
+        a.member
+        for a in records.proposal_approvals(proposal.id)
+        if a.accepted and a.decision == "approve"
+    ]
+
+    def describe(now: datetime, refused: str | None) -> str:
+        return veto.form_description(
+            proposal_id=proposal.id,
+            subject=subject,
+            description=proposal.description,
+            proposer=proposal.proposer,
+            cluster=cluster.cluster,
+            approved_by=approved_by,
+            executes_at=ends,
+            now=now,
+            refused=refused,
+        )
+
+    chain_signoffs = relay = None
+    if onchain is not None:
+
+        async def chain_signoffs() -> tuple[dict[str, str], str | None]:
+            return await governance.onchain_signoffs(cluster, onchain, proposal)
+
+        async def relay(verdict: signoff.Verdict, signature: str) -> signoff.Verdict:
+            return await governance.relay_signoff(cluster, onchain, proposal, verdict, signature)
+
+    return await signoffs.wait_out_timelock_with_veto(
+        proposal,
+        policy,
+        subject,
+        ends=ends,
+        describe=describe,
+        slack_block=slack_block,
+        chain_signoffs=chain_signoffs,
+        relay=relay,
+    )
 
 
 async def publish_approvals(proposal: ProposalRecord) -> None:

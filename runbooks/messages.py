@@ -82,6 +82,19 @@ def timelock_started(*, proposal_id: int, executes_after: str) -> tuple[str, Blo
     return text, [_section(text)]
 
 
+def timelock_cancel(
+    *, proposal_id: int, member: str, accepted: bool, reason: str | None, comment: str = ""
+) -> tuple[str, Blocks]:
+    """A member's cancel during the timelock: accepted (no upgrade) or refused (and why)."""
+    if accepted:
+        text = f"Proposal #{proposal_id} cancelled by {member} during its timelock: not upgraded"
+        if comment:
+            text += f" ({comment})"
+    else:
+        text = f"Proposal #{proposal_id}: cancel from {member} refused: {reason}"
+    return text, [_section(text)]
+
+
 def executed(
     *, proposal_id: int, program: str, signature: str | None, new_hash: str, outcome: str
 ) -> tuple[str, Blocks]:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    and_,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -156,14 +157,15 @@ class Approval(Base):
 
 # A member counts once per proposal. The repository checks this first; this partial unique
 # index is the guard that still holds when two runs race. Refused attempts are outside the
-# index, so they can repeat.
+# index, so they can repeat; so is a cancel, which a member who approved may still send
+# during the timelock (it closes the proposal: there is at most one).
 Index(
     "uq_approvals_accepted_member",
     Approval.proposal_id,
     Approval.member,
     unique=True,
-    sqlite_where=Approval.accepted == true(),
-    postgresql_where=Approval.accepted == true(),
+    sqlite_where=and_(Approval.accepted == true(), Approval.decision != "cancel"),
+    postgresql_where=and_(Approval.accepted == true(), Approval.decision != "cancel"),
 )
 
 

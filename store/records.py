@@ -437,9 +437,10 @@ def record_approval(
     """Record one sign-off attempt, accepted or refused.
 
     ``member`` is kept as entered (even malformed: it is evidence). A refused attempt
-    (``accepted=False``) needs a ``reason`` and may repeat. An accepted one is unique per
-    (proposal, member): a second raises ``DuplicateApproval`` and writes nothing (record
-    the refusal with ``accepted=False`` if it should be kept). Accepting on a closed
+    (``accepted=False``) needs a ``reason`` and may repeat. An accepted approve or reject
+    is unique per (proposal, member): a second raises ``DuplicateApproval`` and writes
+    nothing (record the refusal with ``accepted=False`` if it should be kept); an accepted
+    cancel may follow the member's approval (it closes the proposal). Accepting on a closed
     proposal raises ``ProposalClosed``. Audit: ``approval.accepted`` /
     ``approval.refused``, by ``member``.
     """
@@ -464,9 +465,10 @@ def record_approval(
                     Approval.proposal_id == proposal_id,
                     Approval.member == member,
                     Approval.accepted.is_(True),
+                    Approval.decision != "cancel",
                 )
             )
-            if earlier is not None:
+            if earlier is not None and decision != "cancel":
                 raise _duplicate(proposal_id, member, earlier)
         approval = Approval(
             proposal_id=proposal_id,

@@ -506,3 +506,17 @@ def test_concurrent_program_hash_inserts(engine: Engine) -> None:
     assert errors == []
     assert len({(r.hash, r.slot) for r in results}) == 1
     assert len(records.audit_events(engine, records.program_subject("localnet", "Race1"))) == 1
+
+
+def test_a_member_who_approved_may_still_cancel(engine: Engine) -> None:
+    """The veto during the timelock: an accepted cancel after the member's own approval."""
+    p = propose(engine)
+    records.record_approval(engine, p.id, member=MEMBERS[0], decision="approve", accepted=True)
+    cancel = records.record_approval(
+        engine, p.id, member=MEMBERS[0], decision="cancel", accepted=True, comment="bad hash"
+    )
+    assert cancel.accepted and cancel.decision == "cancel"
+    # Still one approve or reject per member.
+    with pytest.raises(DuplicateApproval):
+        records.record_approval(engine, p.id, member=MEMBERS[0], decision="reject", accepted=True)
+    assert [a.decision for a in records.accepted_approvals(engine, p.id)] == ["approve", "cancel"]
