@@ -8,6 +8,9 @@ RUN := $(UV) run --frozen
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
+# Prefect's local API server creates and migrates its database on a first start: 20 s
+# (Prefect's default) is too short on a busy machine (runbooks/settings.py says the same).
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
 .PHONY: help setup programs demo demo-rollback up test bench lint postgres
 

@@ -6,11 +6,12 @@ import importlib
 import pkgutil
 import sys
 
-from runbooks.settings import apply_defaults
+from runbooks.settings import apply_defaults, start_prefect_api
 
 
 def main(argv: list[str]) -> int:
     apply_defaults()
+    start_prefect_api()  # not inside a timed section: a first start migrates its database
     import benches
 
     names = sorted(

@@ -42,6 +42,9 @@ def _localnet(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from runbooks.settings import start_prefect_api
+
+    start_prefect_api()  # a first start migrates Prefect's database: before the localnet
     if args.scenario != "upgrade":
         from runbooks.demo_migration import main as migration_demo
 

@@ -21,7 +21,11 @@ from typing import Any
 import yaml
 
 from runbooks.keys import keypair_to_json
-from runbooks.settings import REPO_ROOT
+from runbooks.settings import (
+    EPHEMERAL_STARTUP_TIMEOUT,
+    EPHEMERAL_STARTUP_TIMEOUT_DEFAULT,
+    REPO_ROOT,
+)
 
 UI_HOST = "127.0.0.1"
 UI_PORT = 4200
@@ -40,7 +44,9 @@ def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 90
+    # A first start creates and migrates the server's database: slow on a busy host.
+    wait = float(os.environ.get(EPHEMERAL_STARTUP_TIMEOUT, EPHEMERAL_STARTUP_TIMEOUT_DEFAULT))
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError("the Prefect server exited; see var/prefect-server.log")
@@ -51,7 +57,10 @@ def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess
         except OSError:
             time.sleep(0.5)
     server.terminate()
-    raise RuntimeError("the Prefect server did not answer within 90 s")
+    raise RuntimeError(
+        f"the Prefect server did not answer within {wait:.0f} s; see var/prefect-server.log. "
+        f"On a slow or busy machine set {EPHEMERAL_STARTUP_TIMEOUT} higher (e.g. 600)."
+    )
 
 
 def load_deployments(path: Path = PREFECT_YAML) -> list[Any]:
