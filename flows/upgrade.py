@@ -186,6 +186,7 @@ async def upgrade_program(
             proposal_id=proposal.id, executes_after=_iso(proposal.timelock_ends_at)
         ),
         slack_block=slack_block,
+        proposal_id=proposal.id,
     )
 
     # 5. Timelock.
@@ -222,6 +223,7 @@ async def upgrade_program(
             outcome="upgraded" if signature else "already at this hash",
         ),
         slack_block=slack_block,
+        proposal_id=proposal.id,
     )
     result = {
         "backend": policy.backend,
