@@ -8,7 +8,7 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 from programs.upgrade_manager.client import PROGRAM_ID as UPGRADE_MANAGER_ID
-from runbooks.policy import DEFAULT_MIN_TIMELOCK_SECONDS, Policy
+from runbooks.policy import DEFAULT_MIN_TIMELOCK_SECONDS, Member, Policy
 
 
 class MultisigPolicy(Block):
@@ -18,9 +18,11 @@ class MultisigPolicy(Block):
     _block_type_slug = "multisig-policy"
     _description = "Members, threshold and timelock of the upgrade sign-off."
 
-    members: list[str] = Field(
+    # A saved block whose members are plain base58 strings still loads (Member accepts one).
+    members: list[Member] = Field(
         title="Members",
-        description="Base58 public keys of the members who sign off.",
+        description="Who signs off: a name, the base58 public key they sign with, and "
+        "optionally their Slack user id (mentioned in Slack; may press its buttons).",
     )
     threshold: int = Field(title="Threshold", description="Approvals needed (M of N).", ge=1)
     timelock_seconds: int = Field(
@@ -66,11 +68,12 @@ class MultisigPolicy(Block):
     def policy(self, name: str = "") -> Policy:
         return Policy(
             name=name or (self._block_document_name or "multisig"),
-            members=tuple(self.members),
+            members=tuple(m.pubkey for m in self.members),
             threshold=self.threshold,
             timelock_seconds=self.timelock_seconds,
             min_timelock_seconds=self.min_timelock_seconds,
             emergency_threshold=self.emergency_threshold,
             emergency_timelock_seconds=self.emergency_timelock_seconds,
             backend=self.backend,
+            profiles=tuple(self.members),
         )

@@ -37,7 +37,7 @@ from runbooks.policy import Policy
 from runbooks.signoff import Signable, Verdict
 from store.records import ProposalRecord
 from tasks import records
-from tasks.notify import notify
+from tasks.notify import notify, update_thread
 
 # The chain's view of who decided what, and whether the proposal closed there.
 ChainSignoffs = Callable[[], Awaitable[tuple[dict[str, str], str | None]]]
@@ -130,33 +130,20 @@ async def collect_signoffs(
                 f"start a new {runbook} run to propose again"
             ) from None
         paused += time.monotonic() - pause_started
-        verdict = signoff.review(
-            subject, policy, entry.member, entry.signature, entry.decision, decided.keys()
-        )
-        if verdict.accepted and relay is not None:
-            verdict = await relay(verdict, entry.signature)
-        records.record_approval(
-            proposal.id,
-            member=verdict.member,
-            decision=verdict.decision,
-            accepted=verdict.accepted,
-            signature=entry.signature.strip() or None,
-            comment=entry.comment.strip() or None,
-            reason=verdict.reason,
+        verdict = await review_signoff(
+            proposal,
+            policy,
+            subject,
+            entry.member,
+            entry.signature,
+            entry.decision,
+            entry.comment,
+            already_signed=decided.keys(),
+            relay=relay,
         )
         if verdict.accepted:
             decided[verdict.member] = verdict.decision
-        await notify(
-            *messages.approval_progress(
-                proposal_id=proposal.id,
-                member=verdict.member,
-                accepted=verdict.accepted,
-                reason=verdict.reason,
-                have=sum(1 for d in decided.values() if d == "approve"),
-                need=threshold,
-            ),
-            slack_block=slack_block,
-        )
+        await announce_progress(proposal, policy, subject, verdict, decided, threshold, slack_block)
         if not verdict.accepted:
             logger.warning("sign-off refused: %s", verdict.reason)
             continue
@@ -171,6 +158,53 @@ async def collect_signoffs(
                 f"{rejections} members rejected; the threshold is out of reach",
                 paused,
             )
+
+
+async def announce_progress(
+    proposal: ProposalRecord,
+    policy: Policy,
+    subject: Signable,
+    verdict: Verdict,
+    decided: dict[str, str],
+    threshold: int,
+    slack_block: str | None,
+) -> None:
+    """Reply in the proposal's Slack thread, mentioning who has not signed, and update its
+    first message's status (have/need, who signed)."""
+    approved = [m for m, d in decided.items() if d == "approve"]
+    missing = [
+        (policy.label(m), policy.member(m).slack_user_id)
+        for m in policy.members
+        if m not in decided
+    ]
+    await notify(
+        *messages.approval_progress(
+            # The number members sign (the on-chain index for the onchain backend).
+            proposal_id=getattr(subject, "proposal", proposal.id),
+            member=policy.label(verdict.member) if verdict.member else "an empty key",
+            accepted=verdict.accepted,
+            reason=verdict.reason,
+            have=len(approved),
+            need=threshold,
+            decision=verdict.decision,
+            waiting_for=missing,
+        ),
+        slack_block=slack_block,
+        proposal_id=proposal.id,
+    )
+    closed = None
+    if verdict.accepted and verdict.decision == "cancel":
+        closed = f"cancelled by {policy.label(verdict.member)}"
+    elif len(approved) >= threshold:
+        closed = "threshold met"
+    status = messages.signoff_status(
+        have=len(approved),
+        need=threshold,
+        signed=[policy.label(m) for m in approved],
+        missing=missing,
+        closed=closed,
+    )
+    await update_thread(proposal.id, status, slack_block)
 
 
 # --- The veto during the timelock ------------------------------------------------------
@@ -260,12 +294,13 @@ async def wait_out_timelock_with_veto(
         await notify(
             *messages.timelock_cancel(
                 proposal_id=proposal.id,
-                member=verdict.member,
+                member=policy.label(verdict.member) if verdict.member else "an empty key",
                 accepted=verdict.accepted,
                 reason=verdict.reason,
                 comment=entry.comment.strip(),
             ),
             slack_block=slack_block,
+            proposal_id=proposal.id,
         )
         if verdict.accepted:
             logger.warning("cancel accepted from %s during the timelock", verdict.member)

@@ -47,7 +47,7 @@ from runbooks.keys import parse_pubkey
 from runbooks.policy import Policy
 from store.records import ProposalRecord
 from tasks import archive, chain, governance, killswitch, records
-from tasks.notify import notify
+from tasks.notify import notify, open_thread
 
 # Waits longer than this suspend the run (deployments only) instead of holding a worker.
 DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS = 15 * 60
@@ -170,7 +170,7 @@ async def upgrade_program(
     outcome = await collect_signoffs(
         proposal, policy, policy_config.signoff_timeout_seconds, cluster, slack_block, onchain
     )
-    await publish_approvals(proposal)
+    await publish_approvals(proposal, policy)
     if outcome.closed == "cancelled":
         records.set_proposal_status(proposal.id, "cancelled", reason=outcome.reason)
         return Cancelled(message=f"proposal #{proposal.id} cancelled: {outcome.reason}")
@@ -187,6 +187,7 @@ async def upgrade_program(
             proposal_id=proposal.id, executes_after=_iso(proposal.timelock_ends_at)
         ),
         slack_block=slack_block,
+        proposal_id=proposal.id,
     )
 
     # 5. Timelock: any one member may still cancel, in the run's form.
@@ -231,6 +232,7 @@ async def upgrade_program(
             outcome="upgraded" if signature else "already at this hash",
         ),
         slack_block=slack_block,
+        proposal_id=proposal.id,
     )
     result = {
         "backend": policy.backend,
@@ -245,29 +247,43 @@ async def upgrade_program(
         # Waiting on people (sign-off pauses, including the poll interval) and the timelock.
         "seconds_waiting": round(waited + outcome.seconds_paused, 2),
     }
-    await publish_report(proposal, result, cluster)
+    await publish_report(proposal, result, cluster, policy)
     return result
 
 
 async def announce(
     proposal: ProposalRecord, policy: Policy, cluster: SolanaCluster, slack_block: str | None
 ) -> None:
-    """Tell the members what to sign and how."""
-    await notify(
-        *messages.proposal_created(
-            proposal_id=proposal.id,
-            program=proposal.program_id,
-            buffer=proposal.buffer or "",
-            sha256=proposal.buffer_hash or "",
-            description=proposal.description,
-            proposer=proposal.proposer,
-            threshold=policy.threshold,
-            members=len(policy.members),
-            approval_message=approval_subject(proposal).message("approve"),
-            run_url=flow_run.ui_url,
+    """Open the proposal's Slack thread: what to sign and how, and who must sign (the
+    members with a Slack user id are @mentioned)."""
+    subject = approval_subject(proposal)
+    text, blocks = messages.proposal_created(
+        proposal_id=proposal.id,
+        program=proposal.program_id,
+        buffer=proposal.buffer or "",
+        sha256=proposal.buffer_hash or "",
+        description=proposal.description,
+        proposer=proposal.proposer,
+        threshold=policy.threshold,
+        members=len(policy.members),
+        approval_message=subject.message("approve"),
+        run_url=flow_run.ui_url,
+        number=subject.proposal,
+        kind=proposal.kind,
+        sign_command=(
+            f"`runbooks sign --onchain-proposal {proposal.onchain_address} "
+            f"--url <rpc> --keypair <file>`"
+            if proposal.onchain_address
+            else None
         ),
-        slack_block=slack_block,
+        status=messages.signoff_status(
+            have=0,
+            need=policy.threshold,
+            signed=[],
+            missing=[(policy.label(m), policy.member(m).slack_user_id) for m in policy.members],
+        ),
     )
+    await open_thread(proposal.id, text, blocks, slack_block)
 
 
 async def collect_signoffs(
@@ -287,6 +303,7 @@ async def collect_signoffs(
     subject = approval_subject(proposal)
 
     def describe(approved_by: list[str]) -> str:
+        attempts = records.proposal_approvals(proposal.id)
         return signoff.form_description(
             proposal_id=proposal.id,
             subject=subject,
@@ -298,17 +315,13 @@ async def collect_signoffs(
             approved_by=approved_by,
             rpc_url=cluster.rpc_urls[0],
             explorer_link=cluster.explorer_link(proposal.program_id),
+            kind=proposal.kind,
+            label=policy.label,
+            last=attempts[-1] if attempts else None,
+            onchain_address=proposal.onchain_address,
         )
 
-    chain_signoffs = relay = None
-    if onchain is not None:
-
-        async def chain_signoffs() -> tuple[dict[str, str], str | None]:
-            return await governance.onchain_signoffs(cluster, onchain, proposal)
-
-        async def relay(verdict: signoff.Verdict, signature: str) -> signoff.Verdict:
-            return await governance.relay_signoff(cluster, onchain, proposal, verdict, signature)
-
+    chain_signoffs, relay = onchain_hooks(cluster, onchain, proposal)
     return await signoffs.collect_signoffs(
         proposal,
         policy,
@@ -321,6 +334,25 @@ async def collect_signoffs(
         chain_signoffs=chain_signoffs,
         relay=relay,
     )
+
+
+def onchain_hooks(
+    cluster: SolanaCluster,
+    onchain: governance.OnchainGovernance | None,
+    proposal: ProposalRecord,
+) -> tuple[signoffs.ChainSignoffs | None, signoffs.Relay | None]:
+    """The chain's view of the sign-offs and the relay of one to upgrade_manager (onchain
+    backend); neither for the keypair backend, where the records are the truth."""
+    if onchain is None:
+        return None, None
+
+    async def chain_signoffs() -> tuple[dict[str, str], str | None]:
+        return await governance.onchain_signoffs(cluster, onchain, proposal)
+
+    async def relay(verdict: signoff.Verdict, signature: str) -> signoff.Verdict:
+        return await governance.relay_signoff(cluster, onchain, proposal, verdict, signature)
+
+    return chain_signoffs, relay
 
 
 async def wait_out_timelock(
@@ -371,17 +403,10 @@ async def wait_out_timelock(
             executes_at=ends,
             now=now,
             refused=refused,
+            label=policy.label,
         )
 
-    chain_signoffs = relay = None
-    if onchain is not None:
-
-        async def chain_signoffs() -> tuple[dict[str, str], str | None]:
-            return await governance.onchain_signoffs(cluster, onchain, proposal)
-
-        async def relay(verdict: signoff.Verdict, signature: str) -> signoff.Verdict:
-            return await governance.relay_signoff(cluster, onchain, proposal, verdict, signature)
-
+    chain_signoffs, relay = onchain_hooks(cluster, onchain, proposal)
     return await signoffs.wait_out_timelock_with_veto(
         proposal,
         policy,
@@ -394,11 +419,12 @@ async def wait_out_timelock(
     )
 
 
-async def publish_approvals(proposal: ProposalRecord) -> None:
+async def publish_approvals(proposal: ProposalRecord, policy: Policy | None = None) -> None:
     """Every sign-off attempt on the proposal as a table artifact, refusals with reasons."""
     rows = [
         {
             "at": a.created_at.isoformat(timespec="seconds"),
+            "name": policy.member(a.member).name if policy is not None else "",
             "member": a.member,
             "decision": a.decision,
             "accepted": "yes" if a.accepted else "refused",
@@ -415,9 +441,16 @@ async def publish_approvals(proposal: ProposalRecord) -> None:
 
 
 async def publish_report(
-    proposal: ProposalRecord, result: dict[str, Any], cluster: SolanaCluster
+    proposal: ProposalRecord,
+    result: dict[str, Any],
+    cluster: SolanaCluster,
+    policy: Policy | None = None,
 ) -> None:
-    approvals = "\n".join(f"- `{m}`" for m in result["approvals"])
+    def who(key: str) -> str:
+        name = policy.member(key).name if policy is not None else ""
+        return f"- {name}: `{key}`" if name else f"- `{key}`"
+
+    approvals = "\n".join(who(m) for m in result["approvals"])
     link = cluster.explorer_link(proposal.program_id)
     await acreate_markdown_artifact(
         key=f"upgrade-report-{proposal.id}",

@@ -15,6 +15,7 @@ it is refused here rather than half-understood.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import Literal
@@ -97,3 +98,73 @@ def verify(member: Pubkey, signature: Signature, message: str) -> None:
             "message; sign the exact message shown in the form (it names the proposal) "
             "and paste the signature again"
         )
+
+
+# Fields each kind of line must carry after action, governance and proposal; a line cut
+# short (a truncated paste) misses its last ones.
+_LINE_FIELDS: dict[str, tuple[str, ...]] = {
+    "upgrade": ("program", "buffer", "sha256"),
+    "authority-change": ("program", "change", "new-authority", "sha256"),
+    "emergency-upgrade": ("program", "buffer", "sha256"),
+    "set-authority": ("program", "new_authority"),
+    "config": ("threshold", "timelock", "emergency_threshold", "emergency_timelock", "members"),
+}
+_KEY_FIELDS = ("program", "buffer", "new_authority", "new-authority")
+# Values that stand for no key in a key field: "none" (immutable), a kill-switch release.
+_WORD = re.compile(r"[a-z*][a-z*-]*")
+
+
+def check_approval_line(text: str) -> dict[str, str]:
+    """The fields of a well-formed approval line; ``InputError`` naming what is wrong
+    (not an approval line, cut off, an edited field) otherwise."""
+    text = text.strip()
+    prefix = f"{DOMAIN_TAG} {MESSAGE_VERSION}; "
+    if not text.startswith(prefix):
+        raise InputError(
+            f"not an approval line: it must start with {prefix.strip()!r} (got "
+            f"{text[:30]!r}); copy the whole line from the form's 'exact message to sign'"
+        )
+    check_restricted_ascii(text)
+    fields: dict[str, str] = {}
+    for n, part in enumerate(text[len(prefix) :].split("; "), start=2):
+        name, sep, value = part.partition(": ")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+            raise InputError(
+                f"part {n} of the line ({part[:40]!r}) is not 'name: value': the line was "
+                "cut or edited; copy it again, whole, from the form"
+            )
+        fields[name] = value
+    if fields.get("action") not in ACTIONS:
+        raise InputError(
+            f"action: {fields.get('action')!r} is not one of {', '.join(ACTIONS)}; the line "
+            "must start 'solana-runbooks v1; action: approve; ...'"
+        )
+    kind = fields.get("kind") or ("authority-change" if "change" in fields else "upgrade")
+    missing = [
+        f for f in ("governance", "proposal", *_LINE_FIELDS.get(kind, ())) if f not in fields
+    ]
+    if missing:
+        raise InputError(
+            f"the line has no {', '.join(f + ':' for f in missing)} field: it looks cut off "
+            f"after {text[-24:]!r}; copy the whole line from the form"
+        )
+    if not fields["proposal"].isdigit():
+        raise InputError(f"proposal: {fields['proposal']!r} is not a number")
+    sha = fields.get("sha256")
+    if sha and not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise InputError(
+            f"sha256: {sha[:70]!r} is {len(sha)} characters, not 64 lowercase hex digits: "
+            "the line looks cut off or edited; copy it again from the form"
+        )
+    for name in _KEY_FIELDS:
+        value = fields.get(name)
+        if value is None or _WORD.fullmatch(value):
+            continue
+        try:
+            Pubkey.from_string(value)
+        except ValueError:
+            raise InputError(
+                f"{name}: {value!r} is not a base58 public key: the line looks cut off or "
+                "edited; copy it again from the form"
+            ) from None
+    return fields

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from runbooks.settings import apply_defaults
+
+if TYPE_CHECKING:
+    from solders.keypair import Keypair
+
+    from programs.upgrade_manager.client import Governance, Proposal
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -14,8 +20,11 @@ def _sign(args: argparse.Namespace) -> int:
     from runbooks.keys import load_keypair
 
     keypair = load_keypair(args.keypair)
+    if args.onchain_proposal:
+        return _sign_onchain(args, keypair)
     if args.message:
-        message = args.message
+        message = args.message.strip()
+        approval.check_approval_line(message)  # a truncated paste is named, not signed
     else:
         from flows._subjects import signing_subject
         from store.records import get_proposal
@@ -32,6 +41,44 @@ def _sign(args: argparse.Namespace) -> int:
     print(f"message:   {message}")
     print(f"pubkey:    {keypair.pubkey()}")
     print(f"signature: {signature}")
+    return 0
+
+
+def _sign_onchain(args: argparse.Namespace, keypair: Keypair) -> int:
+    """Sign from the proposal's on-chain account: no records database needed."""
+    import asyncio
+
+    from solana.rpc.async_api import AsyncClient
+
+    from runbooks import approval
+    from runbooks.errors import InputError, ProposalClosed
+    from runbooks.governance import closed_status, decisions, onchain_approval_line
+    from runbooks.keys import parse_pubkey
+
+    if not args.url:
+        raise InputError("--onchain-proposal needs --url: the cluster's RPC URL (in the form)")
+    address = parse_pubkey(args.onchain_proposal, "--onchain-proposal")
+
+    async def read() -> tuple[str, Governance, Proposal]:
+        async with AsyncClient(args.url) as client:
+            return await onchain_approval_line(client, address, args.action)
+
+    message, governance, proposal = asyncio.run(read())
+    me = keypair.pubkey()
+    if me not in governance.members:
+        raise InputError(
+            f"{me} (from {args.keypair}) is not a member of governance {proposal.governance}; "
+            "sign with your member keypair"
+        )
+    closed = closed_status(proposal)
+    if closed is not None:
+        raise ProposalClosed(f"on-chain proposal {proposal.index} is {closed}; nothing to sign")
+    approved = sum(1 for d in decisions(governance, proposal).values() if d == "approve")
+    print(f"proposal:  {proposal.index} ({proposal.kind.name.lower()}, {address})")
+    print(f"approvals: {approved} of {governance.threshold_for(proposal.kind)}")
+    print(f"message:   {message}")
+    print(f"pubkey:    {me}")
+    print(f"signature: {approval.sign(keypair, message)}")
     return 0
 
 
@@ -96,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     what = sign.add_mutually_exclusive_group(required=True)
     what.add_argument("--proposal", type=int, help="proposal id (shown in the pause form)")
     what.add_argument("--message", help="sign this exact approval message instead")
+    what.add_argument(
+        "--onchain-proposal",
+        metavar="ADDRESS",
+        help="the on-chain proposal account (onchain backend): the message is rebuilt from "
+        "the chain, no records database needed; with --url",
+    )
+    sign.add_argument("--url", help="RPC URL of the cluster (with --onchain-proposal)")
     sign.add_argument("--keypair", required=True, help="your Solana keypair file")
     sign.add_argument(
         "--action",

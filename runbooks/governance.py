@@ -19,6 +19,7 @@ from solders.sysvar import CLOCK
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus
 from programs.upgrade_manager.client import UpgradeManagerError as E
+from runbooks.approval import Action
 from runbooks.errors import AccountNotFound, ChainError, PolicyViolation, TransactionFailed
 from runbooks.onchain import fetch_account
 from runbooks.policy import Policy
@@ -72,6 +73,33 @@ async def read_proposal(client: AsyncClient, address: Pubkey) -> Proposal | None
         return Proposal.decode(bytes(account.data))
     except ValueError as exc:
         raise ChainError(f"{address} is not an upgrade_manager proposal: {exc}") from None
+
+
+async def onchain_approval_line(
+    client: AsyncClient, address: Pubkey, action: Action = "approve"
+) -> tuple[str, Governance, Proposal]:
+    """The exact line a member signs for the on-chain proposal at ``address``, rebuilt from
+    the Proposal and Governance accounts as upgrade_manager rebuilds it (no records
+    database needed), with both accounts for the caller to show."""
+    account = await fetch_account(client, address)
+    if account is None:
+        raise AccountNotFound(
+            f"no account at {address} on this cluster: check the address (the form's "
+            "'On-chain proposal account') and the RPC URL"
+        )
+    try:
+        proposal = Proposal.decode(bytes(account.data))
+    except ValueError as exc:
+        raise ChainError(f"{address} is not an upgrade_manager proposal: {exc}") from None
+    # A lookalike account would pass decoding; only the program's own PDA is the proposal.
+    program_id = account.owner
+    if um.proposal_address(proposal.governance, proposal.index, program_id) != address:
+        raise ChainError(
+            f"{address} is not proposal {proposal.index} of governance {proposal.governance} "
+            f"under program {program_id}: not a genuine upgrade_manager proposal"
+        )
+    governance = await read_governance(client, proposal.governance, program_id)
+    return um.approval_text(proposal.governance, proposal, action), governance, proposal
 
 
 async def chain_time(client: AsyncClient) -> int:

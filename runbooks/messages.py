@@ -6,6 +6,7 @@ shows in alerts and logs, ``blocks`` the Block Kit layout.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 Blocks = list[dict[str, Any]]
@@ -32,6 +33,35 @@ def _link_button(label: str, url: str | None) -> list[dict[str, Any]]:
     ]
 
 
+STATUS_BLOCK_ID = "runbooks-signoff-status"
+
+
+def mention(label: str, slack_user_id: str | None) -> str:
+    """``<@U123>`` (Slack notifies that user) followed by the name, or the name alone."""
+    return f"<@{slack_user_id}> {label}" if slack_user_id else label
+
+
+def signoff_status(
+    *,
+    have: int,
+    need: int,
+    signed: list[str],
+    missing: list[tuple[str, str | None]],
+    closed: str | None = None,
+) -> dict[str, Any]:
+    """The status lines of a proposal's first message: have/need, who signed, who not.
+
+    ``signed`` are member labels; ``missing`` (label, Slack user id or None) pairs are
+    @mentioned. ``chat.update`` replaces this block (``STATUS_BLOCK_ID``) as sign-offs
+    arrive.
+    """
+    lines = [f"*Sign-offs: {have} of {need}*" + (f" — {closed}" if closed else "")]
+    lines.append("Signed: " + (", ".join(signed) or "nobody yet"))
+    if not closed and missing:
+        lines.append("Waiting for: " + ", ".join(mention(n, u) for n, u in missing))
+    return {**_section(_truncate("\n".join(lines))), "block_id": STATUS_BLOCK_ID}
+
+
 def proposal_created(
     *,
     proposal_id: int,
@@ -44,23 +74,30 @@ def proposal_created(
     members: int,
     approval_message: str,
     run_url: str | None,
+    number: str | None = None,
+    kind: str = "upgrade",
+    sign_command: str | None = None,
+    status: dict[str, Any] | None = None,
 ) -> tuple[str, Blocks]:
-    text = f"Upgrade proposal #{proposal_id} for {program} needs {threshold} of {members} sign-offs"
+    """The first message of a proposal's thread. ``number`` is the proposal number in the
+    signed line (the on-chain index for the onchain backend; the records id otherwise)."""
+    number = number or str(proposal_id)
+    sign_command = sign_command or '`runbooks sign --keypair <file> --message "<message>"`'
+    title = f"{kind.capitalize()} proposal {number}"
+    text = f"{title} for {program} needs {threshold} of {members} sign-offs"
     blocks: Blocks = [
-        {
-            "type": "header",
-            "text": {"type": "plain_text", "text": f"Upgrade proposal #{proposal_id}"},
-        },
+        _header(title[:150]),
         _section(
             f"*Program* `{program}`\n*Buffer* `{buffer}`\n*sha256* `{sha256}`\n"
-            f"*Proposer* {proposer}\n*Why* {description}"
+            f"*Proposer* {proposer}\n*Why* {_truncate(description, 1500)}"
         ),
+        *([status] if status is not None else []),
         _section(
             f"{threshold} of {members} members must sign this exact message:\n"
             f"```{approval_message}```\n"
-            'Sign with `solana sign-offchain-message "<message>" -k <your keypair>` or '
-            f"`runbooks sign --proposal {proposal_id} --keypair <file>`, then paste your "
-            "pubkey and signature into the paused run's Resume form."
+            'Sign with `solana sign-offchain-message -k <your keypair> "<message>"` or '
+            f"{sign_command}, then paste your pubkey and signature into the paused run's "
+            "Resume form."
         ),
         *_link_button("Open the paused run", run_url),
     ]
@@ -68,13 +105,26 @@ def proposal_created(
 
 
 def approval_progress(
-    *, proposal_id: int, member: str, accepted: bool, reason: str | None, have: int, need: int
+    *,
+    proposal_id: int | str,
+    member: str,
+    accepted: bool,
+    reason: str | None,
+    have: int,
+    need: int,
+    decision: str = "approve",
+    waiting_for: list[tuple[str, str | None]] | None = None,
 ) -> tuple[str, Blocks]:
+    """One sign-off attempt, as a reply in the proposal's thread. ``member`` is a label
+    (name and short key); ``waiting_for`` members are @mentioned while one is missing."""
     if accepted:
-        text = f"Proposal #{proposal_id}: approval from {member} accepted ({have}/{need})"
+        text = f"Proposal {proposal_id}: {decision} from {member} accepted ({have}/{need})"
     else:
-        text = f"Proposal #{proposal_id}: sign-off from {member} refused: {reason}"
-    return text, [_section(text)]
+        text = f"Proposal {proposal_id}: sign-off from {member} refused: {reason}"
+    body = text
+    if waiting_for and have < need:
+        body += "\nStill waiting for: " + ", ".join(mention(n, u) for n, u in waiting_for)
+    return text, [_section(_truncate(body))]
 
 
 def timelock_started(*, proposal_id: int, executes_after: str) -> tuple[str, Blocks]:
@@ -121,12 +171,19 @@ def _truncate(text: str, limit: int = 2900) -> str:
 
 
 def confirm_buttons(
-    run_id: str, key: str, choices: list[tuple[str, str]], *, confirm_text: str | None = None
+    run_id: str,
+    key: str,
+    choices: list[tuple[str, str]],
+    *,
+    confirm_text: str | None = None,
+    allowed: Collection[str] = (),
 ) -> dict[str, Any]:
     """An actions block whose buttons resume the paused run ``run_id`` at pause ``key``.
 
     ``choices`` are (decision, label) pairs; the handler in ``runbooks.slack_handler``
     verifies Slack's signature and resumes the run with the clicking user's identity.
+    ``allowed`` (Slack user ids) are the only users who may press; empty leaves it to the
+    handler's member list.
     """
     from runbooks.slack_handler import ACTION_PREFIX, encode_action_value
 
@@ -136,7 +193,7 @@ def confirm_buttons(
             "type": "button",
             "text": {"type": "plain_text", "text": label},
             "action_id": f"{ACTION_PREFIX}{decision}",
-            "value": encode_action_value(run_id, key, decision),
+            "value": encode_action_value(run_id, key, decision, allowed),
         }
         if i == 0:
             button["style"] = "primary"
@@ -158,6 +215,7 @@ def health_alert(
     findings: list[dict[str, str]],
     run_url: str | None,
     ack: tuple[str, str] | None = None,
+    allowed: Collection[str] = (),
 ) -> tuple[str, Blocks]:
     """The daily health check found warnings or critical findings.
 
@@ -180,7 +238,9 @@ def health_alert(
         _section(_truncate("\n".join(lines) or text)),
     ]
     if ack is not None:
-        blocks.append(confirm_buttons(ack[0], ack[1], [("acknowledge", "Acknowledge")]))
+        blocks.append(
+            confirm_buttons(ack[0], ack[1], [("acknowledge", "Acknowledge")], allowed=allowed)
+        )
     blocks += _link_button("Open the run", run_url)
     return text, blocks
 
@@ -264,12 +324,13 @@ def confirmation_request(
     choices: list[tuple[str, str]],
     run_url: str | None,
     confirm_text: str | None = None,
+    allowed: Collection[str] = (),
 ) -> tuple[str, Blocks]:
     """Ask for a sign-off that needs no signature (a button resumes the paused run)."""
     blocks: Blocks = [
         _header(title[:150]),
         _section(_truncate(text)),
-        confirm_buttons(run_id, key, choices, confirm_text=confirm_text),
+        confirm_buttons(run_id, key, choices, confirm_text=confirm_text, allowed=allowed),
         *_link_button("Open the paused run", run_url),
     ]
     return f"{title}: {text}", blocks

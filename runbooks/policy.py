@@ -10,13 +10,50 @@ description.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from solders.pubkey import Pubkey
 
 from runbooks.errors import PolicyViolation
 
 MIN_MEMBERS = 3
 DEFAULT_MIN_TIMELOCK_SECONDS = 48 * 3600
+
+
+class Member(BaseModel):
+    """A member as people know them: a name, the key they sign with, their Slack user.
+
+    A plain base58 string validates as a nameless member, so a policy saved when members
+    were bare public keys still loads.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(
+        default="", title="Name", description="How the team knows this member, e.g. Alice."
+    )
+    pubkey: str = Field(title="Public key", description="Base58 address of the member's key.")
+    slack_user_id: str | None = Field(
+        default=None,
+        title="Slack user id",
+        description="e.g. U0123ABCD (Slack profile > Copy member ID): mentioned while their "
+        "sign-off is missing, and allowed to press the runbooks' Slack buttons.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_pubkey(cls, value: Any) -> Any:
+        return {"pubkey": value} if isinstance(value, str) else value
+
+    def label(self) -> str:
+        """``Alice (4Nd1…x9Zq)``, or the short key alone when the member has no name."""
+        return f"{self.name} ({short_key(self.pubkey)})" if self.name else short_key(self.pubkey)
+
+
+def short_key(pubkey: str) -> str:
+    """The first and last four characters of a base58 key, as wallets show it."""
+    return pubkey if len(pubkey) <= 12 else f"{pubkey[:4]}…{pubkey[-4:]}"
 
 
 @dataclass(frozen=True)
@@ -32,9 +69,25 @@ class Policy:
     emergency_timelock_seconds: int | None = None
     backend: str = "keypair"
     tags: dict[str, str] = field(default_factory=dict)
+    # Names and Slack ids of (some of) ``members``; a key without a profile is nameless.
+    profiles: tuple[Member, ...] = ()
 
     def member_keys(self) -> list[Pubkey]:
         return [Pubkey.from_string(m) for m in self.members]
+
+    def member(self, pubkey: str) -> Member:
+        """The profile of ``pubkey`` (a nameless one when the policy names nobody)."""
+        for profile in self.profiles:
+            if profile.pubkey == pubkey:
+                return profile
+        return Member(pubkey=pubkey)
+
+    def label(self, pubkey: str) -> str:
+        return self.member(pubkey).label()
+
+    def slack_user_ids(self) -> frozenset[str]:
+        """The Slack users allowed to press this policy's buttons."""
+        return frozenset(p.slack_user_id for p in self.profiles if p.slack_user_id)
 
 
 def audit_findings(policy: Policy, description: str) -> list[str]:

@@ -6,7 +6,7 @@ Plain Python: the flow pauses, a member submits pubkey + signature (+ decision),
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -22,13 +22,26 @@ from runbooks.errors import (
     TimelockActive,
 )
 from runbooks.keys import parse_pubkey, parse_signature
-from runbooks.policy import Policy
+from runbooks.policy import Policy, short_key
 
 
 class Signable(Protocol):
     """Anything whose sign-off is a signature over ``message(action)``."""
 
     def message(self, action: Action = "approve") -> str: ...
+
+
+class Attempt(Protocol):
+    """A sign-off attempt as the records keep it (a ``Verdict`` is one too)."""
+
+    @property
+    def member(self) -> str: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def accepted(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -77,30 +90,44 @@ def form_description(
     approved_by: Collection[str],
     rpc_url: str,
     explorer_link: str | None = None,
+    kind: str = "upgrade",
+    label: Callable[[str], str] = short_key,
+    last: Attempt | None = None,
+    onchain_address: str | None = None,
 ) -> str:
-    """The markdown a member reads in the pause form before signing."""
+    """The markdown a member reads in the pause form before signing.
+
+    Prefect titles the dialog "Resume Flow Run", so the text opens with its own heading.
+    The proposal number shown is the one in the signed line (``subject.proposal``: the
+    on-chain index for the onchain backend); the records id is named as such. Addresses
+    and the hash each get a line of their own, so the dialog wraps nothing mid-value.
+    """
     message = subject.message("approve")
-    link = f" ([explorer]({explorer_link}))" if explorer_link else ""
+    number = subject.proposal
+    records_note = "" if number == str(proposal_id) else f" (records #{proposal_id})"
+    if onchain_address:
+        sign_command = (
+            f"runbooks sign --onchain-proposal {onchain_address} --url {rpc_url} "
+            "--keypair ~/.config/solana/id.json"
+        )
+    else:
+        sign_command = f'runbooks sign --keypair ~/.config/solana/id.json --message "{message}"'
     lines = [
-        f"## Sign off upgrade proposal #{proposal_id}",
+        f"# Sign off {kind} proposal {number}",
         "",
-        # A named header row: the UI renders an empty one as a blank bar above the table.
-        f"| Proposal | #{proposal_id} |",
-        "|---|---|",
-        f"| Cluster | {cluster} |",
-        f"| Program | `{subject.program}`{link} |",
-        f"| Buffer | `{subject.buffer}` |",
-        f"| sha256 (verifiable build) | `{subject.sha256}` |",
-        f"| Description | {description} |",
-        f"| Proposer | {proposer} |",
-        f"| Approvals | {len(approved_by)} of {threshold} needed |",
+        f"**Proposal {number}**{records_note} on **{cluster}**, proposed by {proposer}: "
+        f"{description}",
+        "",
+        *([last_attempt_line(last, label), ""] if last is not None else []),
+        *subject_lines(subject, explorer_link, onchain_address),
+        f"**Approvals: {len(approved_by)} of {threshold} needed**",
         "",
         *signing_section(
             members=members,
             approved_by=approved_by,
             message=message,
-            sign_command=f"runbooks sign --proposal {proposal_id} "
-            "--keypair ~/.config/solana/id.json",
+            sign_command=sign_command,
+            label=label,
         ),
         "Then paste your public key and the signature below. To reject or cancel the",
         "proposal, pick that decision and sign the same message with `action: reject` or",
@@ -111,17 +138,63 @@ def form_description(
     return "\n".join(lines)
 
 
+def last_attempt_line(last: Attempt, label: Callable[[str], str] = short_key) -> str:
+    """The previous attempt's verdict, so whoever submitted it sees it in the next form."""
+    who = label(last.member) if last.member else "an empty key"
+    if last.accepted:
+        return f"**Last sign-off: accepted** — {last.decision} from {who}."
+    return f"**Last sign-off: refused** — {last.decision} from {who}: {last.reason}"
+
+
 def signing_section(
-    *, members: Collection[str], approved_by: Collection[str], message: str, sign_command: str
+    *,
+    members: Collection[str],
+    approved_by: Collection[str],
+    message: str,
+    sign_command: str,
+    label: Callable[[str], str] = short_key,
 ) -> list[str]:
-    """Markdown lines: who has signed, who has not, the exact message and how to sign it."""
+    """Markdown lines: who has signed, who has not (by name and short key), the exact
+    message and how to sign it."""
     missing = [m for m in members if m not in approved_by]
     return [
-        "**Signed so far:** " + (", ".join(f"`{m}`" for m in approved_by) or "nobody"),
+        "**Signed so far:** " + (", ".join(label(m) for m in approved_by) or "nobody"),
         "",
-        "**Still to sign:** " + ", ".join(f"`{m}`" for m in missing),
+        "**Still to sign:** " + (", ".join(label(m) for m in missing) or "nobody"),
         "",
-        "### The exact message to sign",
+        *sign_lines("The exact message to sign", message, sign_command),
+    ]
+
+
+def subject_lines(
+    subject: ApprovalSubject, explorer_link: str | None = None, onchain_address: str | None = None
+) -> list[str]:
+    """Program, buffer and hash (and the on-chain proposal account), each on a line of
+    its own so the dialog wraps nothing mid-value."""
+    link = f" ([explorer]({explorer_link}))" if explorer_link else ""
+    lines = [
+        f"**Program**{link}",
+        "",
+        f"`{subject.program}`",
+        "",
+        "**Buffer**",
+        "",
+        f"`{subject.buffer}`",
+        "",
+        "**sha256** (verifiable build)",
+        "",
+        f"`{subject.sha256}`",
+        "",
+    ]
+    if onchain_address:
+        lines += ["**On-chain proposal account**", "", f"`{onchain_address}`", ""]
+    return lines
+
+
+def sign_lines(heading: str, message: str, sign_command: str) -> list[str]:
+    """The exact message under ``heading`` and the two ways to sign it."""
+    return [
+        f"### {heading}",
         "",
         "```",
         message,

@@ -5,33 +5,42 @@ ed25519 signature. The runbook pauses (``runbooks.confirmations``), posts a mess
 buttons (``runbooks.messages.confirm_buttons``), and Slack sends the click here. This
 handler:
 
-1. verifies Slack's request signature, v0: ``X-Slack-Signature`` must equal
-   ``v0=`` + hex HMAC-SHA256 of ``v0:{X-Slack-Request-Timestamp}:{raw body}`` under the
-   app's signing secret, and the timestamp must be within 5 minutes (a replayed click is
-   refused) — anything unsigned or badly signed gets 401 and changes nothing;
-2. reads the button's value (run id, pause key, decision) and the clicking user;
-3. resumes the run only if it is paused at exactly that key, with the Slack user's
-   identity as the run input. A click on a stale message changes nothing either.
+1. verifies Slack's request signature, v0 (``slack_sdk.signature.SignatureVerifier``:
+   HMAC-SHA256 of ``v0:{X-Slack-Request-Timestamp}:{raw body}`` under the app's signing
+   secret, the timestamp within 5 minutes so a replayed click is refused) — anything
+   unsigned or badly signed gets 401 and changes nothing;
+2. reads the button's value (run id, pause key, decision, and the Slack users allowed to
+   press it, when the message carries that list) and the clicking user;
+3. lets only members press: the button's own list, else the Slack user ids of the
+   policies the handler was started with. Anyone else gets an ephemeral refusal and
+   nothing changes;
+4. answers Slack at once (HTTP 200: Slack wants an answer within 3 s), then resumes the
+   run in a worker thread, only if it is paused at exactly that key, with the Slack
+   user's identity as the run input, and tells the user the outcome through the
+   payload's ``response_url``. A click on a stale message changes nothing.
 
-Run it next to the Prefect API (``python -m runbooks.slack_handler --slack-block NAME``)
-behind the HTTPS endpoint configured as the Slack app's Interactivity Request URL.
+Run it next to the Prefect API (``python -m runbooks.slack_handler --slack-block NAME
+--policy-block NAME``) behind the HTTPS endpoint configured as the Slack app's
+Interactivity Request URL.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs
+
+from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.webhook import WebhookClient
 
 from runbooks.errors import RunbookError
 
@@ -53,17 +62,39 @@ class SlackRequestRejected(RunbookError):
         super().__init__(reason)
 
 
-def encode_action_value(run_id: str, key: str, decision: str) -> str:
-    """The button value: which run, which pause, which decision (under Slack's 2,000)."""
+MAX_VALUE_CHARS = 2000  # Slack's limit on a button's value
+
+
+def encode_action_value(run_id: str, key: str, decision: str, allowed: Collection[str] = ()) -> str:
+    """The button value: which run, which pause, which decision, and who may press it
+    (Slack user ids; empty: the handler's member list decides)."""
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
-    return json.dumps({"run": str(run_id), "key": key, "decision": decision}, separators=(",", ":"))
+    value: dict[str, Any] = {"run": str(run_id), "key": key, "decision": decision}
+    if allowed:
+        value["allow"] = sorted(allowed)
+    text = json.dumps(value, separators=(",", ":"))
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError(
+            f"button value is {len(text)} characters, over Slack's {MAX_VALUE_CHARS}: "
+            "allow fewer Slack users on the button and list the rest in the handler's policy"
+        )
+    return text
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     """Slack's v0 request signature of ``body`` sent at ``timestamp``."""
-    base = f"{SIGNATURE_VERSION}:{timestamp}:".encode() + body
-    return f"{SIGNATURE_VERSION}=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    signed = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+    assert signed is not None  # None only without a timestamp
+    return signed
+
+
+class _At(Clock):
+    def __init__(self, now: float | None) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return time.time() if self._now is None else self._now
 
 
 def verify_request(
@@ -81,9 +112,9 @@ def verify_request(
         moment = int(stamp)
     except ValueError:
         raise SlackRequestRejected(401, "malformed timestamp") from None
-    if abs((time.time() if now is None else now) - moment) > MAX_SKEW_SECONDS:
+    if abs(_At(now).now() - moment) > MAX_SKEW_SECONDS:
         raise SlackRequestRejected(401, "stale timestamp (older than 5 minutes): replay refused")
-    if not hmac.compare_digest(signature(secret, stamp, body), sent):
+    if not SignatureVerifier(secret, clock=_At(now)).is_valid(body, stamp, sent):
         raise SlackRequestRejected(401, "bad signature")
 
 
@@ -97,6 +128,10 @@ class SlackAction:
     run_id: uuid.UUID
     key: str
     decision: str
+    # Slack users the message allows to press this button (empty: the handler decides).
+    allowed: tuple[str, ...] = ()
+    # Where Slack takes the outcome after the quick answer (absent in hand-made payloads).
+    response_url: str | None = None
 
     def run_input(self) -> dict[str, Any]:
         """The ``runbooks.confirmations.Confirmation`` input this click resumes with."""
@@ -129,7 +164,8 @@ def parse_action(body: bytes) -> SlackAction | None:
         value = json.loads(action.get("value") or "")
         run_id = uuid.UUID(str(value["run"]))
         key, decision = str(value["key"]), str(value["decision"])
-    except (ValueError, KeyError, TypeError):
+        allowed = tuple(str(u) for u in value.get("allow") or ())
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise SlackRequestRejected(400, "button value is not a runbooks action") from None
     if decision not in DECISIONS or not user.get("id"):
         raise SlackRequestRejected(400, "unknown decision or no user in the payload")
@@ -140,7 +176,23 @@ def parse_action(body: bytes) -> SlackAction | None:
         run_id=run_id,
         key=key,
         decision=decision,
+        allowed=allowed,
+        response_url=payload.get("response_url") or None,
     )
+
+
+def refusal(action: SlackAction, members: Collection[str]) -> str | None:
+    """Why this user may not press this button, or None when they may."""
+    allowed = set(action.allowed) or set(members)
+    if not allowed:
+        return (
+            "Only multisig members may press this button, and no member has a Slack user id "
+            "here: add slack_user_id to the members of the policy block and start the "
+            "handler with --policy-block. Nothing changed."
+        )
+    if action.user_id not in allowed:
+        return "Only multisig members may press this button. Nothing changed."
+    return None
 
 
 Resumer = Callable[[SlackAction], str]
@@ -169,33 +221,101 @@ def prefect_resumer(action: SlackAction) -> str:
     return f"{done[action.decision]} by <@{action.user_id}>."
 
 
+def accept(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    members: Collection[str] = (),
+    now: float | None = None,
+) -> tuple[int, dict[str, Any], SlackAction | None]:
+    """Everything decided before Slack gets its answer: (HTTP status, JSON reply, the
+    action to resume after answering, or None when nothing is to be resumed)."""
+    try:
+        verify_request(secret, headers, body, now)
+        action = parse_action(body)
+    except SlackRequestRejected as exc:
+        logger.warning("Slack request refused: %s", exc)
+        return exc.status, {"ok": False, "error": str(exc)}, None
+    if action is None:
+        return 200, {"ok": True, "text": "Not a runbooks action; nothing changed."}, None
+    refused = refusal(action, members)
+    if refused is not None:
+        logger.warning("Slack user %s refused at %s: not a member", action.user_id, action.key)
+        return 200, _ephemeral(refused), None
+    return 200, _ephemeral(f"<@{action.user_id}>: {action.decision} received…"), action
+
+
 def handle(
     secret: str,
     headers: Mapping[str, str],
     body: bytes,
     resume: Resumer = prefect_resumer,
     now: float | None = None,
+    members: Collection[str] = (),
 ) -> tuple[int, dict[str, Any]]:
-    """One request: (HTTP status, JSON reply). Only a verified click can resume a run."""
-    try:
-        verify_request(secret, headers, body, now)
-        action = parse_action(body)
-    except SlackRequestRejected as exc:
-        logger.warning("Slack request refused: %s", exc)
-        return exc.status, {"ok": False, "error": str(exc)}
+    """One request, resumed before returning (the server resumes after answering).
+
+    Only a verified click by a member can resume a run.
+    """
+    status, reply, action = accept(secret, headers, body, members, now)
     if action is None:
-        return 200, {"ok": True, "text": "Not a runbooks action; nothing changed."}
-    text = resume(action)
-    return 200, {"response_type": "ephemeral", "replace_original": False, "text": text}
+        return status, reply
+    return 200, _ephemeral(resume(action))
+
+
+def _ephemeral(text: str) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "replace_original": False, "text": text}
+
+
+def tell(response_url: str, text: str) -> None:
+    """Post the outcome to the click's ``response_url`` (visible to that user only)."""
+    answer = WebhookClient(response_url, timeout=10).send(
+        text=text, response_type="ephemeral", replace_original=False
+    )
+    if answer.status_code != 200:
+        raise RunbookError(f"Slack's response_url answered {answer.status_code}: {answer.body}")
+
+
+class _Resumer:
+    """One worker thread: resumes runs after Slack has had its answer, in click order."""
+
+    def __init__(self, resume: Resumer) -> None:
+        self._resume = resume
+        self._queue: queue.Queue[SlackAction | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="slack-resumer", daemon=True)
+        self._thread.start()
+
+    def submit(self, action: SlackAction) -> None:
+        self._queue.put(action)
+
+    def _work(self) -> None:
+        while (action := self._queue.get()) is not None:
+            try:
+                text = self._resume(action)
+            except Exception as exc:  # the next click must still be served
+                logger.exception("resuming run %s failed", action.run_id)
+                text = f"Resuming the run failed ({type(exc).__name__}); nothing changed."
+            if action.response_url:
+                try:
+                    tell(action.response_url, text)
+                except Exception as exc:
+                    logger.warning("could not tell Slack the outcome: %s", exc)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], secret: str, resume: Resumer) -> None:
+    def __init__(
+        self, address: tuple[str, int], secret: str, members: Collection[str], resumer: _Resumer
+    ) -> None:
         super().__init__(address, _Handler)
         self.secret = secret
-        self.resume = resume
+        self.members = frozenset(members)
+        self.resumer = resumer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -210,10 +330,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(413, {"ok": False, "error": "request too large"})
             return
         body = self.rfile.read(length)
-        status, reply = handle(
-            self.server.secret, dict(self.headers.items()), body, self.server.resume
+        status, reply, action = accept(
+            self.server.secret, dict(self.headers.items()), body, self.server.members
         )
-        self._reply(status, reply)
+        self._reply(status, reply)  # Slack has its answer before anything slow happens
+        if action is not None:
+            self.server.resumer.submit(action)
 
     def _reply(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
@@ -235,11 +357,14 @@ class SlackActionServer:
         signing_secret: str,
         *,
         resume: Resumer = prefect_resumer,
+        members: Collection[str] = (),
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self._secret = signing_secret
         self._resume = resume
+        self._members = frozenset(members)
+        self._resumer: _Resumer | None = None
         self._address = (host, port)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -253,7 +378,8 @@ class SlackActionServer:
 
     def start(self) -> Self:
         if self._httpd is None:
-            self._httpd = _Server(self._address, self._secret, self._resume)
+            self._resumer = _Resumer(self._resume)
+            self._httpd = _Server(self._address, self._secret, self._members, self._resumer)
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
             )
@@ -267,6 +393,9 @@ class SlackActionServer:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._httpd = self._thread = None
+        if self._resumer is not None:
+            self._resumer.stop()
+            self._resumer = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -281,19 +410,36 @@ def main(argv: list[str] | None = None) -> int:
     apply_defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slack-block", required=True, help="SlackChannel block name")
+    parser.add_argument(
+        "--policy-block",
+        action="append",
+        default=[],
+        help="MultisigPolicy block whose members (by Slack user id) may press buttons; repeat "
+        "for several",
+    )
+    parser.add_argument(
+        "--allow-user", action="append", default=[], help="also allow this Slack user id"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3100)
     args = parser.parse_args(argv)
+    from blocks.multisig import MultisigPolicy
     from blocks.slack import SlackChannel
 
     channel = SlackChannel.load(args.slack_block)
     if channel.signing_secret is None:
         parser.error(f"Slack block {args.slack_block!r} has no signing secret")
+    members = set(args.allow_user)
+    for name in args.policy_block:
+        members |= MultisigPolicy.load(name).policy(name).slack_user_ids()
     logging.basicConfig(level=logging.INFO)
     server = SlackActionServer(
-        channel.signing_secret.get_secret_value(), host=args.host, port=args.port
+        channel.signing_secret.get_secret_value(),
+        members=members,
+        host=args.host,
+        port=args.port,
     ).start()
-    print(f"Slack actions: {server.url}", flush=True)
+    print(f"Slack actions: {server.url} ({len(members)} Slack users may press)", flush=True)
     try:
         while True:
             time.sleep(3600)

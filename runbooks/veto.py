@@ -7,10 +7,12 @@ signature a member submits is reviewed like any sign-off (runbooks/signoff.py).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from runbooks.approval import ApprovalSubject
+from runbooks.policy import short_key
+from runbooks.signoff import sign_lines, subject_lines
 
 
 def countdown(seconds: float) -> str:
@@ -43,50 +45,37 @@ def form_description(
     executes_at: datetime,
     now: datetime,
     refused: str | None = None,
+    label: Callable[[str], str] = short_key,
 ) -> str:
     """The markdown of the timelock pause: the execution time, a countdown as of ``now``,
-    the proposal, and the exact ``cancel`` message to sign."""
+    the proposal, and the exact ``cancel`` message to sign.
+
+    The proposal number is the one in the signed line (the on-chain index for the
+    onchain backend), as in the sign-off form.
+    """
+    number = subject.proposal
+    records_note = "" if number == str(proposal_id) else f" (records #{proposal_id})"
+    message = subject.message("cancel")
     lines = [
-        f"## Upgrade proposal #{proposal_id} executes at {utc(executes_at)}",
+        f"# Upgrade proposal {number} executes at {utc(executes_at)}",
         "",
         f"**In {countdown((executes_at - now).total_seconds())}** (as of {utc(now)}, when "
         "this form opened). The run waits here until then, and executes the upgrade unless "
         "a member cancels it in this form. Any one member may cancel, also one who approved.",
         "",
-        f"| Proposal | #{proposal_id} |",
-        "|---|---|",
-        f"| Cluster | {cluster} |",
-        f"| Program | `{subject.program}` |",
-        f"| Buffer | `{subject.buffer}` |",
-        f"| sha256 (verifiable build) | `{subject.sha256}` |",
-        f"| Description | {description} |",
-        f"| Proposer | {proposer} |",
-        f"| Approved by | {', '.join(f'`{m}`' for m in approved_by) or 'nobody'} |",
+        f"**Proposal {number}**{records_note} on **{cluster}**, proposed by {proposer}: "
+        f"{description}",
         "",
-    ]
-    if refused:
-        lines += [f"**The last cancel was refused:** {refused}", ""]
-    message = subject.message("cancel")
-    lines += [
-        "### To cancel the upgrade, sign this exact message",
+        *([f"**The last cancel was refused:** {refused}", ""] if refused else []),
+        *subject_lines(subject),
+        "**Approved by:** " + (", ".join(label(m) for m in approved_by) or "nobody"),
         "",
-        "```",
-        message,
-        "```",
-        "",
-        "with your own member key (nothing secret ever enters this form):",
-        "",
-        "```",
-        f"runbooks sign --proposal {proposal_id} --action cancel "
-        "--keypair ~/.config/solana/id.json",
-        "```",
-        "",
-        "or with the stock Solana CLI (also with a Ledger: `-k usb://ledger`):",
-        "",
-        "```",
-        f'solana sign-offchain-message -k ~/.config/solana/id.json "{message}"',
-        "```",
-        "",
+        *sign_lines(
+            "To cancel the upgrade, sign this exact message",
+            message,
+            f"runbooks sign --proposal {proposal_id} --action cancel "
+            "--keypair ~/.config/solana/id.json",
+        ),
         "Then paste your public key and the signature below and submit. Prefect's own "
         "Cancel button only stops this run: the approved proposal stays open; a signed "
         "cancel here closes it.",

@@ -214,6 +214,23 @@ class ProgramHash(Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SlackThread(Base):
+    """The Slack message that opened a proposal's thread: later events reply to it
+    (``thread_ts``), and it is updated (``chat.update``) as sign-offs arrive."""
+
+    __tablename__ = "slack_threads"
+
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), primary_key=True)
+    # The channel id Slack answered with: chat.update needs the id, not a #name.
+    channel: Mapped[str] = mapped_column(String)
+    ts: Mapped[str] = mapped_column(String)
+    # The opening message as posted; an update replaces its status lines only.
+    text: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    flow_run_id: Mapped[str | None] = mapped_column(String)
+
+
 __all__ = [
     "BACKENDS",
     "DECISIONS",
@@ -226,6 +243,7 @@ __all__ = [
     "Execution",
     "ProgramHash",
     "Proposal",
+    "SlackThread",
     "UTCDateTime",
     "utcnow",
 ]

@@ -47,6 +47,7 @@ from store.models import (
     Execution,
     ProgramHash,
     Proposal,
+    SlackThread,
     utcnow,
 )
 
@@ -604,6 +605,77 @@ def get_execution(engine: Engine, proposal_id: int) -> ExecutionRecord | None:
     with session_scope(engine) as session:
         execution = session.scalar(select(Execution).where(Execution.proposal_id == proposal_id))
         return None if execution is None else _execution_record(execution)
+
+
+# ---------------------------------------------------------------------- slack threads
+
+
+@dataclass(frozen=True, slots=True)
+class SlackThreadRecord:
+    proposal_id: int
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    created_at: datetime
+
+
+def record_slack_thread(
+    engine: Engine,
+    proposal_id: int,
+    *,
+    channel: str,
+    ts: str,
+    text: str,
+    blocks: Sequence[Mapping[str, Any]],
+    actor: str = DEFAULT_ACTOR,
+    flow_run_id: str | None = None,
+) -> SlackThreadRecord:
+    """Remember the message that opened ``proposal_id``'s Slack thread; idempotent.
+
+    The first thread recorded wins: a second call (a retry, a racing run) returns it.
+    Audit: ``proposal.slack_thread``.
+    """
+    fields = {"channel": _text("channel", channel), "ts": _text("ts", ts), "text": text}
+    with session_scope(engine) as session:
+        _lock_proposal(session, engine, proposal_id)
+        existing = session.get(SlackThread, proposal_id)
+        if existing is not None:
+            return _slack_thread_record(existing)
+        thread = SlackThread(
+            proposal_id=proposal_id,
+            blocks=json.loads(json.dumps(list(blocks))),
+            flow_run_id=flow_run_id,
+            **fields,
+        )
+        session.add(thread)
+        _write_audit(
+            session,
+            actor=actor,
+            action="proposal.slack_thread",
+            subject=proposal_subject(proposal_id),
+            details={"channel": fields["channel"], "ts": fields["ts"]},
+            flow_run_id=flow_run_id,
+        )
+        return _slack_thread_record(thread)
+
+
+def get_slack_thread(engine: Engine, proposal_id: int) -> SlackThreadRecord | None:
+    """The Slack thread of a proposal, or None when none was opened."""
+    with session_scope(engine) as session:
+        thread = session.get(SlackThread, proposal_id)
+        return None if thread is None else _slack_thread_record(thread)
+
+
+def _slack_thread_record(t: SlackThread) -> SlackThreadRecord:
+    return SlackThreadRecord(
+        proposal_id=t.proposal_id,
+        channel=t.channel,
+        ts=t.ts,
+        text=t.text,
+        blocks=list(t.blocks),
+        created_at=_utc(t.created_at),
+    )
 
 
 # ----------------------------------------------------------------------------- audit

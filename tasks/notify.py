@@ -1,49 +1,150 @@
-"""Slack notifications. Slack being down never blocks or fails a runbook."""
+"""Slack notifications. Slack being down never blocks or fails a runbook.
+
+A proposal gets one thread: ``open_thread`` posts its first message once and records
+its ``ts`` (records table ``slack_threads``); ``notify(..., proposal_id=...)`` then
+replies in that thread (``thread_ts``), and ``update_thread`` rewrites the first
+message's status lines (``chat.update``) as sign-offs arrive.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect import get_run_logger, task
 from slack_sdk import WebClient
+from slack_sdk.web import SlackResponse
 
 from blocks.slack import SlackChannel
+from runbooks.messages import STATUS_BLOCK_ID
+from store import records as store
+from tasks.records import current_run_id, records_engine
 
 ATTEMPTS = 3
 
 
-@task(name="notify-slack", retries=0)
-async def notify(
-    text: str, blocks: list[dict[str, Any]] | None = None, slack_block: str | None = None
-) -> bool:
-    """Post to Slack when a channel block is configured; otherwise log the message.
-
-    Returns whether Slack accepted it. Failures are retried, then logged as a warning:
-    a runbook must go on when Slack is unreachable.
-    """
+async def _client(slack_block: str | None, text: str) -> tuple[WebClient, str] | None:
     logger = get_run_logger()
     if not slack_block:
         logger.info("Slack not configured; message: %s", text)
-        return False
+        return None
     try:
         channel = await SlackChannel.aload(slack_block)
     except Exception as exc:  # a missing block must not stop the runbook either
         logger.warning("Slack block %r not loadable (%s); message: %s", slack_block, exc, text)
-        return False
+        return None
     client = WebClient(
         token=channel.bot_token.get_secret_value(), base_url=channel.api_base_url, timeout=10
     )
+    return client, channel.channel
+
+
+async def _call(method: Callable[..., SlackResponse], text: str, **kwargs: Any) -> Any:
+    """Call a Web API method, retrying; the response's data, or None when Slack failed."""
+    logger = get_run_logger()
     for attempt in range(1, ATTEMPTS + 1):
         try:
             # slack_sdk's sync client needs no extra HTTP library; keep it off the loop.
-            await asyncio.to_thread(
-                client.chat_postMessage, channel=channel.channel, text=text, blocks=blocks
-            )
-            return True
+            response = await asyncio.to_thread(method, text=text, **kwargs)
+            return response.data
         except Exception as exc:
             # The exception text of slack_sdk never includes the token.
-            logger.warning("Slack post attempt %d/%d failed: %s", attempt, ATTEMPTS, exc)
+            logger.warning("Slack call attempt %d/%d failed: %s", attempt, ATTEMPTS, exc)
             await asyncio.sleep(0.5 * attempt)
     logger.warning("Slack unreachable; message not delivered: %s", text)
-    return False
+    return None
+
+
+def _thread(proposal_id: int | None) -> store.SlackThreadRecord | None:
+    if proposal_id is None:
+        return None
+    try:
+        return store.get_slack_thread(records_engine(), proposal_id)
+    except Exception as exc:  # no thread known: the message goes to the channel
+        get_run_logger().warning("Slack thread of proposal #%s not readable: %s", proposal_id, exc)
+        return None
+
+
+@task(name="notify-slack", retries=0)
+async def notify(
+    text: str,
+    blocks: list[dict[str, Any]] | None = None,
+    slack_block: str | None = None,
+    *,
+    proposal_id: int | None = None,
+) -> bool:
+    """Post to Slack when a channel block is configured; otherwise log the message.
+
+    With ``proposal_id`` whose thread is open, the message is a reply in that thread.
+    Returns whether Slack accepted it. Failures are retried, then logged as a warning:
+    a runbook must go on when Slack is unreachable.
+    """
+    found = await _client(slack_block, text)
+    if found is None:
+        return False
+    client, channel = found
+    thread = _thread(proposal_id)
+    where: dict[str, Any] = (
+        {"channel": channel}
+        if thread is None
+        else {"channel": thread.channel, "thread_ts": thread.ts}
+    )
+    return await _call(client.chat_postMessage, text, blocks=blocks, **where) is not None
+
+
+@task(name="open-slack-thread", retries=0)
+async def open_thread(
+    proposal_id: int, text: str, blocks: list[dict[str, Any]], slack_block: str | None
+) -> bool:
+    """Post a proposal's first message, once: a restarted run finds the thread recorded."""
+    if _thread(proposal_id) is not None:
+        return True
+    found = await _client(slack_block, text)
+    if found is None:
+        return False
+    client, channel = found
+    reply = await _call(client.chat_postMessage, text, channel=channel, blocks=blocks)
+    if reply is None:
+        return False
+    try:
+        store.record_slack_thread(
+            records_engine(),
+            proposal_id,
+            channel=str(reply["channel"]),
+            ts=str(reply["ts"]),
+            text=text,
+            blocks=blocks,
+            flow_run_id=current_run_id(),
+        )
+    except Exception as exc:  # later events then go to the channel, as before threads
+        get_run_logger().warning("Slack thread of proposal #%d not recorded: %s", proposal_id, exc)
+    return True
+
+
+@task(name="update-slack-thread", retries=0)
+async def update_thread(
+    proposal_id: int, status: dict[str, Any], slack_block: str | None, text: str | None = None
+) -> bool:
+    """Rewrite the status block of a proposal's first message (``chat.update``)."""
+    thread = _thread(proposal_id)
+    if thread is None:
+        return False
+    found = await _client(slack_block, text or thread.text)
+    if found is None:
+        return False
+    client, _ = found
+    blocks = replace_status(thread.blocks, status)
+    reply = await _call(
+        client.chat_update, text or thread.text, channel=thread.channel, ts=thread.ts, blocks=blocks
+    )
+    return reply is not None
+
+
+def replace_status(
+    blocks: Sequence[dict[str, Any]], status: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``blocks`` with the status block swapped for ``status`` (appended if it had none)."""
+    kept = [b for b in blocks if b.get("block_id") != STATUS_BLOCK_ID]
+    at = next((i for i, b in enumerate(blocks) if b.get("block_id") == STATUS_BLOCK_ID), len(kept))
+    return [*kept[:at], status, *kept[at:]]

@@ -127,8 +127,13 @@ async def approval_message(dialog: Locator) -> str:
 
 
 async def proposal_number(dialog: Locator) -> int:
-    heading = await dialog.get_by_text(re.compile(r"Sign off upgrade proposal #\d+")).inner_text()
-    match = re.search(r"#(\d+)", heading)
+    """The proposal's records id: the form names it beside the signed number when the two
+    differ (the onchain backend), else the heading's number is both."""
+    heading = await dialog.get_by_text(re.compile(r"Sign off \w+ proposal \d+")).inner_text()
+    records_note = dialog.get_by_text(re.compile(r"records #\d+"))
+    if await records_note.count():
+        heading = await records_note.first.inner_text()
+    match = re.search(r"(?:records #|proposal )(\d+)", heading)
     assert match, heading
     return int(match.group(1))
 

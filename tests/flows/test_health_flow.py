@@ -316,7 +316,7 @@ async def test_the_on_call_acknowledges_a_critical_alert_from_slack(
     }
     # The pause form must exist before a resume is accepted: retry until it does.
     while True:
-        _, reply = await asyncio.to_thread(handle, secret, headers, body)
+        _, reply = await asyncio.to_thread(handle, secret, headers, body, members={"U0ONCALL"})
         if "Acknowledged" in reply.get("text", ""):
             break
         assert asyncio.get_running_loop().time() < deadline, reply

@@ -7,6 +7,7 @@ A real Prefect API, a real localnet with upgrade_manager deployed through the lo
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -16,11 +17,11 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from sqlalchemy import Engine
 
-from blocks import MultisigPolicy, SolanaCluster
+from blocks import MultisigPolicy, SlackChannel, SolanaCluster
 from flows.upgrade import approval_subject
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus
-from runbooks import approval, errors, loader
+from runbooks import approval, errors, loader, messages
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import (
     DemoChain,
@@ -30,7 +31,9 @@ from runbooks.demo import (
     write_buffer,
 )
 from runbooks.keys import keypair_to_json
+from runbooks.policy import Member
 from runbooks.signoff import Verdict
+from runbooks.slack_stub import SlackStub
 from store import records
 from tasks import governance
 
@@ -213,7 +216,7 @@ async def test_retried_writes_repeat_nothing(
         buffer_hash=loader.verifiable_hash(chain.binaries["v2"]),
         description="d",
         proposer="p",
-        members=block.members,
+        members=[m.pubkey for m in block.members],
         threshold=3,
         timelock_seconds=TIMELOCK,
     )
@@ -250,3 +253,106 @@ async def test_retried_writes_repeat_nothing(
     assert not refused.accepted and "does not verify" in (refused.reason or "")
     with pytest.raises(errors.ApprovalError, match="not approved on chain"):
         await governance.execute_upgrade(cluster, onchain_gov, first)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_remote_members_sign_and_slack_keeps_one_thread(
+    chain: DemoChain,
+    gov_blocks,
+    records_db: Engine,
+    pda_buffer: str,
+    tmp_path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two members sign with no records database (one from the on-chain proposal account,
+    one from the exact line); the program accepts both. Slack gets one thread: the first
+    message names and @mentions who must sign and is updated as sign-offs arrive; every
+    later event is a reply in it."""
+    m = chain.members
+    names = ["Alice", "Bob", "Carol", "Dave", "Erin"]
+    block = await MultisigPolicy.aload(gov_blocks["policy_block"])
+    block.members = [
+        Member(name=n, pubkey=str(k.pubkey()), slack_user_id=f"U0{n.upper()}")
+        for n, k in zip(names, m, strict=True)
+    ]
+    await block.asave(gov_blocks["policy_block"], overwrite=True)
+
+    def cli(*argv: str) -> tuple[int, dict[str, str], str]:
+        capsys.readouterr()
+        # No records database reachable: a remote member's machine.
+        with monkeypatch.context() as env:
+            env.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/missing/dir/records.db")
+            # The command runs its own event loop, as in a member's shell: not on this one.
+            with ThreadPoolExecutor(1) as pool:
+                rc = pool.submit(runbooks_cli, list(argv)).result()
+        out, err = capsys.readouterr()
+        printed = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return rc, {k: v.strip() for k, v in printed.items()}, err
+
+    def keyfile(member: Keypair) -> str:
+        path = tmp_path / f"{member.pubkey()}.json"
+        path.write_text(keypair_to_json(member))
+        return str(path)
+
+    def answers(proposal: records.ProposalRecord) -> list[dict]:
+        assert proposal.onchain_address is not None
+        line = approval_subject(proposal).message("approve")
+        # (a) From the on-chain account: the exact line, rebuilt from the chain.
+        rc, a, err = cli(
+            "sign", "--onchain-proposal", proposal.onchain_address, "--url", chain.url,
+            "--keypair", keyfile(m[0]),
+        )  # fmt: skip
+        assert rc == 0, err
+        assert a["message"] == line and a["pubkey"] == str(m[0].pubkey())
+        assert a["proposal"].startswith("1 (upgrade") and a["approvals"] == "0 of 3"
+        # A non-member key is told so, and nothing is printed to paste.
+        rc, _, err = cli(
+            "sign", "--onchain-proposal", proposal.onchain_address, "--url", chain.url,
+            "--keypair", keyfile(Keypair()),
+        )  # fmt: skip
+        assert rc == 2 and "is not a member of governance" in err
+        # (b) From the line in the form; a truncated paste is named, not signed.
+        rc, _, err = cli("sign", "--message", line[:-10], "--keypair", keyfile(m[1]))
+        assert rc == 2 and "sha256" in err and "cut off" in err
+        rc, b, err = cli("sign", "--message", line, "--keypair", keyfile(m[1]))
+        assert rc == 0 and b["message"] == line, err
+        return [
+            {"member": a["pubkey"], "signature": a["signature"]},
+            {"member": b["pubkey"], "signature": b["signature"]},
+            sign(m[2], proposal),
+        ]
+
+    with SlackStub() as slack:
+        await SlackChannel(
+            bot_token=slack.token, channel="#upgrades", api_base_url=slack.base_url
+        ).asave(f"{gov_blocks['policy_block']}-slack", overwrite=True)
+        outcome = await run_upgrade_flow(
+            chain, gov_blocks, pda_buffer, answers,
+            slack_block=f"{gov_blocks['policy_block']}-slack",
+        )  # fmt: skip
+    assert outcome.state.is_completed(), outcome.state.message
+    result = await outcome.state.aresult()
+    assert result["approvals"] == [str(k.pubkey()) for k in m[:3]]  # accepted on chain
+    proposal = outcome.proposal
+    assert proposal is not None
+
+    # One thread: one top-level message, everything else a reply to it.
+    [head] = [msg for msg in slack.messages if "thread_ts" not in msg]
+    replies = slack.thread(head["ts"])
+    assert len(replies) == len(slack.messages) - 1 >= 5  # 3 sign-offs, timelock, executed
+    assert records.get_slack_thread(records_db, proposal.id).ts == head["ts"]
+    first = slack.updates[0]
+    assert first["ts"] == head["ts"] and first["channel"] == SlackStub.CHANNEL_ID
+    # The proposal number is the signed one everywhere (on-chain index 1).
+    assert "Upgrade proposal 1" in head["text"]
+    # The first reply mentions who has not signed yet, by Slack id, not who has.
+    assert "accepted (1/3)" in replies[0]["text"]
+    mentioned = str(replies[0]["blocks"])
+    assert "<@U0BOB> Bob" in mentioned and "<@U0ALICE>" not in mentioned
+    # The first message, as updated last: 3 of 3, who signed, by name.
+    status = next(b for b in head["blocks"] if b.get("block_id") == messages.STATUS_BLOCK_ID)
+    assert "*Sign-offs: 3 of 3* — threshold met" in status["text"]["text"]
+    assert "Alice (" in status["text"]["text"] and "Carol (" in status["text"]["text"]
+    assert len(slack.updates) == 3
+    assert "upgraded" in replies[-1]["text"]

@@ -84,3 +84,30 @@ def test_non_restricted_ascii_is_refused(text: str) -> None:
 def test_unknown_action_is_refused() -> None:
     with pytest.raises(InputError, match="action"):
         SUBJECT.message("execute")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cut", "complaint"),
+    [
+        (lambda line: line[:-10], "sha256: .* is 54 characters, not 64"),
+        (
+            lambda line: line[: line.index("; buffer")],
+            "no buffer:, sha256: field: it looks cut off",
+        ),
+        (lambda line: line[: line.index("; buffer") + 3], "is not 'name: value'"),
+        (lambda line: line.replace("buffer: ", "buffer: x"), "buffer: .* not a base58"),
+        (lambda line: line.replace("proposal: 4", "proposal: four"), "not a number"),
+        (lambda line: line.replace("action: approve", "action: yes"), "action: 'yes'"),
+        (lambda line: "Sign off upgrade proposal 4", "not an approval line"),
+    ],
+)
+def test_a_pasted_line_is_checked_before_signing(cut, complaint: str) -> None:
+    subject = ApprovalSubject(
+        governance=str(Keypair().pubkey()), proposal="4", program=str(Keypair().pubkey()),
+        buffer=str(Keypair().pubkey()), sha256="ef" * 32,
+    )  # fmt: skip
+    line = subject.message("approve")
+    assert approval.check_approval_line(line)["proposal"] == "4"
+    assert approval.check_approval_line(subject.message("cancel"))["action"] == "cancel"
+    with pytest.raises(InputError, match=complaint):
+        approval.check_approval_line(cut(line))

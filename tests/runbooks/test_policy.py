@@ -58,3 +58,35 @@ def test_all_findings_are_reported_together() -> None:
 
 def test_localnet_policy_may_lower_the_minimum_timelock() -> None:
     audit(policy(timelock_seconds=5, min_timelock_seconds=0), "d")
+
+
+def test_members_have_names_and_a_saved_block_of_plain_keys_still_loads() -> None:
+    from blocks.multisig import MultisigPolicy
+
+    keys = [str(Keypair().pubkey()) for _ in range(3)]
+    # The shape a block saved before members had names holds: plain base58 strings.
+    old = MultisigPolicy.model_validate(
+        {"members": keys, "threshold": 2, "timelock_seconds": 172800}
+    )
+    assert [m.pubkey for m in old.members] == keys and old.members[0].name == ""
+    assert old.policy("ops").members == tuple(keys)
+    named = MultisigPolicy.model_validate(
+        {
+            "members": [
+                {"name": "Alice", "pubkey": keys[0], "slack_user_id": "U0ALICE"},
+                keys[1],
+                {"name": "Carol", "pubkey": keys[2]},
+            ],
+            "threshold": 2,
+            "timelock_seconds": 172800,
+        }
+    )
+    policy = named.policy("ops")
+    assert policy.members == tuple(keys)  # the rules still see keys only
+    assert policy.label(keys[0]) == f"Alice ({keys[0][:4]}…{keys[0][-4:]})"
+    assert policy.label(keys[1]) == f"{keys[1][:4]}…{keys[1][-4:]}"
+    assert policy.slack_user_ids() == {"U0ALICE"}
+    assert audit_findings(policy, "why") == []
+    # The block's form asks for each field, with help.
+    member_schema = MultisigPolicy.model_json_schema()["definitions"]["Member"]
+    assert set(member_schema["properties"]) == {"name", "pubkey", "slack_user_id"}

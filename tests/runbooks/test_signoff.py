@@ -8,7 +8,7 @@ from solders.keypair import Keypair
 from runbooks import approval, signoff
 from runbooks.approval import ApprovalSubject
 from runbooks.errors import ApprovalError, ProposalClosed, TimelockActive
-from runbooks.policy import Policy
+from runbooks.policy import Member, Policy
 
 MEMBERS = [Keypair() for _ in range(3)]
 POLICY = Policy(
@@ -85,3 +85,76 @@ def test_check_executable() -> None:
         signoff.check_executable(**{**ok, "approvals": 1}, timelock_ends_at=None)
     with pytest.raises(ProposalClosed, match="cancelled"):
         signoff.check_executable(**{**ok, "status": "cancelled"}, timelock_ends_at=now)
+
+
+NAMED = Policy(
+    name="ops",
+    members=POLICY.members,
+    threshold=2,
+    timelock_seconds=10,
+    profiles=(
+        Member(name="Alice", pubkey=POLICY.members[0], slack_user_id="U0ALICE"),
+        Member(name="Bob", pubkey=POLICY.members[1]),
+    ),
+)
+
+
+def form(**overrides) -> str:
+    fields = {
+        "proposal_id": 7,  # the records id; the on-chain index below is 1
+        "subject": SUBJECT,
+        "description": "v2: faster swaps",
+        "proposer": "carol",
+        "cluster": "mainnet-beta",
+        "threshold": 2,
+        "members": list(NAMED.members),
+        "approved_by": [NAMED.members[0]],
+        "rpc_url": "https://rpc.example",
+        "label": NAMED.label,
+        **overrides,
+    }
+    return signoff.form_description(**fields)
+
+
+def test_the_form_opens_with_a_heading_naming_the_signed_proposal_number() -> None:
+    text = form()
+    assert text.splitlines()[0] == "# Sign off upgrade proposal 1"
+    assert "**Proposal 1** (records #7)" in text
+    assert "proposal #7" not in text and "proposal 7" not in text.lower().split("(records")[0]
+    assert f"proposal: {SUBJECT.proposal};" in SUBJECT.message()  # the same number
+    # The same number without a records note when they agree (keypair backend).
+    assert "(records" not in form(proposal_id=1)
+    assert form(kind="rollback").startswith("# Sign off rollback proposal 1")
+
+
+def test_addresses_and_hash_each_have_a_line_of_their_own() -> None:
+    lines = form().splitlines()
+    for value in (SUBJECT.program, SUBJECT.buffer, SUBJECT.sha256):
+        assert f"`{value}`" in lines  # a whole line: nothing beside it to squeeze it
+    assert not any(line.startswith("|") for line in lines)  # no table cells to cut it off
+
+
+def test_the_form_names_who_signed_and_who_has_not() -> None:
+    text = form()
+    alice, bob, third = NAMED.members
+    signed = next(line for line in text.splitlines() if line.startswith("**Signed so far:**"))
+    missing = next(line for line in text.splitlines() if line.startswith("**Still to sign:**"))
+    assert f"Alice ({alice[:4]}…{alice[-4:]})" in signed and "Bob" not in signed
+    assert f"Bob ({bob[:4]}…{bob[-4:]})" in missing
+    assert f"{third[:4]}…{third[-4:]}" in missing  # a nameless member: the short key
+
+
+def test_the_form_shows_the_last_attempts_verdict() -> None:
+    assert "Last sign-off" not in form()
+    refused = signoff.Verdict(NAMED.members[1], "approve", False, "signature is not Bob's")
+    assert "**Last sign-off: refused** — approve from Bob (" in form(last=refused)
+    assert "signature is not Bob's" in form(last=refused)
+    accepted = signoff.Verdict(NAMED.members[0], "approve", True)
+    assert "**Last sign-off: accepted** — approve from Alice (" in form(last=accepted)
+
+
+def test_the_sign_command_needs_no_records_database() -> None:
+    assert f'--message "{SUBJECT.message()}"' in form()
+    text = form(onchain_address="Prop1111", rpc_url="https://rpc.example")
+    assert "runbooks sign --onchain-proposal Prop1111 --url https://rpc.example" in text
+    assert "--proposal 7" not in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,19 +31,27 @@ from runbooks.slack_handler import (
     signature,
     verify_request,
 )
+from runbooks.slack_stub import SlackStub
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
-def payload_body(run_id: str, key: str, decision: str = "acknowledge", **extra: Any) -> bytes:
+def payload_body(
+    run_id: str,
+    key: str,
+    decision: str = "acknowledge",
+    value: str | None = None,
+    user: str = "U0ONCALL",
+    **extra: Any,
+) -> bytes:
     payload = {
         "type": "block_actions",
-        "user": {"id": "U0ONCALL", "username": "alice", "team_id": "T0OPS"},
+        "user": {"id": user, "username": "alice", "team_id": "T0OPS"},
         "team": {"id": "T0OPS"},
         "actions": [
             {
                 "action_id": f"runbooks-confirm-{decision}",
-                "value": encode_action_value(run_id, key, decision),
+                "value": value or encode_action_value(run_id, key, decision),
                 "type": "button",
             }
         ],
@@ -99,7 +108,7 @@ def test_bad_requests_are_refused(
 def test_without_a_signing_secret_everything_is_refused() -> None:
     body = b"payload=x"
     with pytest.raises(SlackRequestRejected, match="no signing secret"):
-        verify_request("", signed(body, secret=""), body)
+        verify_request("", signed(body, secret="any secret"), body)
 
 
 def test_payload_parsing() -> None:
@@ -147,8 +156,20 @@ async def test_a_signed_click_resumes_the_paused_run_and_nothing_else_does(
             state = (await client.read_flow_run(run_id)).state
         return state is not None and state.is_paused()
 
-    good = payload_body(str(run_id), "ack-probe")
-    with SlackActionServer(SECRET) as server:
+    good = payload_body(str(run_id), "ack-probe", response_url="")
+
+    def told() -> list[str]:
+        return [r["text"] for r in slack.responses]
+
+    async def outcome(count: int) -> str:
+        deadline = time.monotonic() + 20
+        while len(slack.responses) < count:
+            assert time.monotonic() < deadline, told()
+            await asyncio.sleep(0.1)
+        return told()[count - 1]
+
+    with SlackStub() as slack, SlackActionServer(SECRET, members={"U0ONCALL"}) as server:
+        good = payload_body(str(run_id), "ack-probe", response_url=slack.response_url())
         # Badly signed, unsigned, or signed by another app: 401, the run stays paused.
         for headers in (
             {},
@@ -158,18 +179,25 @@ async def test_a_signed_click_resumes_the_paused_run_and_nothing_else_does(
             status, reply = await asyncio.to_thread(post, server.url, good, headers)
             assert status == 401 and reply["ok"] is False
         # Genuine, but for a pause that is not pending (a stale message): nothing changes.
-        stale = payload_body(str(run_id), "ack-someday")
+        url = slack.response_url()
+        stale = payload_body(str(run_id), "ack-someday", response_url=url)
         status, reply = await asyncio.to_thread(post, server.url, stale, signed(stale))
-        assert status == 200 and "nothing changed" in reply["text"]
-        unknown = payload_body(str(uuid.uuid4()), "ack-probe")
+        assert status == 200 and "received" in reply["text"]
+        assert "nothing changed" in await outcome(1)
+        unknown = payload_body(str(uuid.uuid4()), "ack-probe", response_url=url)
         status, reply = await asyncio.to_thread(post, server.url, unknown, signed(unknown))
-        assert status == 200 and "nothing changed" in reply["text"]
+        assert status == 200 and "nothing changed" in await outcome(2)
+        # A workspace user who is not a member: refused at once, nothing queued.
+        stranger = payload_body(str(run_id), "ack-probe", user="U0STRANGER", response_url=url)
+        status, reply = await asyncio.to_thread(post, server.url, stranger, signed(stranger))
+        assert status == 200 and "Only multisig members" in reply["text"]
         await asyncio.sleep(1.5)  # longer than the run's poll interval
-        assert await still_paused()
+        assert await still_paused() and len(slack.responses) == 2
 
         # The genuine click: the run resumes with the Slack user's identity.
         status, reply = await asyncio.to_thread(post, server.url, good, signed(good))
-        assert status == 200 and reply["text"] == "Acknowledged by <@U0ONCALL>."
+        assert status == 200 and "received" in reply["text"]
+        assert await outcome(3) == "Acknowledged by <@U0ONCALL>."
     state = await asyncio.wait_for(run, timeout=60)
     assert state.is_completed(), state.message
     answer = await state.aresult()
@@ -183,5 +211,71 @@ def test_handle_without_prefect() -> None:
     body = payload_body(str(uuid.uuid4()), "ack-1")
     status, _ = slack_handler.handle(SECRET, {}, body, resume=calls.append)
     assert status == 401 and calls == []
-    status, reply = slack_handler.handle(SECRET, signed(body), body, resume=lambda a: "done")
+    members = {"U0ONCALL"}
+    status, reply = slack_handler.handle(
+        SECRET, signed(body), body, resume=lambda a: "done", members=members
+    )
     assert status == 200 and reply["text"] == "done"
+
+
+def test_only_members_may_press() -> None:
+    """A click by anyone but a member is refused (ephemeral) and resumes nothing: the
+    button's own allow-list first, else the handler's members, else nobody."""
+    calls: list[Any] = []
+    run = str(uuid.uuid4())
+    body = payload_body(run, "ack-1")  # clicked by U0ONCALL
+    for members in (set(), {"U0ALICE", "U0BOB"}):
+        status, reply = slack_handler.handle(
+            SECRET, signed(body), body, resume=calls.append, members=members
+        )
+        assert status == 200 and reply["response_type"] == "ephemeral"
+        assert "Only multisig members" in reply["text"] and "Nothing changed" in reply["text"]
+    assert (
+        "slack_user_id" in slack_handler.handle(SECRET, signed(body), body, calls.append)[1]["text"]
+    )  # with no member list at all, the refusal says how to configure one
+    # The button's allow-list overrides the handler's list, both ways.
+    allowed = payload_body(
+        run, "ack-1", value=encode_action_value(run, "ack-1", "acknowledge", ["U0BOB"])
+    )
+    status, reply = slack_handler.handle(
+        SECRET, signed(allowed), allowed, resume=calls.append, members={"U0ONCALL"}
+    )
+    assert "Only multisig members" in reply["text"]
+    assert calls == []
+    mine = payload_body(
+        run, "ack-1", value=encode_action_value(run, "ack-1", "acknowledge", ["U0ONCALL"])
+    )
+    status, reply = slack_handler.handle(SECRET, signed(mine), mine, resume=lambda a: "resumed")
+    assert reply["text"] == "resumed"
+
+
+def test_the_answer_does_not_wait_for_the_resume() -> None:
+    """Slack gets its HTTP 200 at once; the resume runs after, and its outcome goes to the
+    click's response_url."""
+    release = threading.Event()
+    resumed: list[str] = []
+
+    def slow_resume(action: slack_handler.SlackAction) -> str:
+        release.wait(30)  # a Prefect API that takes its time
+        resumed.append(action.key)
+        return "Acknowledged by <@U0ONCALL>."
+
+    with (
+        SlackStub() as slack,
+        SlackActionServer(SECRET, resume=slow_resume, members={"U0ONCALL"}) as server,
+    ):
+        body = payload_body(str(uuid.uuid4()), "ack-1", response_url=slack.response_url("ack-1"))
+        started = time.monotonic()
+        status, reply = post(server.url, body, signed(body))
+        answered = time.monotonic() - started
+        assert status == 200 and "received" in reply["text"]
+        assert answered < 3 and resumed == [] and slack.responses == []
+        release.set()
+        deadline = time.monotonic() + 10
+        while not slack.responses:
+            assert time.monotonic() < deadline, "the outcome never reached response_url"
+            time.sleep(0.05)
+    assert resumed == ["ack-1"]
+    [told] = slack.responses
+    assert told["path"] == "/response/ack-1" and told["text"] == "Acknowledged by <@U0ONCALL>."
+    assert told["response_type"] == "ephemeral" and told["replace_original"] is False

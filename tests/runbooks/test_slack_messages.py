@@ -9,12 +9,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from slack_sdk import WebClient
 
 from blocks import SlackChannel
 from runbooks import messages
 from runbooks.slack_handler import ACTION_PREFIX, parse_action
 from runbooks.slack_stub import SlackStub
-from tasks.notify import notify
+from store import records
+from tasks.notify import notify, open_thread, update_thread
+from tasks.records import records_engine
 
 RUN = str(uuid.uuid4())
 
@@ -132,3 +135,91 @@ def test_the_stand_in_answers_like_slack() -> None:
             "no_text"
         )
         assert slack.answer("chat.delete", slack.token, {})["error"] == "unknown_method"
+
+
+def test_the_stand_in_threads_and_updates_like_slack() -> None:
+    """slack_sdk's own client against the stand-in: thread_ts replies and chat.update."""
+    with SlackStub(channels=("#ops",)) as slack:
+        client = WebClient(token=slack.token, base_url=slack.base_url)
+        head = client.chat_postMessage(channel="#ops", text="proposal 1")
+        assert head["channel"] == SlackStub.CHANNEL_ID
+        reply = client.chat_postMessage(channel=head["channel"], thread_ts=head["ts"], text="r")
+        assert reply["message"]["thread_ts"] == head["ts"] and reply["ts"] != head["ts"]
+        assert slack.thread(head["ts"]) == [slack.messages[1]]
+        updated = client.chat_update(
+            channel=head["channel"], ts=head["ts"], text="proposal 1: 1 of 3",
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "1 of 3"}}],
+        )  # fmt: skip
+        assert set(updated.data) == {"ok", "channel", "ts", "text", "message"}
+        assert updated["ts"] == head["ts"] and slack.messages[0]["text"] == "proposal 1: 1 of 3"
+        assert len(slack.messages) == 2  # an update posts nothing new
+        errors = {
+            "message_not_found": {"channel": SlackStub.CHANNEL_ID, "ts": "1.0", "text": "x"},
+            # chat.update takes the channel id postMessage answered with, not a #name.
+            "channel_not_found": {"channel": "#ops", "ts": head["ts"], "text": "x"},
+        }
+        for error, args in errors.items():
+            assert slack.answer("chat.update", slack.token, args)["error"] == error
+        missing = {"channel": "#ops", "thread_ts": "9.9", "text": "x"}
+        assert slack.answer("chat.postMessage", slack.token, missing)["error"] == (
+            "thread_not_found"
+        )
+
+
+async def test_one_thread_per_proposal(
+    prefect_api: None, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first message is posted once (a second open finds it recorded), later events
+    reply in its thread, and its status block is updated in place; Slack being down
+    changes none of the run's outcome."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'records.db'}")
+    proposal = records.record_proposal(
+        records_engine(), key="slack-thread-test", kind="upgrade", cluster="localnet",
+        backend="keypair", governance="G", program_id="P", buffer="B", buffer_hash="ab" * 32,
+        description="v2", proposer="alice", members=["K1", "K2", "K3"], threshold=2,
+        timelock_seconds=0,
+    )  # fmt: skip
+    status = messages.signoff_status(
+        have=0, need=2, signed=[], missing=[("Alice (K1)", "U0ALICE"), ("Bob (K2)", None)]
+    )
+    text, blocks = messages.proposal_created(
+        proposal_id=proposal.id, program="P", buffer="B", sha256="ab" * 32,
+        description="v2", proposer="alice", threshold=2, members=3,
+        approval_message="solana-runbooks v1; ...", run_url=None, number="4", status=status,
+    )  # fmt: skip
+    assert "Upgrade proposal 4" in text
+    assert "Waiting for: <@U0ALICE> Alice (K1), Bob (K2)" in status["text"]["text"]
+    with SlackStub() as slack:
+        await SlackChannel(
+            bot_token=slack.token, channel="#ops", api_base_url=slack.base_url
+        ).asave("thread-test-slack", overwrite=True)
+        assert await open_thread(proposal.id, text, blocks, "thread-test-slack")
+        assert await open_thread(proposal.id, text, blocks, "thread-test-slack")  # a restart
+        [head] = slack.messages
+        assert head["channel"] == "#ops" and "thread_ts" not in head
+        thread = records.get_slack_thread(records_engine(), proposal.id)
+        assert thread is not None and (thread.channel, thread.ts) == (
+            SlackStub.CHANNEL_ID, head["ts"],
+        )  # fmt: skip
+        progress = messages.approval_progress(
+            proposal_id=4, member="Alice (K1)", accepted=True, reason=None, have=1, need=2,
+            waiting_for=[("Bob (K2)", "U0BOB")],
+        )  # fmt: skip
+        assert await notify(*progress, "thread-test-slack", proposal_id=proposal.id)
+        assert "<@U0BOB> Bob (K2)" in slack.messages[1]["blocks"][0]["text"]["text"]
+        after = messages.signoff_status(
+            have=1, need=2, signed=["Alice (K1)"], missing=[("Bob (K2)", "U0BOB")]
+        )
+        assert await update_thread(proposal.id, after, "thread-test-slack")
+        assert [m["ts"] for m in slack.thread(head["ts"])] == [slack.messages[1]["ts"]]
+        [update] = slack.updates
+        assert update["ts"] == head["ts"] and update["channel"] == SlackStub.CHANNEL_ID
+        # Only the status block changed, in its place; the rest is the message as posted.
+        assert head["blocks"] == [after if b == status else b for b in blocks]
+        assert "*Sign-offs: 1 of 2*" in head["blocks"][2]["text"]["text"]
+        # Without a thread (another proposal), a message goes to the channel as before.
+        assert await notify("elsewhere", None, "thread-test-slack", proposal_id=proposal.id + 1)
+        assert "thread_ts" not in slack.messages[-1]
+    # Slack gone: nothing raised, nothing recorded anew.
+    assert await update_thread(proposal.id, after, "thread-test-slack") is False
+    assert await notify("x", None, "thread-test-slack", proposal_id=proposal.id) is False
