@@ -148,6 +148,7 @@ async def save_blocks(
     ``backend="onchain"`` names ``chain.governance`` (see ``setup_governance``).
     """
     from blocks import MultisigPolicy, SolanaCluster, SolanaKeypair
+    from runbooks.policy import Member
 
     names = {
         "cluster_block": prefix,
@@ -159,7 +160,11 @@ async def save_blocks(
         names["cluster_block"], overwrite=True
     )
     await MultisigPolicy(
-        members=[str(m.pubkey()) for m in chain.members],
+        # Named as their key files under var/up/, so forms and reports say who is who.
+        members=[
+            Member(name=f"member-{i}", pubkey=str(m.pubkey()))
+            for i, m in enumerate(chain.members, start=1)
+        ],
         threshold=threshold,
         timelock_seconds=timelock_seconds,
         min_timelock_seconds=0,  # a localnet policy may use seconds
