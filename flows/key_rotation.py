@@ -207,7 +207,17 @@ async def rotate_upgrade_authority(
         ),
         slack_block=slack_block,
     )
-    await wait_out_timelock(proposal)
+    veto = await wait_out_timelock(
+        proposal,
+        policy,
+        cluster,
+        slack_block,
+        subject=change_subject(proposal, target),
+        kind="authority change",
+    )
+    if veto.closed is not None:
+        records.set_proposal_status(proposal.id, veto.closed, reason=veto.reason)
+        return Cancelled(message=f"proposal #{proposal.id} cancelled: {veto.reason}")
 
     # 4. Execute, verify, record. The kill switch does not stop this: moving the authority
     # away from a compromised key is what an incident needs, and it is signed off.

@@ -361,6 +361,9 @@ async def wait_out_timelock(
     cluster: SolanaCluster | None = None,
     slack_block: str | None = None,
     onchain: governance.OnchainGovernance | None = None,
+    *,
+    subject: ApprovalSubject | None = None,
+    kind: str = "upgrade",
 ) -> signoffs.VetoOutcome:
     """Wait until the timelock ends, in a pause whose form shows when the upgrade executes
     and takes one member's signed ``cancel`` (with ``policy`` and ``cluster``; without
@@ -385,7 +388,8 @@ async def wait_out_timelock(
             await asyncio.sleep(min(left, 60))
         return signoffs.VetoOutcome(seconds_waited=time.monotonic() - started)
 
-    subject = approval_subject(proposal)
+    if subject is None:
+        subject = approval_subject(proposal)
     approved_by = [
         a.member
         for a in records.proposal_approvals(proposal.id)
@@ -404,6 +408,7 @@ async def wait_out_timelock(
             now=now,
             refused=refused,
             label=policy.label,
+            kind=kind,
         )
 
     chain_signoffs, relay = onchain_hooks(cluster, onchain, proposal)

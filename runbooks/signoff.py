@@ -172,15 +172,10 @@ def subject_lines(
     """Program, buffer and hash (and the on-chain proposal account), each on a line of
     its own so the dialog wraps nothing mid-value."""
     link = f" ([explorer]({explorer_link}))" if explorer_link else ""
-    lines = [
-        f"**Program**{link}",
-        "",
-        f"`{subject.program}`",
-        "",
-        "**Buffer**",
-        "",
-        f"`{subject.buffer}`",
-        "",
+    lines = [f"**Program**{link}", "", f"`{subject.program}`", ""]
+    if subject.buffer:  # an authority change has none; its line names the new authority
+        lines += ["**Buffer**", "", f"`{subject.buffer}`", ""]
+    lines += [
         "**sha256** (verifiable build)",
         "",
         f"`{subject.sha256}`",

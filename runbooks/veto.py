@@ -46,6 +46,7 @@ def form_description(
     now: datetime,
     refused: str | None = None,
     label: Callable[[str], str] = short_key,
+    kind: str = "upgrade",
 ) -> str:
     """The markdown of the timelock pause: the execution time, a countdown as of ``now``,
     the proposal, and the exact ``cancel`` message to sign.
@@ -57,10 +58,10 @@ def form_description(
     records_note = "" if number == str(proposal_id) else f" (records #{proposal_id})"
     message = subject.message("cancel")
     lines = [
-        f"# Upgrade proposal {number} executes at {utc(executes_at)}",
+        f"# {kind.capitalize()} proposal {number} executes at {utc(executes_at)}",
         "",
         f"**In {countdown((executes_at - now).total_seconds())}** (as of {utc(now)}, when "
-        "this form opened). The run waits here until then, and executes the upgrade unless "
+        f"this form opened). The run waits here until then, and executes the {kind} unless "
         "a member cancels it in this form. Any one member may cancel, also one who approved.",
         "",
         f"**Proposal {number}**{records_note} on **{cluster}**, proposed by {proposer}: "
@@ -71,10 +72,10 @@ def form_description(
         "**Approved by:** " + (", ".join(label(m) for m in approved_by) or "nobody"),
         "",
         *sign_lines(
-            "To cancel the upgrade, sign this exact message",
+            f"To cancel the {kind}, sign this exact message",
             message,
-            f"runbooks sign --proposal {proposal_id} --action cancel "
-            "--keypair ~/.config/solana/id.json",
+            # The line itself: signing it needs no records database.
+            f'runbooks sign --keypair ~/.config/solana/id.json --message "{message}"',
         ),
         "Then paste your public key and the signature below and submit. Prefect's own "
         "Cancel button only stops this run: the approved proposal stays open; a signed "

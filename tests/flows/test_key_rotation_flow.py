@@ -24,7 +24,7 @@ from flows.key_rotation import (
     rotation_key,
 )
 from runbooks import approval, loader, onchain, rotation
-from runbooks.console import sign_off, wait_for_pause
+from runbooks.console import resume_with_input, sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
 from runbooks.errors import TransactionFailed
 from runbooks.slack_stub import SlackStub
@@ -52,9 +52,14 @@ def authority_of(chain: DemoChain) -> str | None:
 
 
 async def run_with_signoffs(
-    chain: DemoChain, signers: list[Keypair], new_authority: str | None, **params: Any
+    chain: DemoChain,
+    signers: list[Keypair],
+    new_authority: str | None,
+    cancel_by: Keypair | None = None,
+    **params: Any,
 ) -> tuple[Any, records.ProposalRecord | None]:
-    """Run the rotation flow; each of ``signers`` signs its message in the pause form."""
+    """Run the rotation flow; each of ``signers`` signs its message in the pause form, then
+    ``cancel_by`` signs a cancel in the timelock's pause form."""
     tag = f"rot-{uuid.uuid4().hex[:10]}"
     with tags(tag):
         flow_task = asyncio.create_task(
@@ -81,6 +86,16 @@ async def run_with_signoffs(
                 after = await sign_off(
                     client, run_id, {"member": str(member.pubkey()), "signature": signature},
                     after_key=after,
+                )  # fmt: skip
+            if cancel_by is not None:
+                run = await wait_for_pause(client, run_id, not_key=after)
+                assert run.state is not None
+                assert (run.state.state_details.pause_key or "").startswith("timelock-")
+                cancel = change_subject(proposal, new_authority).message("cancel")
+                await resume_with_input(
+                    client, run_id,
+                    {"member": str(cancel_by.pubkey()),
+                     "signature": str(approval.sign(cancel_by, cancel))},
                 )  # fmt: skip
     state = await asyncio.wait_for(flow_task, timeout=120)
     return state, proposal_by_key(key)
@@ -235,3 +250,34 @@ def test_authority_messages_cannot_be_replayed_as_upgrades() -> None:
     immutable = rotation.AuthorityChangeSubject(buffer="", **common).message()
     assert len({upgrade, change, immutable}) == 3
     assert "new-authority: N" in change and "change: make-immutable" in immutable
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_signed_cancel_during_the_timelock_keeps_the_authority(
+    chain: DemoChain, block_names, records_db: Engine
+) -> None:
+    """The rotation waits out its timelock in the same veto pause as an upgrade."""
+    name = f"{block_names['cluster_block']}-2of3-timelock"
+    await MultisigPolicy(
+        members=[str(m.pubkey()) for m in chain.members[:3]], threshold=2, timelock_seconds=30,
+        min_timelock_seconds=0, backend="keypair",
+    ).asave(name, overwrite=True)  # fmt: skip
+    old = str(chain.authority.pubkey())
+    new = Keypair()
+    prefix = block_names["cluster_block"]
+    await SolanaKeypair.from_keypair(new).asave(f"{prefix}-veto-new", overwrite=True)
+
+    state, proposal = await run_with_signoffs(
+        chain,
+        chain.members[:2],
+        str(new.pubkey()),
+        cancel_by=chain.members[0],  # one who approved may still cancel
+        new_authority_block=f"{prefix}-veto-new",
+        **{**block_names, "policy_block": name},
+    )
+    assert state.is_cancelled(), state.message
+    assert authority_of(chain) == old
+    assert proposal is not None and proposal.status == "cancelled"
+    cancels = [a for a in records.approvals(records_db, proposal.id)
+               if a.decision == "cancel"]  # fmt: skip
+    assert [(a.member, a.accepted) for a in cancels] == [(str(chain.members[0].pubkey()), True)]
