@@ -55,7 +55,7 @@ from runbooks.rotation import IMMUTABLE, AuthorityChangeSubject
 from store import operations_records as ops
 from store.records import ProposalRecord, proposal_subject
 from tasks import chain, keys, records
-from tasks.notify import notify
+from tasks.notify import notify, open_thread
 from tasks.records import current_run_id, records_engine
 
 
@@ -177,7 +177,8 @@ async def rotate_upgrade_authority(
             actor=proposer,
         )
         subject = change_subject(proposal, target)
-        await notify(
+        await open_thread(
+            proposal.id,
             *messages.authority_change_proposed(
                 proposal_id=proposal.id,
                 program=program_id,
@@ -188,7 +189,7 @@ async def rotate_upgrade_authority(
                 approval_message=subject.message("approve"),
                 run_url=flow_run.ui_url,
             ),
-            slack_block=slack_block,
+            slack_block,
         )
     outcome = await collect_signoffs(
         proposal, target, policy, threshold, slack_block, policy_config.signoff_timeout_seconds
@@ -206,6 +207,7 @@ async def rotate_upgrade_authority(
             proposal_id=proposal.id, executes_after=ends.isoformat() if ends else "?"
         ),
         slack_block=slack_block,
+        proposal_id=proposal.id,
     )
     veto = await wait_out_timelock(
         proposal,
@@ -245,6 +247,7 @@ async def rotate_upgrade_authority(
             outcome=done,
         ),
         slack_block=slack_block,
+        proposal_id=proposal.id,
     )
     result = {
         "proposal_id": proposal.id,

@@ -28,8 +28,8 @@ from blocks.cluster import SolanaCluster
 from blocks.multisig import MultisigPolicy
 from blocks.program_pause import ProgramPause
 from flows import _signoffs as signoffs
+from runbooks import messages, signoff
 from runbooks import policy as policy_audit
-from runbooks import signoff
 from runbooks.errors import InputError
 from runbooks.keys import parse_pubkey
 from runbooks.killswitch import (
@@ -42,7 +42,7 @@ from store.migration_models import ALL_PROGRAMS
 from store.migration_records import RELEASE_KIND, KillSwitchRecord
 from tasks import chain, records
 from tasks import killswitch as switch
-from tasks.notify import notify
+from tasks.notify import notify, open_thread
 
 RELEASE_BUFFER = "kill-switch-release"
 
@@ -202,12 +202,13 @@ async def release_with_signoff(
             threshold=signers.threshold,
             timelock_seconds=0,
         )
-        await notify(
+        text = (
             f"Kill-switch release proposed for {program_id} (proposal #{proposal.id}): "
             f"{signers.threshold} of {len(signers.members)} members must sign this line: "
-            f"{KillSwitchRelease.for_proposal(proposal).message('approve')}  Reason: {reason}",
-            slack_block=slack_block,
+            f"{KillSwitchRelease.for_proposal(proposal).message('approve')}  Reason: {reason}"
         )
+        # The release's own thread: sign-off progress replies there and updates it.
+        await open_thread(proposal.id, text, [messages.section(text)], slack_block)
     subject = KillSwitchRelease.for_proposal(proposal)
     message = subject.message("approve")
 
@@ -250,8 +251,9 @@ async def release_with_signoff(
     record = switch.release_kill_switch(cluster.cluster, program_id, proposal.id, actor)
     await notify(
         f"Kill switch released for {record.scope} (proposal #{proposal.id}, signed by "
-        f"{', '.join(outcome.approved_by)}).",
+        f"{', '.join(signers.label(m) for m in outcome.approved_by)}).",
         slack_block=slack_block,
+        proposal_id=proposal.id,
     )
     return record
 

@@ -12,7 +12,7 @@ from typing import Any
 Blocks = list[dict[str, Any]]
 
 
-def _section(markdown: str) -> dict[str, Any]:
+def section(markdown: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": markdown}}
 
 
@@ -59,7 +59,7 @@ def signoff_status(
     lines.append("Signed: " + (", ".join(signed) or "nobody yet"))
     if not closed and missing:
         lines.append("Waiting for: " + ", ".join(mention(n, u) for n, u in missing))
-    return {**_section(_truncate("\n".join(lines))), "block_id": STATUS_BLOCK_ID}
+    return {**section(_truncate("\n".join(lines))), "block_id": STATUS_BLOCK_ID}
 
 
 def proposal_created(
@@ -87,12 +87,12 @@ def proposal_created(
     text = f"{title} for {program} needs {threshold} of {members} sign-offs"
     blocks: Blocks = [
         _header(title[:150]),
-        _section(
+        section(
             f"*Program* `{program}`\n*Buffer* `{buffer}`\n*sha256* `{sha256}`\n"
             f"*Proposer* {proposer}\n*Why* {_truncate(description, 1500)}"
         ),
         *([status] if status is not None else []),
-        _section(
+        section(
             f"{threshold} of {members} members must sign this exact message:\n"
             f"```{approval_message}```\n"
             'Sign with `solana sign-offchain-message -k <your keypair> "<message>"` or '
@@ -124,12 +124,12 @@ def approval_progress(
     body = text
     if waiting_for and have < need:
         body += "\nStill waiting for: " + ", ".join(mention(n, u) for n, u in waiting_for)
-    return text, [_section(_truncate(body))]
+    return text, [section(_truncate(body))]
 
 
 def timelock_started(*, proposal_id: int, executes_after: str) -> tuple[str, Blocks]:
     text = f"Proposal #{proposal_id} reached its threshold; the timelock ends {executes_after}"
-    return text, [_section(text)]
+    return text, [section(text)]
 
 
 def timelock_cancel(
@@ -142,7 +142,7 @@ def timelock_cancel(
             text += f" ({comment})"
     else:
         text = f"Proposal #{proposal_id}: cancel from {member} refused: {reason}"
-    return text, [_section(text)]
+    return text, [section(text)]
 
 
 def executed(
@@ -151,12 +151,12 @@ def executed(
     text = f"Proposal #{proposal_id}: {program} {outcome}, now at sha256 {new_hash}"
     if signature:
         text += f" (tx {signature})"
-    return text, [_section(text)]
+    return text, [section(text)]
 
 
 def failed(*, what: str, error: str, run_url: str | None) -> tuple[str, Blocks]:
     text = f"{what} failed: {error}"
-    return text, [_section(f":rotating_light: {text}"), *_link_button("Open the run", run_url)]
+    return text, [section(f":rotating_light: {text}"), *_link_button("Open the run", run_url)]
 
 
 # --- scheduled operations: health, timelocks, key rotation, confirmations ------------
@@ -235,7 +235,7 @@ def health_alert(
         lines.append(f"… and {len(notable) - _MAX_LISTED} more in the run's health table")
     blocks: Blocks = [
         _header(f"{_LEVEL_ICON.get(level, '')} Health {level} on {cluster}"[:150]),
-        _section(_truncate("\n".join(lines) or text)),
+        section(_truncate("\n".join(lines) or text)),
     ]
     if ack is not None:
         blocks.append(
@@ -252,7 +252,7 @@ def timelock_expiring(
         f"Proposal #{proposal_id} ({kind} of {program}): the timelock ends {ends_at}; "
         "it can execute then. Cancel it before if it must not."
     )
-    return text, [_section(f":hourglass_flowing_sand: {text}")]
+    return text, [section(f":hourglass_flowing_sand: {text}")]
 
 
 def rotation_reminder(*, keys: list[dict[str, Any]], run_url: str | None) -> tuple[str, Blocks]:
@@ -272,8 +272,8 @@ def rotation_reminder(*, keys: list[dict[str, Any]], run_url: str | None) -> tup
     ]
     blocks: Blocks = [
         _header("Key rotation reminder"),
-        _section(_truncate("\n".join(lines))),
-        _section(
+        section(_truncate("\n".join(lines))),
+        section(
             "Rotate program upgrade keys with the key-rotation runbook (sign-off, "
             "SetAuthorityChecked, verified on chain); governance and emergency keys by "
             "their own procedure, then register the new key."
@@ -302,8 +302,8 @@ def authority_change_proposed(
     )
     blocks: Blocks = [
         _header(f"Upgrade authority proposal #{proposal_id}"),
-        _section(f"*Program* `{program}`\n*Current authority* `{current}`\n*Change* {what}"),
-        _section(
+        section(f"*Program* `{program}`\n*Current authority* `{current}`\n*Change* {what}"),
+        section(
             f"{threshold} of {members} members must sign this exact message:\n"
             f"```{approval_message}```\n"
             'Sign with `solana sign-offchain-message -k <your keypair> "<message>"` or '
@@ -329,7 +329,7 @@ def confirmation_request(
     """Ask for a sign-off that needs no signature (a button resumes the paused run)."""
     blocks: Blocks = [
         _header(title[:150]),
-        _section(_truncate(text)),
+        section(_truncate(text)),
         confirm_buttons(run_id, key, choices, confirm_text=confirm_text, allowed=allowed),
         *_link_button("Open the paused run", run_url),
     ]

@@ -267,15 +267,27 @@ async def test_a_signed_cancel_during_the_timelock_keeps_the_authority(
     prefix = block_names["cluster_block"]
     await SolanaKeypair.from_keypair(new).asave(f"{prefix}-veto-new", overwrite=True)
 
-    state, proposal = await run_with_signoffs(
-        chain,
-        chain.members[:2],
-        str(new.pubkey()),
-        cancel_by=chain.members[0],  # one who approved may still cancel
-        new_authority_block=f"{prefix}-veto-new",
-        **{**block_names, "policy_block": name},
-    )
+    with SlackStub() as slack:
+        await SlackChannel(
+            bot_token=slack.token, channel="#ops", api_base_url=slack.base_url
+        ).asave(f"{prefix}-veto-slack", overwrite=True)
+        state, proposal = await run_with_signoffs(
+            chain,
+            chain.members[:2],
+            str(new.pubkey()),
+            cancel_by=chain.members[0],  # one who approved may still cancel
+            new_authority_block=f"{prefix}-veto-new",
+            slack_block=f"{prefix}-veto-slack",
+            **{**block_names, "policy_block": name},
+        )
     assert state.is_cancelled(), state.message
+    # One thread: the proposal opens it, sign-offs, the timelock and the cancel reply in it.
+    [head] = [m for m in slack.messages if "thread_ts" not in m]
+    assert "authority" in head["text"].lower()
+    replies = [m for m in slack.messages if m.get("thread_ts") == head["ts"]]
+    assert len(replies) == len(slack.messages) - 1 >= 4
+    assert "cancel" in replies[-1]["text"].lower()
+    assert slack.updates and all(u["ts"] == head["ts"] for u in slack.updates)
     assert authority_of(chain) == old
     assert proposal is not None and proposal.status == "cancelled"
     cancels = [a for a in records.approvals(records_db, proposal.id)
