@@ -175,10 +175,13 @@ def subject_lines(
     lines = [f"**Program**{link}", "", f"`{subject.program}`", ""]
     if subject.buffer:  # an authority change has none; its line names the new authority
         lines += ["**Buffer**", "", f"`{subject.buffer}`", ""]
+    # 64 hex digits in one span overflow the dialog; groups of 8 wrap and still compare
+    # easily against `solana-verify` output.
+    groups = " ".join(subject.sha256[i : i + 8] for i in range(0, len(subject.sha256), 8))
     lines += [
         "**sha256** (verifiable build)",
         "",
-        f"`{subject.sha256}`",
+        f"`{groups}`",
         "",
     ]
     if onchain_address:

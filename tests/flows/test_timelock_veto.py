@@ -35,7 +35,7 @@ from runbooks.veto import countdown
 from store import records
 from tasks.records import proposal_by_key
 
-TIMELOCK = 15  # long enough for a refused cancel and a second pause
+TIMELOCK = 20  # long enough for a refused cancel and a second pause on a busy machine
 
 
 @pytest.fixture(params=["onchain", "keypair"])
@@ -110,7 +110,7 @@ class Run:
             key = run.state.state_details.pause_key or ""
             assert key.startswith(f"timelock-{self.proposal.id}-"), key
             self.last_key = key
-            for _ in range(40):  # the description is saved just after the pause
+            for _ in range(120):  # the description is saved just after the pause
                 try:
                     raw = await client.read_flow_run_input(self.run_id, f"paused-{key}-description")
                     return key, str(raw)
