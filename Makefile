@@ -9,7 +9,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 # Prefect's local API server creates and migrates its database on a first start: 20 s
-# (Prefect's default) is too short on a busy machine (runbooks/settings.py says the same).
+# (Prefect's default) is too short on a busy machine (core/settings.py says the same).
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
 .PHONY: help setup programs demo demo-rollback up test bench lint postgres
@@ -34,7 +34,7 @@ setup: .build/setup.stamp
 	@mkdir -p .build && touch $@
 
 programs: setup
-	$(RUN) python -m programs.build
+	$(RUN) python -m programs.toolchain.build
 
 demo: setup
 	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo

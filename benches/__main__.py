@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 import sys
 
-from runbooks.settings import apply_defaults, start_prefect_api
+from core.settings import apply_defaults, start_prefect_api
 
 
 def main(argv: list[str]) -> int:

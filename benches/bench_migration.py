@@ -25,11 +25,11 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
 from benches._report import figure, heading, ratio, stopwatch
+from programs import rpc
 from programs.demo_vault import client as vault
-from runbooks import onchain
+from programs.plugin import DemoVaultMigrator
 from runbooks.demo import DemoChain, save_blocks, start_demo_chain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
-from runbooks.migrator import DemoVaultMigrator
 
 ACCOUNTS = 10_000
 NAIVE_ACCOUNTS = 500
@@ -57,12 +57,12 @@ async def raw_sends(chain: DemoChain, vaults: list[Pubkey]) -> tuple[float, int]
                     ixs = migrator.migrate_instructions(chain.program_id, chunk, payer.pubkey())
                     tx = Transaction.new_signed_with_payer(ixs, payer.pubkey(), [payer], blockhash)
                     async with limit:
-                        return (await client.send_transaction(tx, opts=onchain.SEND_OPTS)).value
+                        return (await client.send_transaction(tx, opts=rpc.SEND_OPTS)).value
 
                 wave = chunks[start : start + TRANSACTIONS_PER_BLOCKHASH]
                 signatures += await asyncio.gather(*(send(c) for c in wave))
             for signature in signatures:
-                await onchain.wait_confirmed(client, signature, 60)
+                await rpc.wait_confirmed(client, signature, 60)
             seconds = elapsed()
     _check_migrated(chain, vaults)
     return seconds, len(chunks)

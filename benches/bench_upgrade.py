@@ -18,7 +18,7 @@ from solders.litesvm import LiteSVM
 from solders.transaction import Transaction
 
 from benches._report import figure, heading, ratio, stopwatch
-from runbooks import loader, onchain
+from programs import loader, rpc
 from runbooks.demo import run_upgrade, save_blocks, start_demo_chain, write_buffer
 
 BUFFER_BYTES = 512 * 1024
@@ -72,14 +72,14 @@ async def upgrade_direct() -> float:
         buffer = await write_buffer(chain, chain.binaries["v2"])
         async with AsyncClient(chain.url) as client:
             with stopwatch() as elapsed:
-                program = await onchain.read_program(client, chain.program_id)
-                buf = await onchain.read_buffer(client, buffer)
-                onchain.check_upgrade_ready(program, buf, chain.authority.pubkey(), buf.sha256)
+                program = await rpc.read_program(client, chain.program_id)
+                buf = await rpc.read_buffer(client, buffer)
+                rpc.check_upgrade_ready(program, buf, chain.authority.pubkey(), buf.sha256)
                 ix = loader.upgrade(
                     chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
                 )
-                await onchain.send_and_confirm(client, [ix], chain.authority)
-                after = await onchain.read_program(client, chain.program_id)
+                await rpc.send_and_confirm(client, [ix], chain.authority)
+                after = await rpc.read_program(client, chain.program_id)
                 seconds = elapsed()
         assert after.sha256 == buf.sha256
         return seconds

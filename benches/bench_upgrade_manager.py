@@ -20,10 +20,10 @@ from solders.compute_budget import set_compute_unit_limit
 from solders.instruction import Instruction
 
 from benches._report import figure, heading, ratio
-from programs.build import compile_c, link
+from programs import loader
+from programs.toolchain.build import compile_c, link
 from programs.upgrade_manager import client
 from programs.upgrade_manager.sandbox import Sandbox, Sent, new_sandbox, vault_so
-from runbooks import loader
 
 DEFAULT_LIMIT = 200_000
 MAX_LIMIT = 1_400_000

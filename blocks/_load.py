@@ -8,7 +8,7 @@ from typing import TypeVar
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
-from runbooks.errors import BlockNotFound
+from core.errors import BlockNotFound
 
 B = TypeVar("B", bound=Block)
 

@@ -6,7 +6,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 from solders.keypair import Keypair
 
-from runbooks.keys import keypair_from_json, keypair_to_json
+from core.keys import keypair_from_json, keypair_to_json
 
 
 class SolanaKeypair(Block):

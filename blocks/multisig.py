@@ -7,8 +7,8 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from domain.policy import DEFAULT_MIN_TIMELOCK_SECONDS, Member, Policy
 from programs.upgrade_manager.client import PROGRAM_ID as UPGRADE_MANAGER_ID
-from runbooks.policy import DEFAULT_MIN_TIMELOCK_SECONDS, Member, Policy
 
 
 class MultisigPolicy(Block):

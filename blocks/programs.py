@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, field_validator
 
-from runbooks.keys import parse_pubkey
+from core.keys import parse_pubkey
 
 
 class ManagedProgram(BaseModel):

@@ -7,9 +7,9 @@ kill-switch release's own line.
 
 from __future__ import annotations
 
-from runbooks.errors import InputError
-from runbooks.killswitch import KillSwitchRelease
-from runbooks.signoff import Signable
+from core.errors import InputError
+from domain.kill_switch import KillSwitchRelease
+from domain.signoff import Signable
 from store.migration_records import RELEASE_KIND
 from store.records import ProposalRecord
 

@@ -33,11 +33,12 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.database import RecordsDatabase
 from blocks.programs import ManagedPrograms
-from runbooks import backup, messages
-from runbooks.backup import Manifest
-from runbooks.errors import HashMismatch, RecordsError, RunbookError
-from runbooks.settings import REPO_ROOT
+from core.errors import HashMismatch, RecordsError, RunbookError
+from core.settings import REPO_ROOT
+from domain import messages
+from store import backup
 from store import records as store_records
+from store.backup import Manifest
 from store.operations_records import backup_subject
 from tasks import backup as tasks
 from tasks.notify import notify

@@ -34,11 +34,11 @@ from pydantic import Field
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.programs import ManagedPrograms
-from flows._signoffs import pause_poll_seconds
-from runbooks import health, messages, rotation
-from runbooks.confirmations import wait_for_confirmation
-from runbooks.errors import ChainError, RecordsError
-from runbooks.health import Finding
+from core.errors import ChainError, RecordsError
+from domain import health, key_rotation, messages
+from domain.health import Finding
+from flows._confirmations import wait_for_confirmation
+from flows._signoff import pause_poll_seconds
 from store import db, migration_records
 from store import operations_records as ops
 from store import records as store_records
@@ -172,7 +172,9 @@ async def daily_health(
                 for k in migration_records.engaged_kill_switches(engine, name, p.program_id)
             }
             findings += health.check_kill_switches(switches.values())
-        dues = rotation.review(ops.managed_keys(engine, name), now, rotation.DEFAULT_REMIND_DAYS)
+        dues = key_rotation.review(
+            ops.managed_keys(engine, name), now, key_rotation.DEFAULT_REMIND_DAYS
+        )
         findings += health.check_keys(d for d in dues if d.status == "overdue")
 
     # Report: records, artifact, Slack.

@@ -38,23 +38,24 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from blocks.programs import ManagedPrograms
-from flows import _signoffs as signoffs
-from flows._signoffs import SignOffOutcome
-from flows.upgrade import wait_out_timelock
-from runbooks import messages, rotation, signoff
-from runbooks import policy as policy_audit
-from runbooks.errors import (
+from core.errors import (
     AuthorityMismatch,
     InputError,
     ProgramImmutable,
     ProposalClosed,
 )
-from runbooks.keys import parse_pubkey
-from runbooks.policy import Policy
-from runbooks.rotation import IMMUTABLE, AuthorityChangeSubject
+from core.keys import parse_pubkey
+from domain import key_rotation, messages, signoff
+from domain import policy as policy_audit
+from domain.key_rotation import IMMUTABLE, AuthorityChangeSubject
+from domain.policy import Policy
+from flows import _signoff as signoffs
+from flows._signoff import SignOffOutcome
+from flows.upgrade import wait_out_timelock
 from store import operations_records as ops
 from store.records import ProposalRecord, proposal_subject
-from tasks import chain, keys, records
+from tasks import chain, records
+from tasks import key_rotation as key_tasks
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id, records_engine
 
@@ -121,7 +122,7 @@ async def rotate_upgrade_authority(
     if make_immutable:
         if new_authority or new_authority_block:
             raise InputError("make_immutable removes the authority: give no new authority")
-        rotation.check_immutable_confirmation(program_id, confirm_program_id)
+        key_rotation.check_immutable_confirmation(program_id, confirm_program_id)
         target: str | None = None
     else:
         if not new_authority:
@@ -223,11 +224,11 @@ async def rotate_upgrade_authority(
 
     # 4. Execute, verify, record. The kill switch does not stop this: moving the authority
     # away from a compromised key is what an incident needs, and it is signed off.
-    signature = await keys.send_authority_change(
+    signature = await key_tasks.send_authority_change(
         cluster, program_id, target, authority_block, new_authority_block, fee_payer_block
     )
-    after = await keys.verify_authority(cluster, program_id, target, proposal.buffer_hash)
-    keys.record_rotation(
+    after = await key_tasks.verify_authority(cluster, program_id, target, proposal.buffer_hash)
+    key_tasks.record_rotation(
         cluster=cluster.cluster,
         program_id=program_id,
         old_authority=current,
@@ -353,7 +354,7 @@ def form_description(
 @flow(name="key-rotation-review", persist_result=False)
 async def key_rotation_review(
     cluster_block: str = "localnet",
-    remind_days: Annotated[int, Field(ge=0)] = rotation.DEFAULT_REMIND_DAYS,
+    remind_days: Annotated[int, Field(ge=0)] = key_rotation.DEFAULT_REMIND_DAYS,
     slack_block: str | None = None,
 ) -> dict[str, Any]:
     """Review every registered key's rotation schedule and remind before one is due.
@@ -366,7 +367,7 @@ async def key_rotation_review(
     now = datetime.now(UTC)
     cluster = (await load_block(SolanaCluster, cluster_block)).cluster
     engine = records_engine()
-    dues = rotation.review(ops.managed_keys(engine, cluster), now, remind_days)
+    dues = key_rotation.review(ops.managed_keys(engine, cluster), now, remind_days)
     rows = [
         {
             "label": d.key.label,
@@ -425,7 +426,7 @@ async def register_key(
     key = str(parse_pubkey(pubkey, "public key"))
     if rotated_at is not None and rotated_at.tzinfo is None:
         rotated_at = rotated_at.replace(tzinfo=UTC)
-    registered = keys.register_key(
+    registered = key_tasks.register_key(
         cluster=cluster,
         pubkey=key,
         role=role,
@@ -434,8 +435,8 @@ async def register_key(
         rotated_at=rotated_at,
     )
     if replaces:
-        keys.retire_key(cluster=cluster, pubkey=replaces, reason=f"replaced by {key}")
-    due = rotation.due_at(registered.role, registered.rotated_at)
+        key_tasks.retire_key(cluster=cluster, pubkey=replaces, reason=f"replaced by {key}")
+    due = key_rotation.due_at(registered.role, registered.rotated_at)
     return {"pubkey": key, "role": registered.role, "due_at": due.isoformat()}
 
 

@@ -7,7 +7,7 @@ transactions stop too. Without a program pause block the run log and Slack say p
 that the program is still serving users. Audited.
 
 ``release``: only after a sign-off. A ``kill-switch-release`` proposal is recorded and
-members sign its own line (``runbooks.killswitch.KillSwitchRelease``: cluster, program,
+members sign its own line (``domain.kill_switch.KillSwitchRelease``: cluster, program,
 release proposal, the program's current hash) in the pause form, reviewed off-chain under
 the emergency threshold whatever the policy's backend (a release writes no program code,
 so there is no on-chain proposal); then the program is unpaused and the switch released,
@@ -27,21 +27,21 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.multisig import MultisigPolicy
 from blocks.program_pause import ProgramPause
-from flows import _signoffs as signoffs
-from runbooks import messages, signoff
-from runbooks import policy as policy_audit
-from runbooks.errors import InputError
-from runbooks.keys import parse_pubkey
-from runbooks.killswitch import (
+from core.errors import InputError
+from core.keys import parse_pubkey
+from domain import messages, signoff
+from domain import policy as policy_audit
+from domain.kill_switch import (
     KillSwitchRelease,
     release_form_description,
     still_serving_warning,
 )
-from runbooks.policy import Policy
+from domain.policy import Policy
+from flows import _signoff as signoffs
 from store.migration_models import ALL_PROGRAMS
 from store.migration_records import RELEASE_KIND, KillSwitchRecord
 from tasks import chain, records
-from tasks import killswitch as switch
+from tasks import kill_switch as switch
 from tasks.notify import notify, open_thread
 
 RELEASE_BUFFER = "kill-switch-release"

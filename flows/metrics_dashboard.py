@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 
-from runbooks import dashboard
+from domain import dashboard
 from store.metrics import RecordsMetrics, collect_metrics
 from tasks.records import records_engine
 

@@ -42,12 +42,12 @@ from pydantic import Field
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from runbooks.errors import HashMismatch
-from runbooks.keys import parse_pubkey
-from runbooks.migrator import MigrationError, VerificationFailed, get_migrator, plan
+from core.errors import HashMismatch
+from core.keys import parse_pubkey
+from programs.plugin import MigrationError, VerificationFailed, get_migrator, plan
 from store import migration_records
 from store.migration_records import MigrationRunRecord
-from tasks import chain, killswitch
+from tasks import chain, kill_switch
 from tasks import migration as tasks
 from tasks.migration import FETCH_LIMIT, BatchResult
 from tasks.records import records_engine
@@ -80,7 +80,7 @@ async def migrate_accounts(
 
     Args:
         program_id: The program whose accounts to migrate (base58 address).
-        migrator: A registered AccountMigrator (runbooks/migrator.py) or
+        migrator: A registered AccountMigrator (programs/plugin.py) or
             'package.module:ClassName'.
         expected_program_sha256: The binary that knows the new layout; the run refuses to
             start while the program holds another one.
@@ -98,7 +98,7 @@ async def migrate_accounts(
     program_key = parse_pubkey(program_id, "program id")
     m = get_migrator(migrator)
     cluster = await load_block(SolanaCluster, cluster_block)
-    killswitch.check_kill_switch(cluster.cluster, program_id, "account migration")
+    kill_switch.check_kill_switch(cluster.cluster, program_id, "account migration")
 
     # 1. The binary that writes the new layout must be live.
     program = await chain.read_program(cluster, program_id)

@@ -31,18 +31,18 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
+from core.errors import InputError, ProposalClosed, RecordsError
+from core.keys import parse_pubkey
+from domain import policy as policy_audit
+from domain.rollback import refuse_over_migrated
 from flows.kill_switch import emergency_policy, engage, release_with_signoff
 from flows.upgrade import announce, collect_signoffs, wait_out_timelock
-from runbooks import policy as policy_audit
-from runbooks.errors import InputError, ProposalClosed, RecordsError
-from runbooks.keys import parse_pubkey
-from runbooks.migrator import get_migrator
-from runbooks.rollback import refuse_over_migrated
+from programs.plugin import get_migrator
 from store import migration_records
 from store.migration_records import ArchiveRecord, MigratedAccount
 from store.records import ProposalRecord
 from tasks import archive, chain, records
-from tasks.chain import rpc
+from tasks.chain import rpc_client
 from tasks.migration import FETCH_LIMIT, fetch_accounts
 from tasks.records import records_engine
 
@@ -274,7 +274,7 @@ async def migrated_on_chain(
     if not recorded:
         return []
     still: list[MigratedAccount] = []
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         for start in range(0, len(recorded), FETCH_LIMIT):
             chunk = recorded[start : start + FETCH_LIMIT]
             datas = await fetch_accounts(client, [a.address for a in chunk])

@@ -37,16 +37,16 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
-from flows import _signoffs as signoffs
-from flows._signoffs import SignOffOutcome
-from runbooks import messages, signoff, veto
-from runbooks import policy as policy_audit
-from runbooks.approval import ApprovalSubject
-from runbooks.errors import ProposalClosed
-from runbooks.keys import parse_pubkey
-from runbooks.policy import Policy
+from core.approval import ApprovalSubject
+from core.errors import ProposalClosed
+from core.keys import parse_pubkey
+from domain import messages, signoff, veto
+from domain import policy as policy_audit
+from domain.policy import Policy
+from flows import _signoff as signoffs
+from flows._signoff import SignOffOutcome
 from store.records import ProposalRecord
-from tasks import archive, chain, governance, killswitch, records
+from tasks import archive, chain, governance, kill_switch, records
 from tasks.notify import notify, open_thread
 
 # Waits longer than this suspend the run (deployments only) instead of holding a worker.
@@ -203,7 +203,7 @@ async def upgrade_program(
 
     # 6. Execute (idempotent) and 7. verify. Not while the kill switch is engaged; the
     # binary being replaced is archived first (the emergency rollback restores it).
-    killswitch.check_kill_switch(cluster.cluster, program_id, "upgrade")
+    kill_switch.check_kill_switch(cluster.cluster, program_id, "upgrade")
     await archive.archive_program(cluster, program_id, proposal_id=proposal.id)
     before = await chain.read_program(cluster, program_id)
     signature = (

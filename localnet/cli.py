@@ -26,8 +26,8 @@ from types import FrameType
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from core.errors import InputError, RunbookError
 from localnet.server import Localnet, LocalnetServer
-from runbooks.errors import InputError, RunbookError
 
 logger = logging.getLogger("localnet")
 

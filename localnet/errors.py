@@ -16,7 +16,7 @@ from typing import Any
 from solders.rpc.responses import RpcSimulateTransactionResult
 from solders.transaction_status import TransactionErrorType, TransactionReturnData
 
-from runbooks.errors import TransactionFailed
+from core.errors import TransactionFailed
 
 # Agave's TransactionError Display strings (solana-transaction-error).
 _TRANSACTION_ERRORS: dict[str, str] = {

@@ -64,13 +64,13 @@ from solders.transaction_status import (
     TransactionStatus,
 )
 
+from core.errors import InputError
 from localnet.errors import (
     LocalnetTransactionError,
     PreflightFailure,
     SignatureVerificationFailure,
     describe,
 )
-from runbooks.errors import InputError
 
 if TYPE_CHECKING:
     from localnet.server import Localnet

@@ -68,6 +68,7 @@ from solders.transaction_status import (
     TransactionReturnData,
 )
 
+from core.errors import InputError
 from localnet import methods
 from localnet.errors import (
     LocalnetTransactionError,
@@ -75,8 +76,7 @@ from localnet.errors import (
     SignatureVerificationFailure,
     describe,
 )
-from runbooks import loader
-from runbooks.errors import InputError
+from programs import loader
 
 logger = logging.getLogger("localnet")
 

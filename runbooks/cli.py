@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from runbooks.settings import apply_defaults
+from core.settings import apply_defaults
 
 if TYPE_CHECKING:
     from solders.keypair import Keypair
@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from runbooks import approval
-    from runbooks.errors import InputError
-    from runbooks.keys import load_keypair
+    from core import approval
+    from core.errors import InputError
+    from core.keys import load_keypair
 
     keypair = load_keypair(args.keypair)
     if args.onchain_proposal:
@@ -50,10 +50,10 @@ def _sign_onchain(args: argparse.Namespace, keypair: Keypair) -> int:
 
     from solana.rpc.async_api import AsyncClient
 
-    from runbooks import approval
-    from runbooks.errors import InputError, ProposalClosed
-    from runbooks.governance import closed_status, decisions, onchain_approval_line
-    from runbooks.keys import parse_pubkey
+    from core import approval
+    from core.errors import InputError, ProposalClosed
+    from core.keys import parse_pubkey
+    from domain.governance import closed_status, decisions, onchain_approval_line
 
     if not args.url:
         raise InputError("--onchain-proposal needs --url: the cluster's RPC URL (in the form)")
@@ -89,7 +89,7 @@ def _localnet(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from runbooks.settings import start_prefect_api
+    from core.settings import start_prefect_api
 
     start_prefect_api()  # a first start migrates Prefect's database: before the localnet
     if args.scenario != "upgrade":
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     apply_defaults()
-    from runbooks.errors import RunbookError
+    from core.errors import RunbookError
 
     args = build_parser().parse_args(argv)
     try:

@@ -16,7 +16,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
 
-from runbooks.errors import RunbookError
+from core.errors import RunbookError
 
 
 class ConsoleError(RunbookError):

@@ -24,10 +24,11 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from core import approval
 from localnet.server import LocalnetServer
+from programs import loader, rpc
+from programs.loader import verifiable_hash
 from programs.upgrade_manager import client as upgrade_manager
-from runbooks import approval, loader, onchain
-from runbooks.loader import verifiable_hash
 
 SOL = 1_000_000_000
 DEMO_PROGRAM = "demo_vault"
@@ -51,7 +52,7 @@ class DemoChain:
 
 def demo_binaries() -> dict[str, bytes]:
     """demo_vault v1 and v2, built from C (cached by source hash)."""
-    from programs.build import build_program
+    from programs.toolchain.build import build_program
 
     return {v: build_program(f"{DEMO_PROGRAM}/{v}").read_bytes() for v in ("v1", "v2")}
 
@@ -84,7 +85,7 @@ def start_demo_chain(
 async def write_buffer(chain: DemoChain, elf: bytes, authority: Keypair | None = None) -> Pubkey:
     """Write ``elf`` to a new buffer over RPC; its authority is the upgrade authority."""
     async with AsyncClient(chain.url) as client:
-        return await onchain.write_buffer(
+        return await rpc.write_buffer(
             client, chain.authority, Keypair(), authority or chain.authority, elf
         )
 
@@ -99,7 +100,7 @@ async def setup_governance(
     set-upgrade-authority <program> --new-upgrade-authority <PDA>
     --skip-new-upgrade-authority-signer-check` (a PDA cannot co-sign the checked form).
     """
-    from programs.build import build_program
+    from programs.toolchain.build import build_program
 
     manager = build_program(upgrade_manager.BUILD_NAME).read_bytes()
     chain.server.localnet.deploy_upgradeable(upgrade_manager.PROGRAM_ID, manager, chain.authority)
@@ -117,9 +118,9 @@ async def setup_governance(
     payer = chain.authority
     async with AsyncClient(chain.url) as client:
         create = upgrade_manager.create_governance(create_key.pubkey(), payer.pubkey(), config)
-        await onchain.send_and_confirm(client, [create], payer, [create_key])
+        await rpc.send_and_confirm(client, [create], payer, [create_key])
         hand_over = loader.set_authority(programdata, payer.pubkey(), authority_pda)
-        await onchain.send_and_confirm(client, [hand_over], payer)
+        await rpc.send_and_confirm(client, [hand_over], payer)
     chain.governance = governance
     return governance
 
@@ -131,7 +132,7 @@ async def hand_buffer_to_governance(chain: DemoChain, buffer: Pubkey) -> None:
     authority_pda = upgrade_manager.authority_address(chain.governance)
     async with AsyncClient(chain.url) as client:
         ix = loader.set_authority(buffer, chain.authority.pubkey(), authority_pda)
-        await onchain.send_and_confirm(client, [ix], chain.authority)
+        await rpc.send_and_confirm(client, [ix], chain.authority)
 
 
 async def save_blocks(
@@ -148,7 +149,7 @@ async def save_blocks(
     ``backend="onchain"`` names ``chain.governance`` (see ``setup_governance``).
     """
     from blocks import MultisigPolicy, SolanaCluster, SolanaKeypair
-    from runbooks.policy import Member
+    from domain.policy import Member
 
     names = {
         "cluster_block": prefix,

@@ -26,10 +26,11 @@ from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from core import approval
+from programs import rpc
 from programs.demo_vault import client as vault
-from runbooks import approval, onchain
+from programs.loader import verifiable_hash
 from runbooks.demo import DemoChain, find_run, save_blocks, start_demo_chain, write_buffer
-from runbooks.loader import verifiable_hash
 
 DEMO_VAULTS = 1_000
 # Vaults created per transaction: each signs (64 B) and adds two instructions.
@@ -48,7 +49,7 @@ async def create_config(chain: DemoChain) -> Pubkey:
             chain.program_id,
             rent,
         )
-        await onchain.send_and_confirm(client, ixs, chain.authority, [config])
+        await rpc.send_and_confirm(client, ixs, chain.authority, [config])
     return config.pubkey()
 
 
@@ -76,7 +77,7 @@ async def create_vaults(
                     config=config,
                 )
             async with limit:
-                await onchain.send_and_confirm(client, ixs, payer, group)
+                await rpc.send_and_confirm(client, ixs, payer, group)
 
         await asyncio.gather(*(create(i) for i in range(0, count, _VAULTS_PER_TRANSACTION)))
     return [kp.pubkey() for kp in vaults]
@@ -100,14 +101,14 @@ def seed_vaults(
 
 async def upgrade_directly(chain: DemoChain, elf: bytes) -> None:
     """Upgrade the demo program without the runbook (setup for tests and benches)."""
-    from runbooks import loader
+    from programs import loader
 
     buffer = await write_buffer(chain, elf)
     async with AsyncClient(chain.url) as client:
         ix = loader.upgrade(
             chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
         )
-        await onchain.send_and_confirm(client, [ix], chain.authority)
+        await rpc.send_and_confirm(client, [ix], chain.authority)
 
 
 async def save_pause_block(chain: DemoChain, config: Pubkey, name: str) -> str:
@@ -236,8 +237,8 @@ async def demo_rollback(
     chain: DemoChain, names: dict[str, str], config: Pubkey, v1_hash: str
 ) -> dict[str, Any]:
     """Roll the migrated program back to the archived v1: refused, then forced."""
+    from domain.rollback import RollbackRefused
     from flows.rollback import emergency_rollback
-    from runbooks.rollback import RollbackRefused
 
     pause_block = await save_pause_block(chain, config, f"{names['cluster_block']}-pause")
     params: dict[str, Any] = {

@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamil
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from runbooks.errors import InputError, RecordsError
+from core.errors import InputError, RecordsError
 from store import db
 from store.metrics import RecordsMetrics, collect_metrics
 

@@ -1,8 +1,8 @@
 """Slack buttons that resume a paused run: sign-offs that need no signature.
 
 Acknowledging a health alert or confirming a kill-switch release needs a person, not an
-ed25519 signature. The runbook pauses (``runbooks.confirmations``), posts a message with
-buttons (``runbooks.messages.confirm_buttons``), and Slack sends the click here. This
+ed25519 signature. The runbook pauses (``flows._confirmations``), posts a message with
+buttons (``domain.messages.confirm_buttons``), and Slack sends the click here. This
 handler:
 
 1. verifies Slack's request signature, v0 (``slack_sdk.signature.SignatureVerifier``:
@@ -42,7 +42,7 @@ from urllib.parse import parse_qs
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from runbooks.errors import RunbookError
+from core.errors import RunbookError
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class SlackAction:
     response_url: str | None = None
 
     def run_input(self) -> dict[str, Any]:
-        """The ``runbooks.confirmations.Confirmation`` input this click resumes with."""
+        """The ``flows._confirmations.Confirmation`` input this click resumes with."""
         return {
             "decision": self.decision,
             "by": f"slack:{self.user_id}" + (f" ({self.user_name})" if self.user_name else ""),
@@ -405,7 +405,7 @@ class SlackActionServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runbooks.settings import apply_defaults
+    from core.settings import apply_defaults
 
     apply_defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

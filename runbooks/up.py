@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from runbooks.keys import keypair_to_json
-from runbooks.settings import (
+from core.keys import keypair_to_json
+from core.settings import (
     EPHEMERAL_STARTUP_TIMEOUT,
     EPHEMERAL_STARTUP_TIMEOUT_DEFAULT,
     REPO_ROOT,

@@ -27,7 +27,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from runbooks.errors import RecordsError
+from core.errors import RecordsError
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH: Path = REPO_ROOT / "var" / "runbooks.db"

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from runbooks.errors import ApprovalError, InputError, ProposalClosed, RecordsError
+from core.errors import ApprovalError, InputError, ProposalClosed, RecordsError
 from store.db import redacted, session_scope
 from store.migration_models import (
     ACCOUNT_STATUSES,

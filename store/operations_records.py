@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from runbooks.errors import InputError, RecordsError
+from core.errors import InputError, RecordsError
 from store.db import redacted, session_scope
 from store.models import Approval, Execution, Proposal
 from store.operations_models import (

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from runbooks.errors import DuplicateApproval, InputError, ProposalClosed, RecordsError
+from core.errors import DuplicateApproval, InputError, ProposalClosed, RecordsError
 from store.db import redacted, session_scope
 from store.models import (
     BACKENDS,

@@ -11,12 +11,13 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from runbooks import loader, onchain, rollback
-from runbooks.errors import AccountNotFound, HashMismatch, RecordsError
-from runbooks.onchain import BufferInfo
+from core.errors import AccountNotFound, HashMismatch, RecordsError
+from domain import rollback
+from programs import loader, rpc
+from programs.rpc import BufferInfo
 from store import migration_records
 from store.migration_records import ArchiveRecord
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
 
@@ -28,9 +29,9 @@ async def archive_program(
 
     Idempotent: the same binary is stored once (seed 000's "Program Backup").
     """
-    async with rpc(cluster) as client:
-        program = await onchain.read_program(client, Pubkey.from_string(program_id))
-        account = await onchain.fetch_account(client, Pubkey.from_string(program.programdata))
+    async with rpc_client(cluster) as client:
+        program = await rpc.read_program(client, Pubkey.from_string(program_id))
+        account = await rpc.fetch_account(client, Pubkey.from_string(program.programdata))
     if account is None:
         raise AccountNotFound(f"ProgramData {program.programdata} of {program_id} is missing")
     data = bytes(account.data)
@@ -79,9 +80,9 @@ async def write_archived_buffer(
         )
     authority = (await load_block(SolanaKeypair, authority_block)).keypair()
     payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
-    async with rpc(cluster) as client:
-        buffer = await onchain.write_buffer(client, payer, Keypair(), authority, archive.data)
-        info = await onchain.read_buffer(client, buffer)
+    async with rpc_client(cluster) as client:
+        buffer = await rpc.write_buffer(client, payer, Keypair(), authority, archive.data)
+        info = await rpc.read_buffer(client, buffer)
     if info.sha256 != archive.sha256:
         raise HashMismatch(
             f"buffer {buffer} written from archive #{archive.id}", sha256, info.sha256

@@ -17,12 +17,12 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.database import RecordsDatabase
 from blocks.programs import ManagedProgram
-from runbooks import backup, loader, onchain
-from runbooks.backup import DatabaseDump, Manifest, ProgramBinary, SetAge
-from runbooks.errors import AccountNotFound
-from store import db
+from core.errors import AccountNotFound
+from programs import loader, rpc
+from store import backup, db
 from store import operations_records as ops
-from tasks.chain import READ_RETRIES, rpc
+from store.backup import DatabaseDump, Manifest, ProgramBinary, SetAge
+from tasks.chain import READ_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
 
@@ -63,11 +63,11 @@ async def save_programs(
 ) -> list[ProgramBinary]:
     """Each program's ProgramData bytes and hashes, re-checked against the chain's hash."""
     saved = []
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         for program in programs:
             key = Pubkey.from_string(program.program_id)
-            info = await onchain.read_program(client, key)
-            account = await onchain.fetch_account(client, loader.programdata_address(key))
+            info = await rpc.read_program(client, key)
+            account = await rpc.fetch_account(client, loader.programdata_address(key))
             if account is None:
                 raise AccountNotFound(f"ProgramData of {program.program_id} disappeared")
             entry = backup.write_program(

@@ -15,9 +15,10 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from runbooks import loader, onchain, signoff
-from runbooks.errors import ChainError, HashMismatch, RunbookError
-from runbooks.onchain import BufferInfo, ProgramInfo
+from core.errors import ChainError, HashMismatch, RunbookError
+from domain import signoff
+from programs import loader, rpc
+from programs.rpc import BufferInfo, ProgramInfo
 from store.records import ProposalRecord
 
 # Input and chain-state errors will not change by retrying; only transport faults do.
@@ -41,7 +42,7 @@ WRITE_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 2}
 
 
 @asynccontextmanager
-async def rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
+async def rpc_client(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
     """A client on the first endpoint that answers getHealth."""
     client = await _first_healthy(cluster)
     try:
@@ -72,10 +73,10 @@ async def inspect_upgrade(
     cluster: SolanaCluster, program_id: str, buffer: str, authority: str, expected_hash: str | None
 ) -> tuple[ProgramInfo, BufferInfo]:
     """Read the program and the buffer and check every precondition of the upgrade."""
-    async with rpc(cluster) as client:
-        program = await onchain.read_program(client, Pubkey.from_string(program_id))
-        buf = await onchain.read_buffer(client, Pubkey.from_string(buffer))
-    onchain.check_upgrade_ready(program, buf, Pubkey.from_string(authority), expected_hash)
+    async with rpc_client(cluster) as client:
+        program = await rpc.read_program(client, Pubkey.from_string(program_id))
+        buf = await rpc.read_buffer(client, Pubkey.from_string(buffer))
+    rpc.check_upgrade_ready(program, buf, Pubkey.from_string(authority), expected_hash)
     get_run_logger().info(
         "buffer %s verified: sha256 %s, %d bytes, authority %s",
         buffer,
@@ -88,8 +89,8 @@ async def inspect_upgrade(
 
 @task(name="read-program", **READ_RETRIES)
 async def read_program(cluster: SolanaCluster, program_id: str) -> ProgramInfo:
-    async with rpc(cluster) as client:
-        return await onchain.read_program(client, Pubkey.from_string(program_id))
+    async with rpc_client(cluster) as client:
+        return await rpc.read_program(client, Pubkey.from_string(program_id))
 
 
 @task(name="send-upgrade", **WRITE_RETRIES)
@@ -120,17 +121,17 @@ async def send_upgrade(
     payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
     program_key = Pubkey.from_string(proposal.program_id)
     buffer_key = Pubkey.from_string(proposal.buffer or "")
-    async with rpc(cluster) as client:
-        program = await onchain.read_program(client, program_key)
+    async with rpc_client(cluster) as client:
+        program = await rpc.read_program(client, program_key)
         if program.sha256 == expected_hash:
             logger.info(
                 "program %s already holds sha256 %s: nothing sent", program_key, expected_hash
             )
             return None
-        buf = await onchain.read_buffer(client, buffer_key)
-        onchain.check_upgrade_ready(program, buf, authority.pubkey(), expected_hash)
+        buf = await rpc.read_buffer(client, buffer_key)
+        rpc.check_upgrade_ready(program, buf, authority.pubkey(), expected_hash)
         ix = loader.upgrade(program_key, buffer_key, authority.pubkey(), payer.pubkey())
-        signature = await onchain.send_and_confirm(client, [ix], payer, [authority])
+        signature = await rpc.send_and_confirm(client, [ix], payer, [authority])
     logger.info("upgrade of %s sent: %s", program_key, signature)
     return str(signature)
 
@@ -140,8 +141,8 @@ async def verify_upgrade(
     cluster: SolanaCluster, before: ProgramInfo, expected_hash: str
 ) -> ProgramInfo:
     """After the upgrade: the hash is the proposal's, the slot advanced, the authority kept."""
-    async with rpc(cluster) as client:
-        after = await onchain.read_program(client, Pubkey.from_string(before.program_id))
+    async with rpc_client(cluster) as client:
+        after = await rpc.read_program(client, Pubkey.from_string(before.program_id))
     if after.sha256 != expected_hash:
         raise HashMismatch(
             f"program {before.program_id} after the upgrade", expected_hash, after.sha256

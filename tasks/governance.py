@@ -28,23 +28,23 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from programs.upgrade_manager import client as um
-from programs.upgrade_manager.client import Proposal
-from runbooks import governance as gov_rpc
-from runbooks import onchain
-from runbooks.errors import (
+from core.errors import (
     ApprovalError,
     ChainError,
     InputError,
     ProposalClosed,
     TransactionFailed,
 )
-from runbooks.keys import parse_pubkey, parse_signature
-from runbooks.policy import Policy
-from runbooks.signoff import Verdict
+from core.keys import parse_pubkey, parse_signature
+from domain import governance as gov_rpc
+from domain.policy import Policy
+from domain.signoff import Verdict
+from programs import rpc
+from programs.upgrade_manager import client as um
+from programs.upgrade_manager.client import Proposal
 from store import records as store
 from store.records import ProposalRecord
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
 # The audit row that ties a records proposal to its on-chain number (written before the
@@ -84,7 +84,7 @@ async def load_governance(
         )
     program_key = parse_pubkey(program_id, "governance program")
     address = parse_pubkey(governance, "governance")
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         state = await gov_rpc.read_governance(client, address, program_key)
     gov_rpc.check_policy_matches(policy, state, address)
     get_run_logger().info(
@@ -156,7 +156,7 @@ async def create_proposal(
     engine = records_engine()
     program_key, gov_key = onchain_gov.keys
     payer = await _payer(onchain_gov)
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         number = _reserved_number(proposal)
         if number is None:
             state = await gov_rpc.read_governance(client, gov_key, program_key)
@@ -176,7 +176,7 @@ async def create_proposal(
         )
         existing = await gov_rpc.read_proposal(client, address)
         if existing is None:
-            buf = await onchain.read_buffer(client, Pubkey.from_string(proposal.buffer or ""))
+            buf = await rpc.read_buffer(client, Pubkey.from_string(proposal.buffer or ""))
             ix = um.propose_upgrade(
                 gov_key,
                 number,
@@ -187,9 +187,7 @@ async def create_proposal(
                 program_id=program_key,
             )
             try:
-                signature = await onchain.send_and_confirm(
-                    client, [*_budget(buf.data_len), ix], payer
-                )
+                signature = await rpc.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
             except TransactionFailed as exc:
                 if gov_rpc.program_error(exc, program_key) == um.UpgradeManagerError.InvalidPda:
                     raise ChainError(
@@ -224,7 +222,7 @@ async def onchain_signoffs(
 ) -> tuple[dict[str, str], str | None]:
     """(member -> decision, closed status) as the chain records them."""
     _, gov_key = onchain_gov.keys
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         state = await gov_rpc.read_governance(client, gov_key, onchain_gov.keys[0])
         p = await _read(client, onchain_gov, proposal)
     return gov_rpc.decisions(state, p), gov_rpc.closed_status(p)
@@ -241,7 +239,7 @@ async def relay_signoff(
     """Relay a sign-off the flow accepted; the program's verdict is the one returned."""
     program_key, gov_key = onchain_gov.keys
     payer = await _payer(onchain_gov)
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         state = await gov_rpc.read_governance(client, gov_key, program_key)
         p = await _read(client, onchain_gov, proposal)
         # A retry after a lost reply finds its vote on chain and sends nothing.
@@ -259,7 +257,7 @@ async def relay_signoff(
             program_key,
         )
         try:
-            tx = await onchain.send_and_confirm(client, ixs, payer)
+            tx = await rpc.send_and_confirm(client, ixs, payer)
         except TransactionFailed as exc:
             return Verdict(
                 member=verdict.member,
@@ -276,7 +274,7 @@ async def mark_threshold_met(
     cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
 ) -> ProposalRecord:
     """Record the threshold as met at the chain's approved_at (the timelock's start)."""
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         p = await _read(client, onchain_gov, proposal)
     if p.approved_at == 0:
         raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain yet")
@@ -299,8 +297,8 @@ async def execute_upgrade(
     payer = await _payer(onchain_gov)
     target = Pubkey.from_string(proposal.program_id)
     buffer = Pubkey.from_string(proposal.buffer or "")
-    async with rpc(cluster) as client:
-        program = await onchain.read_program(client, target)
+    async with rpc_client(cluster) as client:
+        program = await rpc.read_program(client, target)
         if program.sha256 == proposal.buffer_hash:
             logger.info("program %s already holds sha256 %s: nothing sent", target, program.sha256)
             return None
@@ -316,7 +314,7 @@ async def execute_upgrade(
         while (left := executable_at - await gov_rpc.chain_time(client)) > 0:
             logger.info("on-chain timelock: %d s left", left)
             await asyncio.sleep(min(left, 30))
-        buf = await onchain.read_buffer(client, buffer)
+        buf = await rpc.read_buffer(client, buffer)
         ix = um.execute_upgrade(
             gov_key,
             Pubkey.from_string(proposal.onchain_address or ""),
@@ -326,7 +324,7 @@ async def execute_upgrade(
             program_key,
         )
         try:
-            signature = await onchain.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
+            signature = await rpc.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
         except TransactionFailed as exc:
             code = gov_rpc.program_error(exc, program_key)
             if code is None:

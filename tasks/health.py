@@ -1,6 +1,6 @@
 """Tasks of the daily health check: observe the chain and read/write its records.
 
-Observations only: every judgement is in ``runbooks.health``. Reads retry transport
+Observations only: every judgement is in ``domain.health``. Reads retry transport
 faults; writes are idempotent (the report per flow run, the baseline hash per slot).
 """
 
@@ -15,12 +15,12 @@ from prefect import task
 from solders.pubkey import Pubkey
 
 from blocks.cluster import SolanaCluster
-from runbooks import onchain
-from runbooks.errors import ChainError
-from runbooks.health import ProgramObservation
+from core.errors import ChainError
+from domain.health import ProgramObservation
+from programs import rpc
 from store import operations_records as ops
 from store import records as store_records
-from tasks.chain import READ_RETRIES, rpc
+from tasks.chain import READ_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
 
@@ -35,7 +35,7 @@ class ClusterObservation:
 @task(name="observe-cluster", **READ_RETRIES)
 async def observe_cluster(cluster: SolanaCluster, sample_seconds: float) -> ClusterObservation:
     """The slot twice, ``sample_seconds`` apart, and the node's version."""
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         first = (await client.get_slot()).value
         version = (await client.get_version()).value.solana_core
         started = time.monotonic()
@@ -50,15 +50,15 @@ async def observe_programs(
 ) -> dict[str, ProgramObservation]:
     """Each program's account (exists, executable) and ProgramData (authority, hash)."""
     seen: dict[str, ProgramObservation] = {}
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         for program_id in program_ids:
             key = Pubkey.from_string(program_id)
-            account = await onchain.fetch_account(client, key)
+            account = await rpc.fetch_account(client, key)
             if account is None:
                 seen[program_id] = ProgramObservation(program_id, exists=False, executable=False)
                 continue
             try:
-                info = await onchain.read_program(client, key)
+                info = await rpc.read_program(client, key)
             except ChainError as exc:  # not upgradeable, ProgramData gone: a finding
                 seen[program_id] = ProgramObservation(
                     program_id, True, account.executable, error=str(exc)
@@ -70,7 +70,7 @@ async def observe_programs(
 
 @task(name="read-balances", **READ_RETRIES)
 async def read_balances(cluster: SolanaCluster, addresses: list[str]) -> dict[str, int]:
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         return {a: (await client.get_balance(Pubkey.from_string(a))).value for a in addresses}
 
 

@@ -30,13 +30,13 @@ from solders.transaction import Transaction
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from runbooks import onchain
-from runbooks.errors import ChainError
-from runbooks.migrator import AccountMigrator, get_migrator
+from core.errors import ChainError
+from programs import rpc
+from programs.plugin import AccountMigrator, get_migrator
 from store import migration_records
 from store.migration_records import AccountOutcome, AccountState, MigrationRunRecord, Snapshot
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
-from tasks.killswitch import ensure_released
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
+from tasks.kill_switch import ensure_released
 from tasks.records import current_run_id, records_engine
 
 FETCH_LIMIT = 100  # getMultipleAccounts answers at most 100 addresses
@@ -66,7 +66,7 @@ _shared_client: ContextVar[AsyncClient | None] = ContextVar("migration_rpc", def
 @asynccontextmanager
 async def shared_rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
     """Open the client the batches started inside this block share."""
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         token = _shared_client.set(client)
         try:
             yield client
@@ -80,7 +80,7 @@ async def _rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
     if shared is not None:
         yield shared
     else:
-        async with rpc(cluster) as client:
+        async with rpc_client(cluster) as client:
             yield client
 
 
@@ -124,7 +124,7 @@ async def discover_accounts(
     """Addresses of the program's accounts at layout ``version`` (getProgramAccounts with
     the migrator's filters, no data: the batches fetch it)."""
     migrator = get_migrator(migrator_name)
-    async with rpc(cluster) as client:
+    async with rpc_client(cluster) as client:
         resp = await client.get_program_accounts(
             Pubkey.from_string(program_id),
             commitment=Confirmed,
@@ -367,9 +367,9 @@ async def _send_chunks(
     async def send(chunk: list[str]) -> tuple[list[str], Signature | None, str | None]:
         tx = _transaction(migrator, program, payer, chunk, blockhash)
         try:
-            resp = await client.send_transaction(tx, opts=onchain.SEND_OPTS)
+            resp = await client.send_transaction(tx, opts=rpc.SEND_OPTS)
         except RPCException as exc:
-            failure = onchain.transaction_failed(exc)
+            failure = rpc.transaction_failed(exc)
             return chunk, None, migrator.describe_failure(str(failure), failure.logs)
         return chunk, resp.value, None
 

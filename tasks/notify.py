@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 
 from blocks.slack import SlackChannel
-from runbooks.messages import STATUS_BLOCK_ID
+from domain.messages import STATUS_BLOCK_ID
 from store import records as store
 from tasks.records import current_run_id, records_engine
 

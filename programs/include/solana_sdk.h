@@ -2,7 +2,7 @@
  * solana_sdk.h: the small C SDK our on-chain programs are written against.
  *
  * Built with `clang --target=bpfel -mcpu=v2 -O2 -fno-builtin -ffreestanding` and linked
- * by programs/build.py (sBPF v0). There is no libc: fixed-width types come from clang's
+ * by programs/toolchain/build.py (sBPF v0). There is no libc: fixed-width types come from clang's
  * predefined macros, and memcpy/memcmp/memset are explicit loops or syscalls (with
  * -fno-builtin clang never calls them behind our back for loops; a large struct copy
  * may still do so, which the linker reports).

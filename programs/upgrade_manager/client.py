@@ -48,6 +48,8 @@ from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.sysvar import CLOCK, INSTRUCTIONS, RENT
 
+from core.approval import Action, ApprovalSubject, check_restricted_ascii, envelope
+from programs import loader
 from programs.anchor import (
     Reader,
     account_discriminator,
@@ -58,8 +60,6 @@ from programs.anchor import (
     pack_u32,
     pack_u64,
 )
-from runbooks import loader
-from runbooks.approval import Action, ApprovalSubject, check_restricted_ascii, envelope
 
 BUILD_NAME = "upgrade_manager"
 # A vanity address nobody holds a key for: where the localnet and tests load the program.
@@ -321,7 +321,7 @@ def proposal_address(governance: Pubkey, index: int, program_id: Pubkey = PROGRA
 def approval_text(governance: Pubkey, proposal: Proposal, action: Action = "approve") -> str:
     """The restricted-ASCII line a member signs for ``action``, as the program rebuilds it.
 
-    An upgrade's text is exactly :meth:`runbooks.approval.ApprovalSubject.message`; other
+    An upgrade's text is exactly :meth:`core.approval.ApprovalSubject.message`; other
     kinds add a ``kind:`` field and name what they change.
     """
     if proposal.kind == ProposalKind.UPGRADE:

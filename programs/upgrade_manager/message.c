@@ -1,7 +1,7 @@
 /*
  * The approval message, rebuilt on chain from the governance key and the proposal, so a
  * relayed signature is checked against what the proposal really says rather than bytes
- * the relayer chose. Must match runbooks/approval.py (ApprovalSubject.message, envelope)
+ * the relayer chose. Must match core/approval.py (ApprovalSubject.message, envelope)
  * and client.py (approval_text) byte for byte; the tests sign the Python text and the
  * program refuses any difference.
  */
@@ -117,7 +117,7 @@ uint64_t build_envelope(const SolPubkey *governance, const Proposal *p, uint8_t 
   PUT(&t, "; ");
   switch (p->kind) {
     case KIND_UPGRADE:
-      /* Exactly runbooks.approval.ApprovalSubject.message: no kind field. */
+      /* Exactly core.approval.ApprovalSubject.message: no kind field. */
       put_upgrade_target(&t, p);
       break;
     case KIND_EMERGENCY_UPGRADE:

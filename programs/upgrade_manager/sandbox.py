@@ -23,11 +23,11 @@ from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from programs.build import build_program
+from core.approval import Action
+from programs import loader
+from programs.toolchain.build import build_program
 from programs.upgrade_manager import client
 from programs.upgrade_manager.client import Governance, GovernanceConfig, Proposal
-from runbooks import loader
-from runbooks.approval import Action
 
 START_TIME = 1_700_000_000  # LiteSVM's clock starts at 0; a realistic time catches sign bugs
 SOL = 1_000_000_000

@@ -143,7 +143,7 @@ _Static_assert(sizeof(Governance) == 496, "Governance layout");
 _Static_assert(sizeof(Proposal) == 656, "Proposal layout");
 
 /* Builds the signed bytes for `action` on `proposal`: the off-chain message envelope v0
- * around the restricted-ASCII approval text (runbooks/approval.py). Returns the length
+ * around the restricted-ASCII approval text (core/approval.py). Returns the length
  * written to `out`, or 0 if `cap` is too small. */
 uint64_t build_envelope(const SolPubkey *governance, const Proposal *proposal, uint8_t action,
                         uint8_t *out, uint64_t cap);

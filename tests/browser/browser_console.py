@@ -32,8 +32,8 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from core.settings import REPO_ROOT
 from runbooks.cli import main as runbooks_cli
-from runbooks.settings import REPO_ROOT
 
 BPF_LOADER_UPGRADEABLE = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 PROGRAMDATA_HEADER = 45
@@ -205,7 +205,7 @@ def runbooks_sign(
 
 def stock_cli_signature(member: Keypair, message: str) -> str:
     """What `solana sign-offchain-message` signs: the v0 envelope, written out here
-    independently of runbooks.approval (signing domain, version 0, format 0 = restricted
+    independently of core.approval (signing domain, version 0, format 0 = restricted
     ASCII, u16 LE length, message)."""
     body = message.encode("ascii")
     envelope = b"\xffsolana offchain" + bytes([0, 0]) + struct.pack("<H", len(body)) + body

@@ -122,7 +122,7 @@ class Console:
 
 def start_server(env: ConsoleEnv) -> subprocess.Popen[bytes]:
     """`runbooks up`'s server start, on this console's port and home."""
-    from runbooks.settings import REPO_ROOT
+    from core.settings import REPO_ROOT
     from runbooks.up import start_prefect_server
 
     (REPO_ROOT / "var").mkdir(exist_ok=True)  # start_prefect_server logs there

@@ -33,9 +33,9 @@ from browser_stack import (
 )
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from core.keys import keypair_to_json
+from core.settings import REPO_ROOT
 from runbooks.demo import save_blocks, start_demo_chain
-from runbooks.keys import keypair_to_json
-from runbooks.settings import REPO_ROOT
 
 OUTPUT = REPO_ROOT / "test-output"
 SCREENSHOTS = OUTPUT / "screenshots"

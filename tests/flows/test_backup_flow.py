@@ -12,10 +12,10 @@ from sqlalchemy import Engine
 from blocks import RecordsDatabase
 from blocks.programs import ManagedProgram, ManagedPrograms
 from flows.backup import backup_records_and_programs, restore_backup
-from runbooks import backup, loader
+from programs import loader
 from runbooks.demo import DemoChain
+from store import backup, records
 from store import operations_records as ops
-from store import records
 from store.testing import create_scratch_database, drop_database
 
 MEMBERS = [

@@ -16,8 +16,8 @@ from prefect.exceptions import ObjectNotFound
 
 import blocks
 from blocks import BLOCK_TYPES, RecordsDatabase, SolanaCluster, load_block, register_block_types
+from core.errors import BlockNotFound
 from flows.backup import restore_backup
-from runbooks.errors import BlockNotFound
 
 
 def block_classes_in_package() -> set[type[Block]]:

@@ -13,8 +13,8 @@ import pytest
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
+from core.settings import REPO_ROOT
 from runbooks.forms import title
-from runbooks.settings import REPO_ROOT
 from runbooks.up import load_deployments
 
 DEPLOYMENTS = load_deployments()

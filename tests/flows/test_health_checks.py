@@ -1,13 +1,13 @@
-"""The health check's judgements (runbooks.health), on observations made up here."""
+"""The health check's judgements (domain.health), on observations made up here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from runbooks import health
-from runbooks.health import Finding, ProgramObservation
-from runbooks.onchain import ProgramInfo
+from domain import health
+from domain.health import Finding, ProgramObservation
+from programs.rpc import ProgramInfo
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 INFO = ProgramInfo(

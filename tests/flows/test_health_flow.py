@@ -19,13 +19,13 @@ from sqlalchemy import Engine
 from blocks import SlackChannel, SolanaCluster
 from blocks.programs import FeePayer, ManagedProgram, ManagedPrograms
 from flows.health import daily_health
-from runbooks import loader, onchain
+from programs import loader, rpc
 from runbooks.demo import DemoChain, write_buffer
 from runbooks.slack_handler import ACTION_PREFIX, handle, signature
-from runbooks.slack_stub import SlackStub
 from store import migration_records, records
 from store import operations_records as ops
 from store.migration_models import MigrationRun
+from tests.stand_ins.slack_stub import SlackStub
 
 QUICK = {"slot_sample_seconds": 0.1, "ack_timeout_seconds": 0}
 
@@ -67,7 +67,7 @@ async def unauthorised_upgrade(chain: DemoChain) -> str:
         ix = loader.upgrade(
             chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
         )
-        await onchain.send_and_confirm(client, [ix], chain.authority)
+        await rpc.send_and_confirm(client, [ix], chain.authority)
     return loader.verifiable_hash(chain.binaries["v2"])
 
 
@@ -79,7 +79,7 @@ async def change_authority(chain: DemoChain) -> Keypair:
             chain.authority.pubkey(),
             intruder.pubkey(),
         )
-        await onchain.send_and_confirm(client, [ix], chain.authority, [intruder])
+        await rpc.send_and_confirm(client, [ix], chain.authority, [intruder])
     return intruder
 
 

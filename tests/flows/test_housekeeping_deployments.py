@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.settings import PREFECT_API_URL
 
-from runbooks.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from runbooks.up import PREFECT_YAML, load_deployments
 
 SCHEDULED = {

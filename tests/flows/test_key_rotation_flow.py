@@ -17,20 +17,22 @@ from sqlalchemy import Engine
 
 from blocks import MultisigPolicy, SlackChannel, SolanaKeypair
 from blocks.programs import ManagedProgram, ManagedPrograms
+from core import approval
+from core.errors import TransactionFailed
+from domain import key_rotation
 from flows.key_rotation import (
     change_subject,
     key_rotation_review,
     rotate_upgrade_authority,
     rotation_key,
 )
-from runbooks import approval, loader, onchain, rotation
+from programs import loader, rpc
 from runbooks.console import resume_with_input, sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
-from runbooks.errors import TransactionFailed
-from runbooks.slack_stub import SlackStub
 from store import operations_records as ops
 from store import records
 from tasks.records import proposal_by_key
+from tests.stand_ins.slack_stub import SlackStub
 
 
 @pytest.fixture
@@ -176,7 +178,7 @@ async def test_a_transfer_the_new_authority_did_not_sign_is_refused(
     )
     async with AsyncClient(chain.url) as client:
         with pytest.raises(TransactionFailed, match="MissingRequiredSignature"):
-            await onchain.send_and_confirm(client, [unsigned], chain.authority)
+            await rpc.send_and_confirm(client, [unsigned], chain.authority)
     assert authority_of(chain) == str(chain.authority.pubkey())
 
 
@@ -236,18 +238,18 @@ async def test_review_reminds_before_keys_are_due(
 
 def test_rotation_schedule_follows_the_seed() -> None:
     start = datetime(2025, 8, 31, tzinfo=UTC)
-    assert rotation.due_at("upgrade", start) == datetime(2026, 2, 28, tzinfo=UTC)
-    assert rotation.due_at("governance", start) == datetime(2026, 8, 31, tzinfo=UTC)
-    assert rotation.due_at("emergency", start) == datetime(2025, 11, 30, tzinfo=UTC)
+    assert key_rotation.due_at("upgrade", start) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert key_rotation.due_at("governance", start) == datetime(2026, 8, 31, tzinfo=UTC)
+    assert key_rotation.due_at("emergency", start) == datetime(2025, 11, 30, tzinfo=UTC)
 
 
 def test_authority_messages_cannot_be_replayed_as_upgrades() -> None:
-    from runbooks.approval import ApprovalSubject
+    from core.approval import ApprovalSubject
 
     common = {"governance": "G", "proposal": "7", "program": "P", "sha256": "ab" * 32}
     upgrade = ApprovalSubject(buffer="B", **common).message()
-    change = rotation.AuthorityChangeSubject(buffer="", new_authority="N", **common).message()
-    immutable = rotation.AuthorityChangeSubject(buffer="", **common).message()
+    change = key_rotation.AuthorityChangeSubject(buffer="", new_authority="N", **common).message()
+    immutable = key_rotation.AuthorityChangeSubject(buffer="", **common).message()
     assert len({upgrade, change, immutable}) == 3
     assert "new-authority: N" in change and "change: make-immutable" in immutable
 

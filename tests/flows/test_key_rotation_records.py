@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from runbooks.errors import InputError
+from core.errors import InputError
 from store import operations_records as ops
 from store import records
 from store.db import create_engine, migrate

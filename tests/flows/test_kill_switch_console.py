@@ -25,22 +25,24 @@ from solders.transaction import Transaction
 from sqlalchemy import Engine, func, select
 
 from blocks import MultisigPolicy, SlackChannel
+from core import approval
+from core.approval import ApprovalSubject
+from core.errors import InputError
+from domain.kill_switch import KillSwitchRelease
 from flows._subjects import signing_subject
 from flows.kill_switch import kill_switch
+from programs import loader
 from programs.demo_vault import client as vault
-from runbooks import approval, cli, loader
-from runbooks.approval import ApprovalSubject
+from runbooks import cli
 from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
-from runbooks.errors import InputError
-from runbooks.killswitch import KillSwitchRelease
-from runbooks.slack_stub import SlackStub
 from runbooks.up import PAUSE_BLOCK, PREFECT_YAML, prepare_console
 from store import migration_records, records
 from store.db import session_scope
 from store.migration_records import RELEASE_KIND
 from store.models import AuditEvent, Proposal
 from store.records import ProposalRecord
+from tests.stand_ins.slack_stub import SlackStub
 
 
 def deployment_parameters(name: str) -> dict[str, Any]:

@@ -19,13 +19,13 @@ from solders.account import Account
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine, func, select
 
+from core.errors import KillSwitchEngaged
 from flows.migration import migrate_accounts
 from programs.anchor import instruction_discriminator
 from programs.demo_vault import client as vault
+from programs.plugin import MigrationError, VerificationFailed
 from runbooks.demo import DemoChain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
-from runbooks.errors import KillSwitchEngaged
-from runbooks.migrator import MigrationError, VerificationFailed
 from store import migration_records
 from store.db import session_scope
 from store.migration_models import MigrationAccount

@@ -15,12 +15,14 @@ from solders.transaction import Transaction
 from sqlalchemy import Engine, func, select
 
 from blocks import SolanaCluster
+from core.errors import InputError, KillSwitchEngaged
+from domain.rollback import RollbackRefused
 from flows._subjects import signing_subject
 from flows.kill_switch import kill_switch
 from flows.migration import migrate_accounts
 from flows.rollback import emergency_rollback
+from programs import loader
 from programs.demo_vault import client as vault
-from runbooks import loader
 from runbooks.demo import DemoChain, run_upgrade
 from runbooks.demo_migration import (
     create_config,
@@ -31,8 +33,6 @@ from runbooks.demo_migration import (
     set_emergency_policy,
     upgrade_directly,
 )
-from runbooks.errors import InputError, KillSwitchEngaged
-from runbooks.rollback import RollbackRefused
 from store import migration_records, records
 from store.db import session_scope
 from store.models import Execution, Proposal

@@ -30,7 +30,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from browser_stack import ConsoleEnv, free_port, patched_environ, start_server, stop
 
-from runbooks.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 
 # (flow name, deployment name) -> what its cron says about every run it creates.
 SCHEDULED = {

@@ -19,9 +19,11 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine
 
+from core import approval
+from domain.veto import countdown
 from flows.upgrade import approval_subject, proposal_key, upgrade_program
+from programs import loader
 from programs.upgrade_manager.client import Proposal, ProposalStatus
-from runbooks import approval, loader
 from runbooks.console import resume_with_input, sign_off, wait_for_pause
 from runbooks.demo import (
     DemoChain,
@@ -31,7 +33,6 @@ from runbooks.demo import (
     setup_governance,
     write_buffer,
 )
-from runbooks.veto import countdown
 from store import records
 from tasks.records import proposal_by_key
 

@@ -12,11 +12,12 @@ from solders.keypair import Keypair
 from sqlalchemy import Engine, func, select
 
 from blocks import MultisigPolicy, SolanaKeypair
+from core import approval, errors
+from core.keys import keypair_to_json
 from flows.upgrade import approval_subject
-from runbooks import approval, errors, loader, onchain
+from programs import loader, rpc
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import DemoChain, write_buffer
-from runbooks.keys import keypair_to_json
 from store import records
 from store.models import Approval, Execution, Proposal
 from tasks.chain import send_upgrade
@@ -208,7 +209,7 @@ async def _make_immutable(chain: DemoChain) -> None:
         ix = loader.set_authority(
             loader.programdata_address(chain.program_id), chain.authority.pubkey(), None
         )
-        await onchain.send_and_confirm(client, [ix], chain.authority)
+        await rpc.send_and_confirm(client, [ix], chain.authority)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

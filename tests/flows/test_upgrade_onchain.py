@@ -18,10 +18,15 @@ from solders.transaction import Transaction
 from sqlalchemy import Engine
 
 from blocks import MultisigPolicy, SlackChannel, SolanaCluster
+from core import approval, errors
+from core.keys import keypair_to_json
+from domain import messages
+from domain.policy import Member
+from domain.signoff import Verdict
 from flows.upgrade import approval_subject
+from programs import loader
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus
-from runbooks import approval, errors, loader, messages
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import (
     DemoChain,
@@ -30,12 +35,9 @@ from runbooks.demo import (
     setup_governance,
     write_buffer,
 )
-from runbooks.keys import keypair_to_json
-from runbooks.policy import Member
-from runbooks.signoff import Verdict
-from runbooks.slack_stub import SlackStub
 from store import records
 from tasks import governance
+from tests.stand_ins.slack_stub import SlackStub
 
 TIMELOCK = 2
 

@@ -12,8 +12,9 @@ from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from sqlalchemy import Engine, func, select
 
+from core import approval
 from flows.upgrade import approval_subject, proposal_key, upgrade_program
-from runbooks import approval, loader
+from programs import loader
 from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain
 from store import records

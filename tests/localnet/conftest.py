@@ -15,7 +15,7 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 
 from localnet import Localnet, LocalnetServer
-from runbooks import loader
+from programs import loader
 
 LAMPORTS_PER_SOL = 1_000_000_000
 MEMO_V3 = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")

@@ -15,9 +15,9 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from core.errors import InputError
 from localnet.cli import main, parse_program
-from runbooks import loader
-from runbooks.errors import InputError
+from programs import loader
 
 REPO = Path(__file__).resolve().parents[2]
 

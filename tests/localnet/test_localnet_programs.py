@@ -19,10 +19,10 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction, VersionedTransaction
 
+from core.errors import InputError
 from localnet import Localnet, LocalnetTransactionError
 from localnet.methods import b58encode
-from runbooks import loader
-from runbooks.errors import InputError
+from programs import loader
 
 MEMO_V1 = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")
 

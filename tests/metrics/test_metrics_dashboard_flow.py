@@ -9,8 +9,8 @@ from metrics_seed import A, B, C, seed
 from prefect.client.orchestration import get_client
 from sqlalchemy import Engine
 
+from domain.dashboard import bar, duration, short
 from flows.metrics_dashboard import ARTIFACT_KEY, metrics_dashboard
-from runbooks.dashboard import bar, duration, short
 
 
 async def published(run_id: object) -> str:

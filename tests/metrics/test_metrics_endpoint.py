@@ -25,9 +25,9 @@ from metrics_seed import (
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
+from core.settings import REPO_ROOT
 from runbooks import up
 from runbooks.metrics import METRICS, endpoint_url, serve
-from runbooks.settings import REPO_ROOT
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 

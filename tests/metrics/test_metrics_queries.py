@@ -17,7 +17,7 @@ from metrics_seed import (
 )
 from sqlalchemy import Engine
 
-from runbooks.errors import RecordsError
+from core.errors import RecordsError
 from store.db import create_engine
 from store.metrics import collect_metrics
 

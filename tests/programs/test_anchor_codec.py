@@ -11,10 +11,11 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
-from programs import anchor, build
+from programs import anchor
 from programs.anchor import AnchorError, Reader
 from programs.demo_vault import client
 from programs.demo_vault.client import Config, VaultError, VaultV1, VaultV2
+from programs.toolchain import build
 
 
 def test_discriminators_match_anchor() -> None:

@@ -12,10 +12,10 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from programs import loader
 from programs.anchor import AnchorError, instruction_data, pack_u64
 from programs.demo_vault import client
 from programs.demo_vault.client import Config, VaultError, VaultV1, VaultV2
-from runbooks import loader
 
 
 @dataclass

@@ -14,8 +14,8 @@ from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM
 from solders.sysvar import INSTRUCTIONS
 
-from programs import build
-from programs.build import (
+from programs.toolchain import build
+from programs.toolchain.build import (
     R_BPF_64_32,
     R_BPF_64_RELATIVE,
     BuildError,

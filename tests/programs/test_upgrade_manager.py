@@ -25,6 +25,8 @@ from solders.sysvar import INSTRUCTIONS
 from solders.transaction import Transaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
+from core.approval import ApprovalSubject
+from programs import loader
 from programs.anchor import AnchorError, account_discriminator, instruction_discriminator
 from programs.demo_vault import client as vault_client
 from programs.upgrade_manager import client
@@ -37,8 +39,6 @@ from programs.upgrade_manager.client import (
 )
 from programs.upgrade_manager.client import UpgradeManagerError as E
 from programs.upgrade_manager.sandbox import START_TIME, Sandbox, Sent, new_sandbox, vault_so
-from runbooks import loader
-from runbooks.approval import ApprovalSubject
 
 PROGRAM_DIR = Path(client.__file__).parent
 IDL = json.loads((PROGRAM_DIR / "idl.json").read_text())
@@ -93,7 +93,7 @@ def assert_refused(box: Sandbox, index: int, code: int, attempt: Callable[[], Se
 
 
 def hand_written_envelope(box: Sandbox, index: int, action: str = "approve") -> bytes:
-    """The signed bytes, spelled out here rather than taken from runbooks.approval."""
+    """The signed bytes, spelled out here rather than taken from core.approval."""
     p = box.proposal(index)
     text = (
         f"solana-runbooks v1; action: {action}; governance: {box.governance}; "

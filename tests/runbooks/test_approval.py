@@ -7,9 +7,9 @@ import struct
 import pytest
 from solders.keypair import Keypair
 
-from runbooks import approval
-from runbooks.approval import ApprovalSubject
-from runbooks.errors import InputError, InvalidSignature
+from core import approval
+from core.approval import ApprovalSubject
+from core.errors import InputError, InvalidSignature
 
 SUBJECT = ApprovalSubject(
     governance=str(Keypair().pubkey()),

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, make_url, select
 
-from runbooks import backup
-from runbooks.backup import Manifest, SetAge
-from runbooks.errors import HashMismatch, InputError
+from core.errors import HashMismatch, InputError
+from store import backup, records
 from store import operations_records as ops
-from store import records
+from store.backup import Manifest, SetAge
 from store.db import create_engine, migrate
 from store.models import Proposal
 from store.testing import create_scratch_database, drop_database
@@ -128,7 +127,7 @@ def test_a_restore_that_lost_rows_does_not_count(
 
 
 def test_program_binaries_keep_their_verifiable_hash(tmp_path: Path) -> None:
-    from runbooks import loader
+    from programs import loader
 
     elf = b"\x7fELF" + bytes(range(256)) * 4
     programdata = (

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.loader import verifiable_hash
-from runbooks.settings import REPO_ROOT
+from core.settings import REPO_ROOT
+from programs.loader import verifiable_hash
 
 # Past Prefect's default PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (20 s).
 SERVER_START_DELAY_SECONDS = 30

@@ -8,16 +8,17 @@ from datetime import UTC, datetime
 import pytest
 from solders.keypair import Keypair
 
-from flows._subjects import signing_subject
-from runbooks import approval, signoff
-from runbooks.approval import ApprovalSubject
-from runbooks.errors import InputError
-from runbooks.killswitch import (
+from core import approval
+from core.approval import ApprovalSubject
+from core.errors import InputError
+from domain import signoff
+from domain.kill_switch import (
     KillSwitchRelease,
     release_form_description,
     still_serving_warning,
 )
-from runbooks.policy import Policy
+from domain.policy import Policy
+from flows._subjects import signing_subject
 from store.migration_records import KillSwitchRecord
 from store.records import ProposalRecord
 

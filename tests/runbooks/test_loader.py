@@ -1,4 +1,4 @@
-"""runbooks.loader against the real upgradeable loader running in LiteSVM."""
+"""programs.loader against the real upgradeable loader running in LiteSVM."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from solders.sysvar import CLOCK, RENT
 from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
-from runbooks import loader
-from runbooks.errors import InputError, NotABuffer
+from core.errors import InputError, NotABuffer
+from programs import loader
 
 TOKEN_ID = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
 MEMO_ID = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")

@@ -11,11 +11,12 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
+from core.errors import InputError, KillSwitchEngaged
+from domain import kill_switch, rollback
+from programs import plugin
 from programs.demo_vault import client as vault
-from runbooks import killswitch, migrator, rollback
-from runbooks.errors import InputError, KillSwitchEngaged
-from runbooks.loader import verifiable_hash
-from runbooks.migrator import DemoVaultMigrator, get_migrator, plan
+from programs.loader import verifiable_hash
+from programs.plugin import DemoVaultMigrator, get_migrator, plan
 from store.migration_records import KillSwitchRecord, MigratedAccount
 
 M = DemoVaultMigrator()
@@ -37,8 +38,8 @@ def b58decode(text: str) -> bytes:
 
 def test_b58encode_matches_solders() -> None:
     key = Pubkey.new_unique()
-    assert migrator.b58encode(bytes(key)) == str(key)
-    assert migrator.b58encode(b"\0\0\x01") == "112"
+    assert plugin.b58encode(bytes(key)) == str(key)
+    assert plugin.b58encode(b"\0\0\x01") == "112"
 
 
 def test_select_filters_the_discriminator_and_the_version_byte() -> None:
@@ -81,8 +82,8 @@ def test_packing_fills_a_transaction_and_no_more() -> None:
         msg = Message.new_with_blockhash(ixs, payer, Hash.default())
         return len(bytes(Transaction.new_unsigned(msg)))
 
-    assert size(fits) <= migrator.PACKET_DATA_SIZE < size(fits + 1)
-    assert fits * M.compute_units_per_account <= migrator.MAX_TRANSACTION_COMPUTE_UNITS
+    assert size(fits) <= plugin.PACKET_DATA_SIZE < size(fits + 1)
+    assert fits * M.compute_units_per_account <= plugin.MAX_TRANSACTION_COMPUTE_UNITS
 
 
 def test_failures_name_the_program_error() -> None:
@@ -109,11 +110,11 @@ def test_plan_resumes_pending_and_leaves_failures_unless_asked() -> None:
 
 def test_migrators_by_name_or_import_path() -> None:
     assert isinstance(get_migrator("demo_vault"), DemoVaultMigrator)
-    assert isinstance(get_migrator("runbooks.migrator:DemoVaultMigrator"), DemoVaultMigrator)
+    assert isinstance(get_migrator("programs.plugin:DemoVaultMigrator"), DemoVaultMigrator)
     with pytest.raises(InputError, match="registered: demo_vault"):
         get_migrator("nope")
     with pytest.raises(InputError, match="cannot be loaded"):
-        get_migrator("runbooks.migrator:Nope")
+        get_migrator("programs.plugin:Nope")
 
 
 def test_archived_bytes_keep_the_elf_and_its_hash(demo_binaries: dict[str, bytes]) -> None:
@@ -151,7 +152,7 @@ def test_kill_switch_refusal_says_what_to_do() -> None:
         release_proposal_id=None,
         flow_run_id=None,
     )
-    error = killswitch.refusal([switch], "upgrade")
+    error = kill_switch.refusal([switch], "upgrade")
     assert isinstance(error, KillSwitchEngaged)
     assert "upgrade refused" in str(error) and "every program on localnet" in str(error)
     assert "exploit suspected" in str(error) and "sign-off" in str(error)
@@ -159,9 +160,9 @@ def test_kill_switch_refusal_says_what_to_do() -> None:
 
 def test_demo_vault_pause_instructions() -> None:
     program, config, admin = Pubkey.new_unique(), Pubkey.new_unique(), Pubkey.new_unique()
-    pauser = killswitch.pauser("demo_vault", program, config)
+    pauser = kill_switch.pauser("demo_vault", program, config)
     assert pauser.pause(admin) == vault.pause(program, config, admin)
     assert pauser.unpause(admin) == vault.unpause(program, config, admin)
     assert pauser.is_paused(vault.Config(admin=admin, paused=True).encode())
     with pytest.raises(InputError, match="no pause instruction"):
-        killswitch.pauser("other", program, config)
+        kill_switch.pauser("other", program, config)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from solders.keypair import Keypair
 
-from runbooks.errors import PolicyViolation
-from runbooks.policy import Policy, audit, audit_findings
+from core.errors import PolicyViolation
+from domain.policy import Policy, audit, audit_findings
 
 
 def members(n: int) -> tuple[str, ...]:

@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from solders.keypair import Keypair
 
-from runbooks import approval, signoff
-from runbooks.approval import ApprovalSubject
-from runbooks.errors import ApprovalError, ProposalClosed, TimelockActive
-from runbooks.policy import Member, Policy
+from core import approval
+from core.approval import ApprovalSubject
+from core.errors import ApprovalError, ProposalClosed, TimelockActive
+from domain import signoff
+from domain.policy import Member, Policy
 
 MEMBERS = [Keypair() for _ in range(3)]
 POLICY = Policy(

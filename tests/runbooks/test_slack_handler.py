@@ -19,8 +19,8 @@ from prefect import flow, tags
 from prefect.client.orchestration import get_client
 from slack_sdk.signature import SignatureVerifier
 
+from flows._confirmations import wait_for_confirmation
 from runbooks import slack_handler
-from runbooks.confirmations import wait_for_confirmation
 from runbooks.console import wait_for_pause
 from runbooks.demo import find_run
 from runbooks.slack_handler import (
@@ -31,7 +31,7 @@ from runbooks.slack_handler import (
     signature,
     verify_request,
 )
-from runbooks.slack_stub import SlackStub
+from tests.stand_ins.slack_stub import SlackStub
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 

@@ -12,12 +12,12 @@ import pytest
 from slack_sdk import WebClient
 
 from blocks import SlackChannel
-from runbooks import messages
+from domain import messages
 from runbooks.slack_handler import ACTION_PREFIX, parse_action
-from runbooks.slack_stub import SlackStub
 from store import records
 from tasks.notify import notify, open_thread, update_thread
 from tasks.records import records_engine
+from tests.stand_ins.slack_stub import SlackStub
 
 RUN = str(uuid.uuid4())
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from sqlalchemy import Engine
 
-from runbooks.errors import ApprovalError, InputError, RecordsError
+from core.errors import ApprovalError, InputError, RecordsError
 from store import migration_records as mr
 from store import records
 from store.migration_records import AccountOutcome, Snapshot

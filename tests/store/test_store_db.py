@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
-from runbooks.errors import InputError, RecordsError
+from core.errors import InputError, RecordsError
 from store import records
 from store.db import (
     DEFAULT_SQLITE_PATH,

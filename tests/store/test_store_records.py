@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from runbooks.errors import DuplicateApproval, InputError, ProposalClosed, RecordsError
+from core.errors import DuplicateApproval, InputError, ProposalClosed, RecordsError
 from store import records
 from store.models import Approval, AuditEvent, Proposal
 from store.records import proposal_subject

@@ -24,7 +24,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from runbooks.errors import InputError, InvalidSignature
+from core.errors import InputError, InvalidSignature
 
 SIGNING_DOMAIN = b"\xffsolana offchain"
 ENVELOPE_VERSION = 0

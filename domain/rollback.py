@@ -8,8 +8,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from runbooks.errors import RunbookError
-from runbooks.loader import verifiable_hash
+from core.errors import RunbookError
+from programs.loader import verifiable_hash
 from store.migration_records import MigratedAccount
 
 _SHT_NOBITS = 8

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from solders.instruction import Instruction
 from solders.pubkey import Pubkey
 
-from programs.demo_vault import client as vault
-from runbooks.approval import (
+from core.approval import (
     ACTIONS,
     DOMAIN_TAG,
     MESSAGE_VERSION,
     Action,
     check_restricted_ascii,
 )
-from runbooks.errors import InputError, KillSwitchEngaged
+from core.errors import InputError, KillSwitchEngaged
+from programs.demo_vault import client as vault
 from store.migration_models import ALL_PROGRAMS
 from store.migration_records import RELEASE_KIND, KillSwitchRecord
 from store.records import ProposalRecord

@@ -18,7 +18,7 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import CreateAccountParams, create_account
 from solders.sysvar import CLOCK, RENT
 
-from runbooks.errors import InputError, NotABuffer
+from core.errors import InputError, NotABuffer
 
 LOADER_ID: Pubkey = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 

@@ -2,7 +2,7 @@
 cancels it with a signed ``cancel``.
 
 Plain Python: the flow pauses for the rest of the timelock with this text, and the
-signature a member submits is reviewed like any sign-off (runbooks/signoff.py).
+signature a member submits is reviewed like any sign-off (domain/signoff.py).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from runbooks.approval import ApprovalSubject
-from runbooks.policy import short_key
-from runbooks.signoff import sign_lines, subject_lines
+from core.approval import ApprovalSubject
+from domain.policy import short_key
+from domain.signoff import sign_lines, subject_lines
 
 
 def countdown(seconds: float) -> str:

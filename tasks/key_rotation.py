@@ -13,11 +13,11 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from runbooks import loader, onchain
-from runbooks.errors import AuthorityMismatch, ChainError, HashMismatch, InputError
-from runbooks.onchain import ProgramInfo
+from core.errors import AuthorityMismatch, ChainError, HashMismatch, InputError
+from programs import loader, rpc
+from programs.rpc import ProgramInfo
 from store import operations_records as ops
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
 
@@ -46,8 +46,8 @@ async def send_authority_change(
             raise InputError(f"the new authority block does not hold {new_authority}")
         signers.append(new_key)
     program = Pubkey.from_string(program_id)
-    async with rpc(cluster) as client:
-        info = await onchain.read_program(client, program)
+    async with rpc_client(cluster) as client:
+        info = await rpc.read_program(client, program)
         if info.authority == new_authority:
             logger.info(
                 "%s already has upgrade authority %s: nothing sent", program_id, new_authority
@@ -66,7 +66,7 @@ async def send_authority_change(
             ix = loader.set_authority_checked(
                 programdata, authority.pubkey(), Pubkey.from_string(new_authority)
             )
-        signature = await onchain.send_and_confirm(client, [ix], payer, signers)
+        signature = await rpc.send_and_confirm(client, [ix], payer, signers)
     logger.info("upgrade authority of %s -> %s: %s", program_id, new_authority, signature)
     return str(signature)
 
@@ -76,8 +76,8 @@ async def verify_authority(
     cluster: SolanaCluster, program_id: str, expected: str | None, expected_hash: str | None
 ) -> ProgramInfo:
     """The chain shows the new authority, and the code did not change on the way."""
-    async with rpc(cluster) as client:
-        info = await onchain.read_program(client, Pubkey.from_string(program_id))
+    async with rpc_client(cluster) as client:
+        info = await rpc.read_program(client, Pubkey.from_string(program_id))
     if info.authority != expected:
         raise ChainError(
             f"{program_id}'s upgrade authority is {info.authority} after the change, not "

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from runbooks.errors import RunbookError
-from runbooks.onchain import ProgramInfo
+from core.errors import RunbookError
+from programs.rpc import ProgramInfo
 
 Level = Literal["info", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("info", "warning", "critical")
@@ -401,7 +401,7 @@ def check_kill_switches(switches: Iterable[Any]) -> list[Finding]:
 
 
 def check_keys(overdue: Iterable[Any]) -> list[Finding]:
-    """Registered keys past their rotation date (see ``runbooks.rotation``)."""
+    """Registered keys past their rotation date (see ``domain.key_rotation``)."""
     return [
         Finding(
             "key-rotation",

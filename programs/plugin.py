@@ -31,9 +31,9 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
+from core.errors import InputError, RunbookError
 from programs.anchor import error_name
 from programs.demo_vault import client as vault
-from runbooks.errors import InputError, RunbookError
 
 # getProgramAccounts filters as solana-py takes them: an int is a dataSize filter.
 RpcFilter = int | MemcmpOpts

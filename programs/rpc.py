@@ -23,8 +23,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
 
-from runbooks import loader
-from runbooks.errors import (
+from core.errors import (
     AccountNotFound,
     AuthorityMismatch,
     ChainError,
@@ -34,6 +33,7 @@ from runbooks.errors import (
     ProgramImmutable,
     TransactionFailed,
 )
+from programs import loader
 
 SEND_OPTS = TxOpts(preflight_commitment=Confirmed)
 

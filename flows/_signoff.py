@@ -30,11 +30,11 @@ from prefect.runtime import flow_run
 from prefect.states import Running
 from pydantic import Field
 
-from runbooks import messages, signoff
-from runbooks.approval import Action
-from runbooks.errors import ApprovalError
-from runbooks.policy import Policy
-from runbooks.signoff import Signable, Verdict
+from core.approval import Action
+from core.errors import ApprovalError
+from domain import messages, signoff
+from domain.policy import Policy
+from domain.signoff import Signable, Verdict
 from store.records import ProposalRecord
 from tasks import records
 from tasks.notify import notify, update_thread

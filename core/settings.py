@@ -44,7 +44,7 @@ def start_prefect_api() -> None:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
-    from runbooks.errors import RunbookError
+    from core.errors import RunbookError
 
     try:
         SubprocessASGIServer().start()  # the instance get_client() reuses

@@ -16,13 +16,13 @@ from solana.rpc.async_api import AsyncClient
 from solders.pubkey import Pubkey
 from solders.sysvar import CLOCK
 
+from core.approval import Action
+from core.errors import AccountNotFound, ChainError, PolicyViolation, TransactionFailed
+from domain.policy import Policy
+from programs.rpc import fetch_account
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus
 from programs.upgrade_manager.client import UpgradeManagerError as E
-from runbooks.approval import Action
-from runbooks.errors import AccountNotFound, ChainError, PolicyViolation, TransactionFailed
-from runbooks.onchain import fetch_account
-from runbooks.policy import Policy
 
 # What the records keep when the program refuses a relayed sign-off.
 REFUSALS: dict[E, str] = {

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from runbooks.approval import (
+from core.approval import (
     ACTIONS,
     DOMAIN_TAG,
     MESSAGE_VERSION,
@@ -20,7 +20,7 @@ from runbooks.approval import (
     ApprovalSubject,
     check_restricted_ascii,
 )
-from runbooks.errors import InputError
+from core.errors import InputError
 from store.operations_records import KeyRecord
 
 ROTATION_MONTHS: dict[str, int] = {"upgrade": 6, "governance": 12, "emergency": 3}

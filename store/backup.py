@@ -39,8 +39,8 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import URL, make_url
 
-from runbooks import loader
-from runbooks.errors import HashMismatch, InputError, RunbookError
+from core.errors import HashMismatch, InputError, RunbookError
+from programs import loader
 from store.db import redacted
 
 FORMAT = "solana-runbooks-backup/1"

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from runbooks import approval
-from runbooks.approval import Action, ApprovalSubject
-from runbooks.errors import (
+from core import approval
+from core.approval import Action, ApprovalSubject
+from core.errors import (
     ApprovalError,
     DuplicateApproval,
     NotAMember,
@@ -21,8 +21,8 @@ from runbooks.errors import (
     RunbookError,
     TimelockActive,
 )
-from runbooks.keys import parse_pubkey, parse_signature
-from runbooks.policy import Policy, short_key
+from core.keys import parse_pubkey, parse_signature
+from domain.policy import Policy, short_key
 
 
 class Signable(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from solders.pubkey import Pubkey
 
-from runbooks.errors import PolicyViolation
+from core.errors import PolicyViolation
 
 MIN_MEMBERS = 3
 DEFAULT_MIN_TIMELOCK_SECONDS = 48 * 3600

@@ -33,7 +33,7 @@ Relocations (the loader rewrites these when it loads the program):
 ``build_program(name)`` compiles ``programs/<name>/*.c`` and links them into
 ``.build/programs/<name>-<hash>.so`` at the repository root, keyed by a hash of the
 sources, the shared headers and this file, so a test session builds each program once.
-``python -m programs.build [names...]`` builds programs from the command line.
+``python -m programs.toolchain.build [names...]`` builds programs from the command line.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runbooks.errors import RunbookError
+from core.errors import RunbookError
 
 PROGRAMS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PROGRAMS_DIR.parent
@@ -713,7 +713,8 @@ def build_program(name: str, *, force: bool = False) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m programs.build", description="Build the C on-chain programs to sBPF."
+        prog="python -m programs.toolchain.build",
+        description="Build the C on-chain programs to sBPF.",
     )
     parser.add_argument("names", nargs="*", help="programs to build (default: all)")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")

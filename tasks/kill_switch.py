@@ -11,11 +11,12 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.program_pause import ProgramPause
-from runbooks import killswitch, onchain
-from runbooks.errors import AccountNotFound
+from core.errors import AccountNotFound
+from domain import kill_switch
+from programs import rpc
 from store import migration_records
 from store.migration_records import KillSwitchRecord
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
 
@@ -28,7 +29,7 @@ def ensure_released(cluster: str, program_id: str, action: str) -> None:
     """Raise ``KillSwitchEngaged`` when a switch stops writes to ``program_id``."""
     switches = engaged(cluster, program_id)
     if switches:
-        raise killswitch.refusal(switches, action)
+        raise kill_switch.refusal(switches, action)
 
 
 @task(name="check-kill-switch", cache_policy=NO_CACHE, **READ_RETRIES)
@@ -79,8 +80,8 @@ async def set_program_paused(
     pauser = block.pauser()
     admin = block.admin()
     payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
-    async with rpc(cluster) as client:
-        account = await onchain.fetch_account(client, pauser.account)
+    async with rpc_client(cluster) as client:
+        account = await rpc.fetch_account(client, pauser.account)
         if account is None:
             raise AccountNotFound(
                 f"pause account {pauser.account} of {block.program_id} does not exist; "
@@ -89,7 +90,7 @@ async def set_program_paused(
         if pauser.is_paused(bytes(account.data)) == paused:
             return None
         ix = pauser.pause(admin.pubkey()) if paused else pauser.unpause(admin.pubkey())
-        signature = await onchain.send_and_confirm(client, [ix], payer, [admin])
+        signature = await rpc.send_and_confirm(client, [ix], payer, [admin])
     get_run_logger().info(
         "program %s %s: %s", block.program_id, "paused" if paused else "unpaused", signature
     )

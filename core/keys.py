@@ -12,7 +12,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from runbooks.errors import InputError
+from core.errors import InputError
 
 
 def parse_pubkey(value: str, field: str = "pubkey") -> Pubkey:
