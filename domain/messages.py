@@ -6,10 +6,34 @@ shows in alerts and logs, ``blocks`` the Block Kit layout.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
 Blocks = list[dict[str, Any]]
+
+
+# The buttons' wire format, read back by runbooks/slack_handler.py.
+ACTION_PREFIX = "runbooks-confirm-"
+DECISIONS = ("acknowledge", "confirm", "decline")
+MAX_VALUE_CHARS = 2000  # Slack's limit on a button's value
+
+
+def encode_action_value(run_id: str, key: str, decision: str, allowed: Collection[str] = ()) -> str:
+    """The button value: which run, which pause, which decision, and who may press it
+    (Slack user ids; empty: the handler's member list decides)."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+    value: dict[str, Any] = {"run": str(run_id), "key": key, "decision": decision}
+    if allowed:
+        value["allow"] = sorted(allowed)
+    text = json.dumps(value, separators=(",", ":"))
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError(
+            f"button value is {len(text)} characters, over Slack's {MAX_VALUE_CHARS}: "
+            "allow fewer Slack users on the button and list the rest in the handler's policy"
+        )
+    return text
 
 
 def section(markdown: str) -> dict[str, Any]:
@@ -185,8 +209,6 @@ def confirm_buttons(
     ``allowed`` (Slack user ids) are the only users who may press; empty leaves it to the
     handler's member list.
     """
-    from runbooks.slack_handler import ACTION_PREFIX, encode_action_value
-
     elements = []
     for i, (decision, label) in enumerate(choices):
         button: dict[str, Any] = {

@@ -43,14 +43,13 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from core.errors import RunbookError
+from domain.messages import ACTION_PREFIX, DECISIONS
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_VERSION = "v0"
 MAX_SKEW_SECONDS = 5 * 60
 MAX_BODY_BYTES = 64 * 1024
-ACTION_PREFIX = "runbooks-confirm-"
-DECISIONS = ("acknowledge", "confirm", "decline")
 ACTIONS_PATH = "/slack/actions"
 
 
@@ -60,26 +59,6 @@ class SlackRequestRejected(RunbookError):
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
         super().__init__(reason)
-
-
-MAX_VALUE_CHARS = 2000  # Slack's limit on a button's value
-
-
-def encode_action_value(run_id: str, key: str, decision: str, allowed: Collection[str] = ()) -> str:
-    """The button value: which run, which pause, which decision, and who may press it
-    (Slack user ids; empty: the handler's member list decides)."""
-    if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
-    value: dict[str, Any] = {"run": str(run_id), "key": key, "decision": decision}
-    if allowed:
-        value["allow"] = sorted(allowed)
-    text = json.dumps(value, separators=(",", ":"))
-    if len(text) > MAX_VALUE_CHARS:
-        raise ValueError(
-            f"button value is {len(text)} characters, over Slack's {MAX_VALUE_CHARS}: "
-            "allow fewer Slack users on the button and list the rest in the handler's policy"
-        )
-    return text
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
