@@ -42,7 +42,7 @@ from urllib.parse import parse_qs
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from core.errors import RunbookError
+from core.errors import RunbookError, SlackRequestRejected
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +52,6 @@ MAX_BODY_BYTES = 64 * 1024
 ACTION_PREFIX = "runbooks-confirm-"
 DECISIONS = ("acknowledge", "confirm", "decline")
 ACTIONS_PATH = "/slack/actions"
-
-
-class SlackRequestRejected(RunbookError):
-    """The request is not a genuine, fresh Slack request we understand."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        super().__init__(reason)
 
 
 MAX_VALUE_CHARS = 2000  # Slack's limit on a button's value

@@ -11,7 +11,7 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
-from core.errors import InputError, KillSwitchEngaged
+from core.errors import InputError, KillSwitchEngaged, RollbackRefused
 from domain import kill_switch, rollback
 from programs import plugin
 from programs.demo_vault import client as vault
@@ -132,7 +132,7 @@ def test_archived_bytes_keep_the_elf_and_its_hash(demo_binaries: dict[str, bytes
 
 def test_rollback_over_migrated_accounts_is_refused_naming_them() -> None:
     accounts = [MigratedAccount(f"acct{i:02}", 1, "demo_vault", 2, "bb" * 32) for i in range(25)]
-    with pytest.raises(rollback.RollbackRefused) as refused:
+    with pytest.raises(RollbackRefused) as refused:
         rollback.refuse_over_migrated("aa" * 32, accounts, force_reason=None)
     assert refused.value.accounts == [a.address for a in accounts]
     assert "acct00" in str(refused.value) and "and 5 more" in str(refused.value)

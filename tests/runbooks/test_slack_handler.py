@@ -19,13 +19,13 @@ from prefect import flow, tags
 from prefect.client.orchestration import get_client
 from slack_sdk.signature import SignatureVerifier
 
+from core.errors import SlackRequestRejected
 from flows._confirmations import wait_for_confirmation
 from runbooks import slack_handler
 from runbooks.console import wait_for_pause
 from runbooks.demo import find_run
 from runbooks.slack_handler import (
     SlackActionServer,
-    SlackRequestRejected,
     encode_action_value,
     parse_action,
     signature,
