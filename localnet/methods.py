@@ -74,7 +74,7 @@ from localnet.errors import (
 )
 
 if TYPE_CHECKING:
-    from localnet.server import Localnet
+    from localnet.chain import Localnet
 
 logger = logging.getLogger("localnet")
 
