@@ -34,7 +34,7 @@ setup: .build/setup.stamp
 	@mkdir -p .build && touch $@
 
 programs: setup
-	$(RUN) python -m programs.toolchain.build
+	$(RUN) python -m programs.toolchain
 
 demo: setup
 	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo

@@ -27,7 +27,7 @@ from solders.transaction import Transaction
 from benches._report import figure, heading, ratio, stopwatch
 from programs import rpc
 from programs.demo_vault import client as vault
-from programs.plugin import DemoVaultMigrator
+from programs.demo_vault.plugins import DemoVaultMigrator
 from runbooks.demo import DemoChain, save_blocks, start_demo_chain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
 

@@ -21,7 +21,8 @@ from solders.instruction import Instruction
 
 from benches._report import figure, heading, ratio
 from programs import loader
-from programs.toolchain.build import compile_c, link
+from programs.toolchain.build import compile_c
+from programs.toolchain.link import link
 from programs.upgrade_manager import client
 from programs.upgrade_manager.sandbox import Sandbox, Sent, new_sandbox, vault_so
 

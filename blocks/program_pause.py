@@ -10,7 +10,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from core.keys import keypair_from_json, keypair_to_json, parse_pubkey
-from domain.kill_switch import ProgramPauser, pauser
+from programs.plugin import ProgramPauser, pauser
 
 
 class ProgramPause(Block):
@@ -23,7 +23,7 @@ class ProgramPause(Block):
     kind: Literal["demo_vault"] = Field(
         default="demo_vault",
         title="Program kind",
-        description="Which pause instruction the program has (domain/kill_switch.py).",
+        description="Which pause instruction the program has (programs/plugin.py).",
     )
     program_id: str = Field(title="Program id")
     pause_account: str = Field(

@@ -24,10 +24,22 @@ tokens, database passwords).
     ├── TimelockActive        execution attempted before the timelock ran out
     ├── KillSwitchEngaged     the kill switch is on: no runbook writes
     ├── RecordsError          the records database refused or is unreachable
-    └── NotifyError           Slack failed (never fatal to a runbook; logged)
+    ├── NotifyError           Slack failed (never fatal to a runbook; logged)
+    ├── MigrationError        a migration could not finish
+    │   └── VerificationFailed  migrated accounts do not match their snapshots
+    ├── RollbackRefused       the rollback target cannot read accounts already migrated
+    ├── HealthCheckFailed     the daily health check found something critical
+    ├── BackupError           a backup or restore step failed
+    ├── BuildError            a C program could not be compiled or linked
+    │   └── LinkError         the objects do not link into a loadable sBPF v0 program
+    ├── ConsoleError          a run did not reach the state an operator action needs
+    └── SlackRequestRejected  a request to the Slack handler is not a genuine, fresh one
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
 
 
 class RunbookError(Exception):
@@ -138,3 +150,77 @@ class RecordsError(RunbookError):
 
 class NotifyError(RunbookError):
     pass
+
+
+class MigrationError(RunbookError):
+    """A migration could not finish; the message says which accounts and what next."""
+
+
+class VerificationFailed(MigrationError):
+    """Migrated accounts do not match their snapshots; ``accounts`` maps them to why."""
+
+    def __init__(self, accounts: dict[str, str]) -> None:
+        self.accounts = dict(accounts)
+        shown = "; ".join(f"{a}: {why}" for a, why in list(self.accounts.items())[:10])
+        more = f" (and {len(self.accounts) - 10} more)" if len(self.accounts) > 10 else ""
+        super().__init__(
+            f"{len(self.accounts)} migrated accounts do not match their snapshots: {shown}{more}. "
+            "Stop writes to the program (kill switch) and investigate before anything else."
+        )
+
+
+class RollbackRefused(RunbookError):
+    """The rollback target cannot read accounts already migrated; ``accounts`` lists them."""
+
+    def __init__(self, message: str, accounts: Sequence[str]) -> None:
+        self.accounts = list(accounts)
+        super().__init__(message)
+
+
+class _Finding(Protocol):
+    """What ``HealthCheckFailed`` reads of a finding (``domain.health.Finding``)."""
+
+    @property
+    def check(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class HealthCheckFailed(RunbookError):
+    """The health check found something critical; the message lists every critical finding."""
+
+    def __init__(self, findings: Sequence[_Finding]) -> None:
+        self.findings = list(findings)
+        super().__init__(
+            f"{len(self.findings)} critical finding(s): "
+            + "; ".join(f"[{f.check}] {f.subject}: {f.message.rstrip('.')}" for f in self.findings)
+            + ". See the run's health table and act on each before the next run."
+        )
+
+
+class BackupError(RunbookError):
+    """A backup or restore step failed; the message says which and what to check."""
+
+
+class BuildError(RunbookError):
+    """A program could not be compiled or linked; the message says what to fix."""
+
+
+class LinkError(BuildError):
+    """The objects cannot be linked into a loadable sBPF v0 program."""
+
+
+class ConsoleError(RunbookError):
+    """The run did not reach the state an operator action needs."""
+
+
+class SlackRequestRejected(RunbookError):
+    """The request is not a genuine, fresh Slack request we understand."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        super().__init__(reason)

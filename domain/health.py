@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from core.errors import RunbookError
 from programs.rpc import ProgramInfo
 
 Level = Literal["info", "warning", "critical"]
@@ -33,18 +32,6 @@ FINISHED_MIGRATION_STATES = frozenset(
 )
 # An approved proposal whose timelock ended this long ago without executing is forgotten.
 UNEXECUTED_GRACE = timedelta(hours=24)
-
-
-class HealthCheckFailed(RunbookError):
-    """The health check found something critical; the message lists every critical finding."""
-
-    def __init__(self, findings: Sequence[Finding]) -> None:
-        self.findings = list(findings)
-        super().__init__(
-            f"{len(self.findings)} critical finding(s): "
-            + "; ".join(f"[{f.check}] {f.subject}: {f.message.rstrip('.')}" for f in self.findings)
-            + ". See the run's health table and act on each before the next run."
-        )
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ Two layers, both engaged by the kill-switch runbook (``flows/kill_switch.py``):
 - the *recorded* switch (``store.migration_records``): every runbook that writes to a
   program checks it first and refuses while it is engaged (upgrade, migration,
   scheduled writes); only the emergency rollback writes under it;
-- the program's own pause instruction where it has one (``ProgramPauser``), so users'
-  transactions stop too, not only the runbooks'.
+- the program's own pause instruction where it has one (a ``ProgramPauser``,
+  ``programs/plugin.py``), so users' transactions stop too, not only the runbooks'.
 
 Releasing either needs a sign-off: members sign a ``KillSwitchRelease`` line of their
 own (not an upgrade's), reviewed off-chain under the emergency threshold whatever the
@@ -16,12 +16,8 @@ loader write, so there is no on-chain proposal to approve. Plain Python: no Pref
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-
-from solders.instruction import Instruction
-from solders.pubkey import Pubkey
 
 from core.approval import (
     ACTIONS,
@@ -31,7 +27,6 @@ from core.approval import (
     check_restricted_ascii,
 )
 from core.errors import InputError, KillSwitchEngaged
-from programs.demo_vault import client as vault
 from store.migration_models import ALL_PROGRAMS
 from store.migration_records import RELEASE_KIND, KillSwitchRecord
 from store.records import ProposalRecord
@@ -50,51 +45,6 @@ def refusal(switches: Sequence[KillSwitchRecord], action: str) -> KillSwitchEnga
         f"kill switch engaged: {action} refused. Engaged for {described}. Release it with the "
         "kill-switch runbook (action release, which needs a sign-off), then run this again."
     )
-
-
-class ProgramPauser(ABC):
-    """A program's own pause switch: one account holding a paused flag, and an admin."""
-
-    def __init__(self, program_id: Pubkey, account: Pubkey) -> None:
-        self.program_id = program_id
-        self.account = account
-
-    @abstractmethod
-    def is_paused(self, data: bytes) -> bool:
-        """Whether the pause account's data says paused."""
-
-    @abstractmethod
-    def pause(self, admin: Pubkey) -> Instruction: ...
-
-    @abstractmethod
-    def unpause(self, admin: Pubkey) -> Instruction: ...
-
-
-class DemoVaultPauser(ProgramPauser):
-    """demo_vault's ``Config``: paused refuses deposits (VaultError.Paused)."""
-
-    def is_paused(self, data: bytes) -> bool:
-        return vault.Config.decode(data).paused
-
-    def pause(self, admin: Pubkey) -> Instruction:
-        return vault.pause(self.program_id, self.account, admin)
-
-    def unpause(self, admin: Pubkey) -> Instruction:
-        return vault.unpause(self.program_id, self.account, admin)
-
-
-PAUSERS: dict[str, type[ProgramPauser]] = {"demo_vault": DemoVaultPauser}
-
-
-def pauser(kind: str, program_id: Pubkey, account: Pubkey) -> ProgramPauser:
-    """The pause switch of a program of ``kind``."""
-    try:
-        return PAUSERS[kind](program_id, account)
-    except KeyError:
-        raise InputError(
-            f"no pause instruction known for programs of kind {kind!r}; known: "
-            f"{', '.join(sorted(PAUSERS))}"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -196,11 +146,7 @@ def release_form_description(
 
 
 __all__ = [
-    "PAUSERS",
-    "DemoVaultPauser",
     "KillSwitchRelease",
-    "ProgramPauser",
-    "pauser",
     "refusal",
     "release_form_description",
     "still_serving_warning",

@@ -8,21 +8,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from core.errors import RunbookError
+from core.errors import RollbackRefused
 from programs.loader import verifiable_hash
 from store.migration_records import MigratedAccount
 
 _SHT_NOBITS = 8
 # Accounts named in a refusal; the rest are counted.
 _NAMED = 20
-
-
-class RollbackRefused(RunbookError):
-    """The rollback target cannot read accounts already migrated; ``accounts`` lists them."""
-
-    def __init__(self, message: str, accounts: Sequence[str]) -> None:
-        self.accounts = list(accounts)
-        super().__init__(message)
 
 
 def elf_length(data: bytes) -> int | None:

@@ -33,7 +33,7 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.database import RecordsDatabase
 from blocks.programs import ManagedPrograms
-from core.errors import HashMismatch, RecordsError, RunbookError
+from core.errors import BackupError, HashMismatch, RecordsError, RunbookError
 from core.settings import REPO_ROOT
 from domain import messages
 from store import backup
@@ -114,7 +114,7 @@ async def backup_records_and_programs(
             ),
             slack_block=slack_block,
         )
-        raise backup.BackupError(
+        raise BackupError(
             f"backup set {manifest.name} is not good: {manifest.detail}. It is kept for "
             "inspection and does not count for retention."
         )
@@ -153,7 +153,7 @@ async def restore_backup(
     manifest = backup.find_set(root, backup_set)
     directory = root / manifest.name
     if manifest.status != "verified" or manifest.records is None:
-        raise backup.BackupError(
+        raise BackupError(
             f"backup set {manifest.name} is {manifest.status}: only a verified set is restored"
         )
     try:
@@ -169,7 +169,7 @@ async def restore_backup(
         raise
     counts = await tasks.restore_records(directory, manifest.records, target_block)
     if counts != manifest.records.tables:
-        raise backup.BackupError(
+        raise BackupError(
             f"restored row counts differ from backup {manifest.name}: {counts} != "
             f"{manifest.records.tables}"
         )

@@ -34,7 +34,7 @@ from pydantic import Field
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.programs import ManagedPrograms
-from core.errors import ChainError, RecordsError
+from core.errors import ChainError, HealthCheckFailed, RecordsError
 from domain import health, key_rotation, messages
 from domain.health import Finding
 from flows._confirmations import wait_for_confirmation
@@ -241,7 +241,7 @@ async def daily_health(
             logger.info("alert acknowledged by %s", answer.by)
 
     if level == "critical":
-        raise health.HealthCheckFailed(health.by_level(findings, "critical"))
+        raise HealthCheckFailed(health.by_level(findings, "critical"))
     return {
         "cluster": name,
         "level": level,

@@ -44,7 +44,8 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import HashMismatch
 from core.keys import parse_pubkey
-from programs.plugin import MigrationError, VerificationFailed, get_migrator, plan
+from domain.migration import outcome, plan
+from programs.plugin import get_migrator
 from store import migration_records
 from store.migration_records import MigrationRunRecord
 from tasks import chain, kill_switch
@@ -202,20 +203,10 @@ async def migrate_accounts(
         "accounts_per_second": round(len(work) / seconds, 1) if seconds else None,
     }
     await publish(run, summary, failures, cluster)
-    status = (
-        "failed" if mismatches else ("incomplete" if failures or counts["pending"] else "completed")
-    )
+    status, error = outcome(run.id, mismatches, failures, counts["pending"])
     tasks.finish_migration(run.id, status, {"summary": summary})
-    if mismatches:
-        raise VerificationFailed(mismatches)
-    if failures:
-        shown = "; ".join(f"{f.address}: {f.error}" for f in failures[:5])
-        raise MigrationError(
-            f"migration #{run.id}: {len(failures)} accounts failed ({shown}"
-            + (" ..." if len(failures) > 5 else "")
-            + "); the others went on. See the failures artifact, fix the cause, and run "
-            "again with retry_failed=true."
-        )
+    if error is not None:
+        raise error
     return summary
 
 

@@ -7,8 +7,9 @@ they would to devnet or mainnet, for the RPC methods the runbooks use.
 It is a localnet, not a validator: there is no gossip, no consensus, no vote, no
 leader schedule, no websocket subscriptions. Each landed transaction gets a slot of its
 own and every slot is final at once ("finalized", whatever commitment is asked for).
-The clock follows wall time (plus an optional offset for tests). See ``server`` for the
-slot, blockhash and preflight rules.
+The clock follows wall time (plus an optional offset for tests). See ``chain`` for the
+slot, blockhash and preflight rules; ``server`` is the HTTP side, ``methods`` the RPC
+methods.
 
     from localnet import Localnet, LocalnetServer
 
@@ -19,12 +20,13 @@ slot, blockhash and preflight rules.
 Or from a shell: ``python -m localnet --port 8899 --program <ID>=path/to/program.so``.
 """
 
+from localnet.chain import Localnet, SignatureStatus, TxOutcome
 from localnet.errors import (
     LocalnetTransactionError,
     PreflightFailure,
     SignatureVerificationFailure,
 )
-from localnet.server import Localnet, LocalnetServer, SignatureStatus, TxOutcome
+from localnet.server import LocalnetServer
 
 __all__ = [
     "Localnet",

@@ -27,7 +27,8 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from core.errors import InputError, RunbookError
-from localnet.server import Localnet, LocalnetServer
+from localnet.chain import Localnet
+from localnet.server import LocalnetServer
 
 logger = logging.getLogger("localnet")
 

@@ -64,6 +64,7 @@ from solders.transaction_status import (
     TransactionStatus,
 )
 
+from core.base58 import b58decode, b58encode
 from core.errors import InputError
 from localnet.errors import (
     LocalnetTransactionError,
@@ -73,7 +74,7 @@ from localnet.errors import (
 )
 
 if TYPE_CHECKING:
-    from localnet.server import Localnet
+    from localnet.chain import Localnet
 
 logger = logging.getLogger("localnet")
 
@@ -132,33 +133,6 @@ def _solders_error(code: int, message_obj: Any) -> RpcError:
 
 def invalid_params(message: str) -> RpcError:
     return _solders_error(INVALID_PARAMS, InvalidParamsMessage(message))
-
-
-# --- base58 (no package in the dependency tree exposes a plain codec) ------------------
-
-_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
-
-
-def b58encode(data: bytes) -> str:
-    n = int.from_bytes(data, "big")
-    digits = []
-    while n:
-        n, r = divmod(n, 58)
-        digits.append(_B58_ALPHABET[r])
-    zeros = len(data) - len(data.lstrip(b"\0"))
-    return "1" * zeros + "".join(reversed(digits))
-
-
-def b58decode(text: str) -> bytes:
-    n = 0
-    for i, c in enumerate(text):
-        digit = _B58_INDEX.get(c)
-        if digit is None:
-            raise ValueError(f"provided string contained invalid character {c!r} at byte {i}")
-        n = n * 58 + digit
-    zeros = len(text) - len(text.lstrip("1"))
-    return b"\0" * zeros + n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
 # --- params ---------------------------------------------------------------------------

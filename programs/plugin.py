@@ -1,7 +1,10 @@
-"""Account migrators: how a program's accounts move from one layout version to the next.
+"""Program plug-ins: what the generic runbooks need to know about one program.
 
-The migration runbook (``flows/migration.py``) is generic; what it needs to know about
-one program's accounts is an ``AccountMigrator`` (seed 003's interface):
+Two interfaces, each with a registry by name. Plain Python: no Prefect import.
+
+``AccountMigrator`` (seed 003's interface): how a program's accounts move from one
+layout version to the next. The migration runbook (``flows/migration.py``) is generic;
+what it needs to know about one program's accounts is:
 
 - ``select(version)``: getProgramAccounts filters matching accounts at a layout version;
 - ``layout_version(data)`` and ``decode(data)``: read an account of any known layout;
@@ -10,9 +13,14 @@ one program's accounts is an ``AccountMigrator`` (seed 003's interface):
 - ``migrate_instructions(...)``: the program's own migrate instructions (the program
   rewrites the account; the runbook only sends, checks and records).
 
-A team adds its program by subclassing ``AccountMigrator`` and decorating the class with
-``@register``, or by passing ``"package.module:ClassName"`` as the flow's ``migrator``
-parameter; the flow does not change. Plain Python: no Prefect import.
+``ProgramPauser``: a program's own pause switch (one account holding a paused flag, and
+an admin), which the kill switch pulls along with the recorded one.
+
+A team adds its program by subclassing either and decorating the class with
+``@register`` (migrators, by ``name``) or ``@register_pauser`` (pausers, by ``kind``), or
+by passing ``"package.module:ClassName"`` as the flow's ``migrator`` parameter; the flows
+do not change. The plug-ins of this repository's own programs live next to them
+(``programs/demo_vault/plugins.py``) and are imported the first time a name is looked up.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import importlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -31,9 +39,8 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
-from core.errors import InputError, RunbookError
+from core.errors import InputError
 from programs.anchor import error_name
-from programs.demo_vault import client as vault
 
 # getProgramAccounts filters as solana-py takes them: an int is a dataSize filter.
 RpcFilter = int | MemcmpOpts
@@ -43,35 +50,10 @@ MAX_TRANSACTION_COMPUTE_UNITS = 1_400_000
 # Without a SetComputeUnitLimit instruction a transaction gets 200k CU per instruction.
 DEFAULT_UNITS_PER_INSTRUCTION = 200_000
 
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _CUSTOM_ERROR = re.compile(r"custom program error: 0x([0-9a-fA-F]+)|Custom\((\d+)\)")
 
-
-class MigrationError(RunbookError):
-    """A migration could not finish; the message says which accounts and what next."""
-
-
-class VerificationFailed(MigrationError):
-    """Migrated accounts do not match their snapshots; ``accounts`` maps them to why."""
-
-    def __init__(self, accounts: dict[str, str]) -> None:
-        self.accounts = dict(accounts)
-        shown = "; ".join(f"{a}: {why}" for a, why in list(self.accounts.items())[:10])
-        more = f" (and {len(self.accounts) - 10} more)" if len(self.accounts) > 10 else ""
-        super().__init__(
-            f"{len(self.accounts)} migrated accounts do not match their snapshots: {shown}{more}. "
-            "Stop writes to the program (kill switch) and investigate before anything else."
-        )
-
-
-def b58encode(data: bytes) -> str:
-    """Base58 of raw bytes (memcmp filters carry their bytes base58-encoded)."""
-    n = int.from_bytes(data, "big")
-    digits = []
-    while n:
-        n, r = divmod(n, 58)
-        digits.append(_B58[r])
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + "".join(reversed(digits))
+# The plug-ins of this repository's programs, registered when imported.
+BUILTIN_PLUGINS: tuple[str, ...] = ("programs.demo_vault.plugins",)
 
 
 class AccountMigrator(ABC):
@@ -165,78 +147,29 @@ class AccountMigrator(ABC):
         return fits
 
 
-class DemoVaultMigrator(AccountMigrator):
-    """demo_vault ``Vault`` accounts, layout v1 (88 bytes) to v2 (168 bytes).
+class ProgramPauser(ABC):
+    """A program's own pause switch: one account holding a paused flag, and an admin."""
 
-    v2's ``migrate`` rewrites a vault in place, topping its rent up from the payer, and
-    keeps owner, config and balance; deposits_count starts at 0.
-    """
+    #: Registry name (the Program Pause block's ``kind``).
+    kind: ClassVar[str]
 
-    name = "demo_vault"
-    source_version = vault.VaultV1.VERSION
-    target_version = vault.VaultV2.VERSION
-    # About 4k CU with the rent top-up; leave headroom.
-    compute_units_per_account = 8_000
-    program_errors = vault.VaultError
+    def __init__(self, program_id: Pubkey, account: Pubkey) -> None:
+        self.program_id = program_id
+        self.account = account
 
-    def select(self, version: int) -> list[RpcFilter]:
-        # No dataSize filter: a vault of the right version but the wrong size must show up
-        # (and fail, recorded) rather than be silently skipped.
-        return [
-            MemcmpOpts(offset=0, bytes=b58encode(vault.VAULT_DISCRIMINATOR)),
-            MemcmpOpts(offset=8, bytes=b58encode(bytes([version]))),
-        ]
+    @abstractmethod
+    def is_paused(self, data: bytes) -> bool:
+        """Whether the pause account's data says paused."""
 
-    def layout_version(self, data: bytes) -> int | None:
-        if not vault.is_vault_account(data) or len(data) < 9:
-            return None
-        return vault.layout_version(data)
+    @abstractmethod
+    def pause(self, admin: Pubkey) -> Instruction: ...
 
-    def decode(self, data: bytes) -> dict[str, Any]:
-        account = vault.decode_vault(data)
-        fields: dict[str, Any] = {
-            "owner": str(account.owner),
-            "config": str(account.config),
-            "balance": account.balance,
-        }
-        if isinstance(account, vault.VaultV2):
-            fields["deposits_count"] = account.deposits_count
-            fields["migrated_slot"] = account.migrated_slot
-        return fields
-
-    def transform(self, old: bytes) -> dict[str, Any]:
-        fields = self.decode(old)
-        return {
-            "owner": fields["owner"],
-            "config": fields["config"],
-            "balance": fields["balance"],
-            "deposits_count": 0,
-        }
-
-    def migrate_instructions(
-        self, program_id: Pubkey, accounts: Sequence[Pubkey], payer: Pubkey
-    ) -> list[Instruction]:
-        return vault.migrate_many(program_id, accounts, payer)
-
-
-def plan(discovered: Iterable[str], states: Mapping[str, Any], *, retry_failed: bool) -> list[str]:
-    """The accounts a migration pass works on, in a stable order.
-
-    ``discovered``: accounts at the source layout on chain now; ``states``: address ->
-    recorded state (with ``status``). Work on every discovered account except those that
-    failed before (unless ``retry_failed``), and on every recorded ``pending`` account (a
-    crashed run may have migrated it: the batch reads the chain before sending).
-    """
-    work = {
-        a for a in discovered if retry_failed or getattr(states.get(a), "status", None) != "failed"
-    }
-    for address, state in states.items():
-        if state.status == "pending" or (retry_failed and state.status == "failed"):
-            work.add(address)
-    return sorted(work)
+    @abstractmethod
+    def unpause(self, admin: Pubkey) -> Instruction: ...
 
 
 MIGRATORS: dict[str, type[AccountMigrator]] = {}
+PAUSERS: dict[str, type[ProgramPauser]] = {}
 
 
 def register(cls: type[AccountMigrator]) -> type[AccountMigrator]:
@@ -245,11 +178,20 @@ def register(cls: type[AccountMigrator]) -> type[AccountMigrator]:
     return cls
 
 
-register(DemoVaultMigrator)
+def register_pauser(cls: type[ProgramPauser]) -> type[ProgramPauser]:
+    """Class decorator: make a pauser available by its ``kind``."""
+    PAUSERS[cls.kind] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_PLUGINS:
+        importlib.import_module(module)
 
 
 def get_migrator(name: str) -> AccountMigrator:
     """A registered migrator by name, or one given as ``"package.module:ClassName"``."""
+    _load_builtins()
     if name in MIGRATORS:
         return MIGRATORS[name]()
     if ":" in name:
@@ -268,15 +210,27 @@ def get_migrator(name: str) -> AccountMigrator:
     )
 
 
+def pauser(kind: str, program_id: Pubkey, account: Pubkey) -> ProgramPauser:
+    """The pause switch of a program of ``kind``."""
+    _load_builtins()
+    try:
+        return PAUSERS[kind](program_id, account)
+    except KeyError:
+        raise InputError(
+            f"no pause instruction known for programs of kind {kind!r}; known: "
+            f"{', '.join(sorted(PAUSERS))}"
+        ) from None
+
+
 __all__ = [
+    "BUILTIN_PLUGINS",
     "MIGRATORS",
+    "PAUSERS",
     "AccountMigrator",
-    "DemoVaultMigrator",
-    "MigrationError",
+    "ProgramPauser",
     "RpcFilter",
-    "VerificationFailed",
-    "b58encode",
     "get_migrator",
-    "plan",
+    "pauser",
     "register",
+    "register_pauser",
 ]

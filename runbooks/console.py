@@ -16,11 +16,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
 
-from core.errors import RunbookError
-
-
-class ConsoleError(RunbookError):
-    """The run did not reach the state an operator action needs."""
+from core.errors import ConsoleError
 
 
 async def wait_for_pause(

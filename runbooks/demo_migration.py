@@ -237,7 +237,7 @@ async def demo_rollback(
     chain: DemoChain, names: dict[str, str], config: Pubkey, v1_hash: str
 ) -> dict[str, Any]:
     """Roll the migrated program back to the archived v1: refused, then forced."""
-    from domain.rollback import RollbackRefused
+    from core.errors import RollbackRefused
     from flows.rollback import emergency_rollback
 
     pause_block = await save_pause_block(chain, config, f"{names['cluster_block']}-pause")

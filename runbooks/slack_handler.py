@@ -42,7 +42,7 @@ from urllib.parse import parse_qs
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from core.errors import RunbookError
+from core.errors import RunbookError, SlackRequestRejected
 from domain.messages import ACTION_PREFIX, DECISIONS
 
 logger = logging.getLogger(__name__)
@@ -51,14 +51,6 @@ SIGNATURE_VERSION = "v0"
 MAX_SKEW_SECONDS = 5 * 60
 MAX_BODY_BYTES = 64 * 1024
 ACTIONS_PATH = "/slack/actions"
-
-
-class SlackRequestRejected(RunbookError):
-    """The request is not a genuine, fresh Slack request we understand."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        super().__init__(reason)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import URL, make_url
 
-from core.errors import HashMismatch, InputError, RunbookError
+from core.errors import BackupError, HashMismatch, InputError
 from programs import loader
 from store.db import redacted
 
@@ -51,10 +51,6 @@ SUBPROCESS_TIMEOUT_S = 3600
 _COPY_CHUNK = 1 << 20
 
 Backend = Literal["sqlite", "postgresql"]
-
-
-class BackupError(RunbookError):
-    """A backup or restore step failed; the message says which and what to check."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.database import RecordsDatabase
 from blocks.programs import ManagedProgram
-from core.errors import AccountNotFound
+from core.errors import AccountNotFound, BackupError
 from programs import loader, rpc
 from store import backup, db
 from store import operations_records as ops
@@ -80,7 +80,7 @@ async def save_programs(
             )
             if entry.verifiable_sha256 != info.sha256:
                 # The account changed between the two reads: the next run takes it again.
-                raise backup.BackupError(
+                raise BackupError(
                     f"{program.program_id} changed while it was read; run the backup again"
                 )
             saved.append(entry)

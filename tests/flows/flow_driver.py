@@ -14,8 +14,9 @@ from prefect import tags
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 
+from core.errors import ConsoleError
 from flows.upgrade import proposal_key, upgrade_program
-from runbooks.console import ConsoleError, sign_off, wait_for_pause
+from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
 from store.records import ProposalRecord
 from tasks.records import proposal_by_key

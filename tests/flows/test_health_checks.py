@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from core.errors import HealthCheckFailed
 from domain import health
 from domain.health import Finding, ProgramObservation
 from programs.rpc import ProgramInfo
@@ -104,5 +105,5 @@ def test_levels_and_failure_message() -> None:
     ]
     assert health.worst(findings) == "critical" and health.worst([]) == "info"
     assert [r["level"] for r in health.table_rows(findings)] == ["critical", "warning", "info"]
-    error = health.HealthCheckFailed(health.by_level(findings, "critical"))
+    error = HealthCheckFailed(health.by_level(findings, "critical"))
     assert "[b] y: broken;" not in str(error) and "[b] y: broken." in str(error)

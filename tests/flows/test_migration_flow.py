@@ -19,11 +19,10 @@ from solders.account import Account
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine, func, select
 
-from core.errors import KillSwitchEngaged
+from core.errors import KillSwitchEngaged, MigrationError, VerificationFailed
 from flows.migration import migrate_accounts
 from programs.anchor import instruction_discriminator
 from programs.demo_vault import client as vault
-from programs.plugin import MigrationError, VerificationFailed
 from runbooks.demo import DemoChain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
 from store import migration_records

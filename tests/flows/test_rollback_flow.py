@@ -15,8 +15,7 @@ from solders.transaction import Transaction
 from sqlalchemy import Engine, func, select
 
 from blocks import SolanaCluster
-from core.errors import InputError, KillSwitchEngaged
-from domain.rollback import RollbackRefused
+from core.errors import InputError, KillSwitchEngaged, RollbackRefused
 from flows._subjects import signing_subject
 from flows.kill_switch import kill_switch
 from flows.migration import migrate_accounts

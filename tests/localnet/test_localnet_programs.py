@@ -19,9 +19,9 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction, VersionedTransaction
 
+from core.base58 import b58encode
 from core.errors import InputError
 from localnet import Localnet, LocalnetTransactionError
-from localnet.methods import b58encode
 from programs import loader
 
 MEMO_V1 = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")

@@ -40,8 +40,8 @@ from solders.transaction_status import (
     TransactionErrorInstructionError,
 )
 
+from core.base58 import b58decode, b58encode
 from localnet import Localnet, LocalnetServer, PreflightFailure
-from localnet.methods import b58decode, b58encode
 
 LAMPORTS_PER_SOL = 1_000_000_000
 SKIP_PREFLIGHT = TxOpts(skip_preflight=True)

@@ -9,7 +9,8 @@ from program_testkit import Chain
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 
-from programs.toolchain.build import build_program, compile_c, link
+from programs.toolchain.build import build_program, compile_c
+from programs.toolchain.link import link
 
 C_DIR = Path(__file__).parent / "c"
 

@@ -14,17 +14,11 @@ from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM
 from solders.sysvar import INSTRUCTIONS
 
-from programs.toolchain import build
-from programs.toolchain.build import (
-    R_BPF_64_32,
-    R_BPF_64_RELATIVE,
-    BuildError,
-    LinkError,
-    compile_c,
-    elf_relocations,
-    elf_sections,
-    link,
-)
+from core.errors import BuildError, LinkError
+from programs.toolchain import build, elf
+from programs.toolchain.build import compile_c
+from programs.toolchain.elf import R_BPF_64_32, R_BPF_64_RELATIVE, elf_relocations, elf_sections
+from programs.toolchain.link import OP_CALL, OP_LDDW, link
 
 SDK_HEADER = build.INCLUDE_DIR / "solana_sdk.h"
 
@@ -62,14 +56,14 @@ def test_elf_header_and_sections(probe_so: bytes) -> None:
     offsets = [s.offset for s in sections.values()]
     assert offsets == sorted(offsets)
     for s in sections.values():
-        if s.flags & build.SHF_ALLOC:
+        if s.flags & elf.SHF_ALLOC:
             assert s.addr == s.offset, f"{s.name}: address must equal file offset"
         assert s.offset + s.size <= len(probe_so)
     text = sections[".text"]
     assert text.offset <= e_entry < text.offset + text.size
     assert (e_entry - text.offset) % 8 == 0
     # Only .dynamic is writable (the loader rejects writable .data/.bss).
-    assert [s.name for s in sections.values() if s.flags & build.SHF_WRITE] == [".dynamic"]
+    assert [s.name for s in sections.values() if s.flags & elf.SHF_WRITE] == [".dynamic"]
 
 
 def test_syscalls_become_dynsym_relocations(probe_so: bytes) -> None:
@@ -80,7 +74,7 @@ def test_syscalls_become_dynsym_relocations(probe_so: bytes) -> None:
     for off, kind, _ in elf_relocations(probe_so):
         if kind == R_BPF_64_32:
             assert text.offset <= off < text.offset + text.size
-            assert probe_so[off] == build.OP_CALL
+            assert probe_so[off] == OP_CALL
             # imm -1: the loader treats any other call immediate as pc-relative
             assert struct.unpack_from("<i", probe_so, off + 4)[0] == -1
 
@@ -113,7 +107,7 @@ def test_lddw_relocations_point_into_the_image(probe_so: bytes) -> None:
     ]
     assert lddws
     for off in lddws:
-        assert probe_so[off] == build.OP_LDDW
+        assert probe_so[off] == OP_LDDW
         low = struct.unpack_from("<I", probe_so, off + 4)[0]
         high = struct.unpack_from("<I", probe_so, off + 12)[0]
         assert high == 0 and 0 < low < len(probe_so)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, make_url, select
 
-from core.errors import HashMismatch, InputError
+from core.errors import BackupError, HashMismatch, InputError
 from store import backup, records
 from store import operations_records as ops
 from store.backup import Manifest, SetAge
@@ -87,7 +87,7 @@ def test_a_backup_restores_to_identical_rows(
             query = select(Proposal.key, Proposal.status).order_by(Proposal.id)
             assert a.execute(query).all() == b.execute(query).all()
         # Restoring never overwrites: the target now holds tables and is refused.
-        with pytest.raises(backup.BackupError, match="restore into a new"):
+        with pytest.raises(BackupError, match="restore into a new"):
             backup.restore_database(directory, dump, target_url)
     finally:
         restored.dispose()
@@ -122,7 +122,7 @@ def test_a_restore_that_lost_rows_does_not_count(
     url, _ = source
     dump = backup.dump_database(url, tmp_path / "set")
     claimed = backup.DatabaseDump(**{**dump.__dict__, "tables": {**dump.tables, "proposals": 6}})
-    with pytest.raises(backup.BackupError, match="proposals 6 -> 5"):
+    with pytest.raises(BackupError, match="proposals 6 -> 5"):
         backup.verify_dump(tmp_path / "set", claimed, url)
 
 

@@ -11,12 +11,15 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
-from core.errors import InputError, KillSwitchEngaged
+from core.base58 import b58decode, b58encode
+from core.errors import InputError, KillSwitchEngaged, RollbackRefused
 from domain import kill_switch, rollback
+from domain.migration import plan
 from programs import plugin
 from programs.demo_vault import client as vault
+from programs.demo_vault.plugins import DemoVaultMigrator
 from programs.loader import verifiable_hash
-from programs.plugin import DemoVaultMigrator, get_migrator, plan
+from programs.plugin import get_migrator
 from store.migration_records import KillSwitchRecord, MigratedAccount
 
 M = DemoVaultMigrator()
@@ -27,19 +30,10 @@ V2 = vault.VaultV2(
 ).encode()
 
 
-def b58decode(text: str) -> bytes:
-    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-    n = 0
-    for c in text:
-        n = n * 58 + alphabet.index(c)
-    zeros = len(text) - len(text.lstrip("1"))
-    return b"\0" * zeros + n.to_bytes((n.bit_length() + 7) // 8, "big")
-
-
 def test_b58encode_matches_solders() -> None:
     key = Pubkey.new_unique()
-    assert plugin.b58encode(bytes(key)) == str(key)
-    assert plugin.b58encode(b"\0\0\x01") == "112"
+    assert b58encode(bytes(key)) == str(key)
+    assert b58encode(b"\0\0\x01") == "112"
 
 
 def test_select_filters_the_discriminator_and_the_version_byte() -> None:
@@ -110,7 +104,9 @@ def test_plan_resumes_pending_and_leaves_failures_unless_asked() -> None:
 
 def test_migrators_by_name_or_import_path() -> None:
     assert isinstance(get_migrator("demo_vault"), DemoVaultMigrator)
-    assert isinstance(get_migrator("programs.plugin:DemoVaultMigrator"), DemoVaultMigrator)
+    assert isinstance(
+        get_migrator("programs.demo_vault.plugins:DemoVaultMigrator"), DemoVaultMigrator
+    )
     with pytest.raises(InputError, match="registered: demo_vault"):
         get_migrator("nope")
     with pytest.raises(InputError, match="cannot be loaded"):
@@ -132,7 +128,7 @@ def test_archived_bytes_keep_the_elf_and_its_hash(demo_binaries: dict[str, bytes
 
 def test_rollback_over_migrated_accounts_is_refused_naming_them() -> None:
     accounts = [MigratedAccount(f"acct{i:02}", 1, "demo_vault", 2, "bb" * 32) for i in range(25)]
-    with pytest.raises(rollback.RollbackRefused) as refused:
+    with pytest.raises(RollbackRefused) as refused:
         rollback.refuse_over_migrated("aa" * 32, accounts, force_reason=None)
     assert refused.value.accounts == [a.address for a in accounts]
     assert "acct00" in str(refused.value) and "and 5 more" in str(refused.value)
@@ -160,9 +156,9 @@ def test_kill_switch_refusal_says_what_to_do() -> None:
 
 def test_demo_vault_pause_instructions() -> None:
     program, config, admin = Pubkey.new_unique(), Pubkey.new_unique(), Pubkey.new_unique()
-    pauser = kill_switch.pauser("demo_vault", program, config)
+    pauser = plugin.pauser("demo_vault", program, config)
     assert pauser.pause(admin) == vault.pause(program, config, admin)
     assert pauser.unpause(admin) == vault.unpause(program, config, admin)
     assert pauser.is_paused(vault.Config(admin=admin, paused=True).encode())
     with pytest.raises(InputError, match="no pause instruction"):
-        kill_switch.pauser("other", program, config)
+        plugin.pauser("other", program, config)

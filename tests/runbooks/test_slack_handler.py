@@ -19,6 +19,7 @@ from prefect import flow, tags
 from prefect.client.orchestration import get_client
 from slack_sdk.signature import SignatureVerifier
 
+from core.errors import SlackRequestRejected
 from domain.messages import encode_action_value
 from flows._confirmations import wait_for_confirmation
 from runbooks import slack_handler
@@ -26,7 +27,6 @@ from runbooks.console import wait_for_pause
 from runbooks.demo import find_run
 from runbooks.slack_handler import (
     SlackActionServer,
-    SlackRequestRejected,
     parse_action,
     signature,
     verify_request,
