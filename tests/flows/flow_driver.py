@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import State
 from flows.upgrade import proposal_key, upgrade_program
 from runbooks.console import ConsoleError, sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
-from store.records import ProposalRecord
+from store.records.proposals import ProposalRecord
 from tasks.records import proposal_by_key
 
 Answers = Callable[[ProposalRecord], list[dict[str, Any]]]

@@ -17,7 +17,8 @@ from programs import plugin
 from programs.demo_vault import client as vault
 from programs.loader import verifiable_hash
 from programs.plugin import DemoVaultMigrator, get_migrator, plan
-from store.migration_records import KillSwitchRecord, MigratedAccount
+from store.records.kill_switch import KillSwitchRecord
+from store.records.migrations import MigratedAccount
 
 M = DemoVaultMigrator()
 OWNER, CONFIG = Pubkey.new_unique(), Pubkey.new_unique()
