@@ -74,7 +74,7 @@ async def save_programs(
                 directory,
                 program_id=program.program_id,
                 name=program.name,
-                programdata=bytes(account.data),
+                code=loader.program_bytes(bytes(account.data)),
                 slot=info.slot,
                 authority=info.authority,
             )

@@ -139,7 +139,12 @@ def test_program_binaries_keep_their_verifiable_hash(tmp_path: Path) -> None:
         bytes([3, 0, 0, 0]) + (7).to_bytes(8, "little") + b"\x00" * 33 + elf + b"\x00" * 64
     )
     entry = backup.write_program(
-        tmp_path, program_id="prog", name="demo", programdata=programdata, slot=7, authority=None
+        tmp_path,
+        program_id="prog",
+        name="demo",
+        code=loader.program_bytes(programdata),
+        slot=7,
+        authority=None,
     )
     assert entry.verifiable_sha256 == loader.verifiable_hash(elf)
     assert backup.read_program(tmp_path, entry) == elf
