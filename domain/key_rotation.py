@@ -21,7 +21,7 @@ from core.approval import (
     check_restricted_ascii,
 )
 from core.errors import InputError
-from store.operations_records import KeyRecord
+from store.records.key_rotation import KeyRecord
 
 ROTATION_MONTHS: dict[str, int] = {"upgrade": 6, "governance": 12, "emergency": 3}
 DEFAULT_REMIND_DAYS = 30

@@ -2,7 +2,7 @@
 
 Two layers, both engaged by the kill-switch runbook (``flows/kill_switch.py``):
 
-- the *recorded* switch (``store.migration_records``): every runbook that writes to a
+- the *recorded* switch (``store.records.kill_switch``): every runbook that writes to a
   program checks it first and refuses while it is engaged (upgrade, migration,
   scheduled writes); only the emergency rollback writes under it;
 - the program's own pause instruction where it has one (a ``ProgramPauser``,
@@ -27,9 +27,9 @@ from core.approval import (
     check_restricted_ascii,
 )
 from core.errors import InputError, KillSwitchEngaged
-from store.migration_models import ALL_PROGRAMS
-from store.migration_records import RELEASE_KIND, KillSwitchRecord
-from store.records import ProposalRecord
+from store.models import ALL_PROGRAMS
+from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
+from store.records.proposals import ProposalRecord
 
 # The sha256 field of a release of every program (``*``): there is no one binary.
 NO_HASH = "none"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from core.errors import RollbackRefused
 from programs.loader import verifiable_hash
-from store.migration_records import MigratedAccount
+from store.records.migrations import MigratedAccount
 
 _SHT_NOBITS = 8
 # Accounts named in a refusal; the rest are counted.

@@ -35,7 +35,7 @@ from core.errors import ApprovalError
 from domain import messages, signoff
 from domain.policy import Policy
 from domain.signoff import Signable, Verdict
-from store.records import ProposalRecord
+from store.records.proposals import ProposalRecord
 from tasks import records
 from tasks.notify import notify, update_thread
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from core.errors import InputError
 from domain.kill_switch import KillSwitchRelease
 from domain.signoff import Signable
-from store.migration_records import RELEASE_KIND
-from store.records import ProposalRecord
+from store.records.kill_switch import RELEASE_KIND
+from store.records.proposals import ProposalRecord
 
 
 def signing_subject(proposal: ProposalRecord) -> Signable:

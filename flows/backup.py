@@ -37,9 +37,9 @@ from core.errors import BackupError, HashMismatch, RecordsError, RunbookError
 from core.settings import REPO_ROOT
 from domain import messages
 from store import backup
-from store import records as store_records
 from store.backup import Manifest
-from store.operations_records import backup_subject
+from store.records import audit
+from store.records.backups import backup_subject
 from tasks import backup as tasks
 from tasks.notify import notify
 from tasks.records import current_run_id, records_engine
@@ -235,7 +235,7 @@ async def publish_backup_table(manifest: Manifest) -> None:
 def _audit(action: str, name: str, details: dict[str, Any]) -> None:
     """Audit in the live records database; a restore must go on if that is the one lost."""
     try:
-        store_records.audit(
+        audit.audit(
             records_engine(), "runbooks", action, backup_subject(name), details, current_run_id()
         )
     except RecordsError as exc:

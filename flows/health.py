@@ -39,9 +39,10 @@ from domain import health, key_rotation, messages
 from domain.health import Finding
 from flows._confirmations import wait_for_confirmation
 from flows._signoff import pause_poll_seconds
-from store import db, migration_records
-from store import operations_records as ops
-from store import records as store_records
+from store import db
+from store.records import health as health_records
+from store.records import housekeeping, kill_switch
+from store.records import key_rotation as key_rotation_records
 from tasks import health as tasks
 from tasks.notify import notify
 from tasks.records import records_engine
@@ -147,11 +148,13 @@ async def daily_health(
     expiring: list[health.TimelockStatus] = []
     if engine is not None:
         found, statuses = health.check_timelocks(
-            ops.proposals_in_timelock(engine, name), now, timedelta(hours=timelock_window_hours)
+            health_records.proposals_in_timelock(engine, name),
+            now,
+            timedelta(hours=timelock_window_hours),
         )
         findings += found
         expiring = [s for s in statuses if s.expiring]
-        in_flight = ops.rows_in_state(
+        in_flight = housekeeping.rows_in_state(
             engine,
             table=MIGRATION_TABLE,
             status_column="status",
@@ -169,11 +172,11 @@ async def daily_health(
             switches = {
                 (k.cluster, k.program_id): k
                 for p in managed.programs
-                for k in migration_records.engaged_kill_switches(engine, name, p.program_id)
+                for k in kill_switch.engaged_kill_switches(engine, name, p.program_id)
             }
             findings += health.check_kill_switches(switches.values())
         dues = key_rotation.review(
-            ops.managed_keys(engine, name), now, key_rotation.DEFAULT_REMIND_DAYS
+            key_rotation_records.managed_keys(engine, name), now, key_rotation.DEFAULT_REMIND_DAYS
         )
         findings += health.check_keys(d for d in dues if d.status == "overdue")
 
@@ -283,10 +286,10 @@ async def _check_programs(
                 Finding("hash", program.name, "warning", "not compared: no records database")
             )
             continue
-        recorded = store_records.get_program_hash(engine, cluster.cluster, info.program_id)
+        recorded = health_records.get_program_hash(engine, cluster.cluster, info.program_id)
         executed = None
         if recorded is not None and recorded.hash != info.sha256:
-            executed = ops.executed_change_to_hash(
+            executed = health_records.executed_change_to_hash(
                 engine, cluster.cluster, info.program_id, info.sha256
             )
         verdict = health.check_hash(
@@ -305,7 +308,7 @@ async def _check_programs(
 def _previous_slot(engine: Any, cluster: str) -> int | None:
     if engine is None:
         return None
-    last = ops.health_reports(engine, cluster, limit=1)
+    last = health_records.health_reports(engine, cluster, limit=1)
     return last[0].slot if last else None
 
 

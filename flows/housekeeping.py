@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import Field
 
-from store import operations_records as ops
+from store.records import housekeeping as housekeeping_records
 from tasks import housekeeping as tasks
 
 
@@ -45,7 +45,7 @@ async def housekeeping(
     now = datetime.now(UTC)
     removed = tasks.remove_proposals(now - timedelta(days=proposal_days), dry_run)
     if dry_run:
-        archived = ops.ArchiveResult(migration_table, {}, skipped="dry run")
+        archived = housekeeping_records.ArchiveResult(migration_table, {}, skipped="dry run")
     else:
         archived = tasks.archive_rows(
             migration_table, migration_finished_column, now - timedelta(days=migration_days)

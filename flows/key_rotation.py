@@ -52,8 +52,8 @@ from domain.policy import Policy
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome
 from flows.upgrade import wait_out_timelock
-from store import operations_records as ops
-from store.records import ProposalRecord, proposal_subject
+from store.records import key_rotation as key_rotation_records
+from store.records.proposals import ProposalRecord, proposal_subject
 from tasks import chain, records
 from tasks import key_rotation as key_tasks
 from tasks.notify import notify, open_thread
@@ -367,7 +367,7 @@ async def key_rotation_review(
     now = datetime.now(UTC)
     cluster = (await load_block(SolanaCluster, cluster_block)).cluster
     engine = records_engine()
-    dues = key_rotation.review(ops.managed_keys(engine, cluster), now, remind_days)
+    dues = key_rotation.review(key_rotation_records.managed_keys(engine, cluster), now, remind_days)
     rows = [
         {
             "label": d.key.label,

@@ -38,8 +38,8 @@ from domain.kill_switch import (
 )
 from domain.policy import Policy
 from flows import _signoff as signoffs
-from store.migration_models import ALL_PROGRAMS
-from store.migration_records import RELEASE_KIND, KillSwitchRecord
+from store.models import ALL_PROGRAMS
+from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
 from tasks import chain, records
 from tasks import kill_switch as switch
 from tasks.notify import notify, open_thread

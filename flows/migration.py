@@ -46,8 +46,8 @@ from core.errors import HashMismatch
 from core.keys import parse_pubkey
 from domain.migration import outcome, plan
 from programs.plugin import get_migrator
-from store import migration_records
-from store.migration_records import MigrationRunRecord
+from store.records import migrations
+from store.records.migrations import MigrationRunRecord
 from tasks import chain, kill_switch
 from tasks import migration as tasks
 from tasks.migration import FETCH_LIMIT, BatchResult
@@ -185,8 +185,8 @@ async def migrate_accounts(
 
     # 6. Report.
     engine = records_engine()
-    counts = migration_records.migration_counts(engine, run.id)
-    failures = migration_records.failed_accounts(engine, run.id)
+    counts = migrations.migration_counts(engine, run.id)
+    failures = migrations.failed_accounts(engine, run.id)
     seconds = time.monotonic() - started
     summary: dict[str, Any] = {
         "migration_id": run.id,
@@ -274,7 +274,7 @@ class Progress:
 async def publish(
     run: MigrationRunRecord,
     summary: dict[str, Any],
-    failures: Sequence[migration_records.AccountState],
+    failures: Sequence[migrations.AccountState],
     cluster: SolanaCluster,
 ) -> None:
     counts = summary["accounts"]

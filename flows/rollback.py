@@ -38,9 +38,11 @@ from domain.rollback import refuse_over_migrated
 from flows.kill_switch import emergency_policy, engage, release_with_signoff
 from flows.upgrade import announce, collect_signoffs, wait_out_timelock
 from programs.plugin import get_migrator
-from store import migration_records
-from store.migration_records import ArchiveRecord, MigratedAccount
-from store.records import ProposalRecord
+from store.records import archives as archives_records
+from store.records import migrations as migrations_records
+from store.records.archives import ArchiveRecord
+from store.records.migrations import MigratedAccount
+from store.records.proposals import ProposalRecord
 from tasks import archive, chain, records
 from tasks.chain import rpc_client
 from tasks.migration import FETCH_LIMIT, fetch_accounts
@@ -245,14 +247,14 @@ def choose_target(
     """The archive to restore: the one asked for, else the newest that is not live."""
     engine = records_engine()
     if to_sha256:
-        target = migration_records.get_archive(engine, cluster, program_id, to_sha256)
+        target = archives_records.get_archive(engine, cluster, program_id, to_sha256)
         if target is None:
             raise RecordsError(
                 f"no archived binary {to_sha256} of {program_id} on {cluster}; the upgrade "
                 "runbook archives each binary it replaces (see program_archives)"
             )
     else:
-        target = migration_records.latest_archive(engine, cluster, program_id, excluding=current)
+        target = archives_records.latest_archive(engine, cluster, program_id, excluding=current)
         if target is None:
             raise RecordsError(
                 f"no archived binary of {program_id} on {cluster} other than the live one; "
@@ -268,7 +270,7 @@ async def migrated_on_chain(
 ) -> list[MigratedAccount]:
     """Accounts migrations moved to a layout another binary wrote, still holding that
     layout on chain (the records say which; the chain confirms)."""
-    recorded = migration_records.migrated_accounts(
+    recorded = migrations_records.migrated_accounts(
         records_engine(), cluster.cluster, program_id, written_by_other_than=target_sha256
     )
     if not recorded:

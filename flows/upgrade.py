@@ -45,7 +45,7 @@ from domain import policy as policy_audit
 from domain.policy import Policy
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome
-from store.records import ProposalRecord
+from store.records.proposals import ProposalRecord
 from tasks import archive, chain, governance, kill_switch, records
 from tasks.notify import notify, open_thread
 

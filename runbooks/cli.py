@@ -27,7 +27,7 @@ def _sign(args: argparse.Namespace) -> int:
         approval.check_approval_line(message)  # a truncated paste is named, not signed
     else:
         from flows._subjects import signing_subject
-        from store.records import get_proposal
+        from store.records.proposals import get_proposal
         from tasks.records import records_engine
 
         proposal = get_proposal(records_engine(), args.proposal)

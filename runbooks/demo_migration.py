@@ -180,7 +180,7 @@ def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     from flows._subjects import signing_subject
     from store.db import session_scope
     from store.models import Proposal
-    from store.records import get_proposal
+    from store.records.proposals import get_proposal
     from tasks.records import records_engine
 
     engine = records_engine()

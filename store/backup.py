@@ -40,7 +40,6 @@ from psycopg import sql
 from sqlalchemy import URL, make_url
 
 from core.errors import BackupError, HashMismatch, InputError
-from programs import loader
 from store.db import redacted
 
 FORMAT = "solana-runbooks-backup/1"
@@ -305,12 +304,13 @@ def write_program(
     *,
     program_id: str,
     name: str,
-    programdata: bytes,
+    code: bytes,
     slot: int,
     authority: str | None,
 ) -> ProgramBinary:
-    """Store a program's bytes (from its ProgramData account) gzipped, with their hashes."""
-    code = loader.program_bytes(programdata).rstrip(b"\x00")
+    """Store a program's bytes (its ProgramData without the header; zero padding is cut)
+    gzipped, with their hashes."""
+    code = code.rstrip(b"\x00")
     folder = directory / PROGRAMS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     relative = f"{PROGRAMS_DIR}/{program_id}.so.gz"
@@ -321,7 +321,7 @@ def write_program(
         name=name,
         file=relative,
         sha256=sha256_file(directory / relative),
-        verifiable_sha256=loader.verifiable_hash(code),
+        verifiable_sha256=_verifiable_hash(code),
         bytes=len(code),
         slot=slot,
         authority=authority,
@@ -336,16 +336,21 @@ def read_program(directory: Path, entry: ProgramBinary) -> bytes:
         raise HashMismatch(f"backup file {entry.file}", entry.sha256, actual)
     with gzip.open(path, "rb") as src:
         code = src.read()
-    if loader.verifiable_hash(code) != entry.verifiable_sha256:
+    if _verifiable_hash(code) != entry.verifiable_sha256:
         raise HashMismatch(
             f"program {entry.program_id} in {entry.file}",
             entry.verifiable_sha256,
-            loader.verifiable_hash(code),
+            _verifiable_hash(code),
         )
     return code
 
 
 # ------------------------------------------------------------------------- helpers
+
+
+def _verifiable_hash(code: bytes) -> str:
+    """solana-verify's hash: hex SHA-256 of the bytes without trailing zero bytes."""
+    return hashlib.sha256(code.rstrip(b"\x00")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

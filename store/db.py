@@ -135,7 +135,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: commit when the block ends, roll back if it raises.
 
     Objects stay loaded after the commit (``expire_on_commit=False``), but ``store.records``
-    returns frozen dataclasses anyway; use this directly only for ad-hoc queries.
+    returns frozen records anyway; use this directly only for ad-hoc queries.
     """
     with translate_errors(engine.url):
         session = Session(engine, expire_on_commit=False)

@@ -39,9 +39,18 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 
 from store.db import session_scope
-from store.migration_models import KillSwitch, MigrationAccount, MigrationRun
-from store.models import TERMINAL_STATUSES, Approval, Execution, Proposal, utcnow
-from store.operations_models import Backup, HealthReport
+from store.models import (
+    TERMINAL_STATUSES,
+    Approval,
+    Backup,
+    Execution,
+    HealthReport,
+    KillSwitch,
+    MigrationAccount,
+    MigrationRun,
+    Proposal,
+    utcnow,
+)
 
 NOT_A_MEMBER = "(not a member)"
 SIGNOFF_DECISIONS: tuple[str, ...] = ("approve", "reject")

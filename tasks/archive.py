@@ -15,8 +15,8 @@ from core.errors import AccountNotFound, HashMismatch, RecordsError
 from domain import rollback
 from programs import loader, rpc
 from programs.rpc import BufferInfo
-from store import migration_records
-from store.migration_records import ArchiveRecord
+from store.records import archives as archives_records
+from store.records.archives import ArchiveRecord
 from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
@@ -37,7 +37,7 @@ async def archive_program(
     data = bytes(account.data)
     state = loader.decode_state(data)
     assert isinstance(state, loader.ProgramData)  # read_program checked it
-    record = migration_records.archive_program(
+    record = archives_records.archive_program(
         records_engine(),
         cluster=cluster.cluster,
         program_id=program_id,
@@ -72,7 +72,7 @@ async def write_archived_buffer(
     A retry after a failure part-way writes a fresh buffer; close the abandoned one
     (`solana program close <buffer>`) to recover its rent.
     """
-    archive = migration_records.get_archive(records_engine(), cluster.cluster, program_id, sha256)
+    archive = archives_records.get_archive(records_engine(), cluster.cluster, program_id, sha256)
     if archive is None:
         raise RecordsError(
             f"no archived binary {sha256} of {program_id} on {cluster.cluster}; "

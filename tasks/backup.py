@@ -20,8 +20,8 @@ from blocks.programs import ManagedProgram
 from core.errors import AccountNotFound, BackupError
 from programs import loader, rpc
 from store import backup, db
-from store import operations_records as ops
 from store.backup import DatabaseDump, Manifest, ProgramBinary, SetAge
+from store.records import backups
 from tasks.chain import READ_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
@@ -74,7 +74,7 @@ async def save_programs(
                 directory,
                 program_id=program.program_id,
                 name=program.name,
-                programdata=bytes(account.data),
+                code=loader.program_bytes(bytes(account.data)),
                 slot=info.slot,
                 authority=info.authority,
             )
@@ -88,12 +88,12 @@ async def save_programs(
 
 
 @task(name="record-backup", retries=2, retry_delay_seconds=1)
-def record_backup(root: Path, manifest: Manifest) -> ops.BackupRecord | None:
+def record_backup(root: Path, manifest: Manifest) -> backups.BackupRecord | None:
     """Record the set in the records database (skipped, with a warning, if it is down)."""
     dump = manifest.records
     if dump is None:
         return None
-    return ops.record_backup(
+    return backups.record_backup(
         records_engine(),
         name=manifest.name,
         directory=str(root / manifest.name),
@@ -130,7 +130,7 @@ def apply_retention(root: Path, keep_last: int, keep_days: int, now_iso: str) ->
     logger = get_run_logger()
     for name in doomed:
         backup.remove_set(root, name)
-        ops.mark_backup_removed(
+        backups.mark_backup_removed(
             records_engine(),
             name,
             reason=f"retention: keep {keep_last} / {keep_days} days",

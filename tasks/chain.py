@@ -19,7 +19,7 @@ from core.errors import ChainError, HashMismatch, RunbookError
 from domain import signoff
 from programs import loader, rpc
 from programs.rpc import BufferInfo, ProgramInfo
-from store.records import ProposalRecord
+from store.records.proposals import ProposalRecord
 
 # Input and chain-state errors will not change by retrying; only transport faults do.
 NO_RETRY = (RunbookError,)

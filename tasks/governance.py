@@ -42,8 +42,10 @@ from domain.signoff import Verdict
 from programs import rpc
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Proposal
-from store import records as store
-from store.records import ProposalRecord
+from store import records
+from store.records import audit as audit_records
+from store.records import proposals
+from store.records.proposals import ProposalRecord
 from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
@@ -113,8 +115,8 @@ def proposal_number(proposal: ProposalRecord) -> str:
 
 
 def _reserved_number(proposal: ProposalRecord) -> int | None:
-    events = store.audit_events(
-        records_engine(), store.proposal_subject(proposal.id), action=NUMBER_ACTION, limit=1
+    events = audit_records.audit_events(
+        records_engine(), proposals.proposal_subject(proposal.id), action=NUMBER_ACTION, limit=1
     )
     return int(events[-1].details["index"]) if events else None
 
@@ -162,16 +164,16 @@ async def create_proposal(
             state = await gov_rpc.read_governance(client, gov_key, program_key)
             number = state.proposal_count + 1
             address = um.proposal_address(gov_key, number, program_key)
-            store.audit(
+            audit_records.audit(
                 engine,
-                store.DEFAULT_ACTOR,
+                records.DEFAULT_ACTOR,
                 NUMBER_ACTION,
-                store.proposal_subject(proposal.id),
+                proposals.proposal_subject(proposal.id),
                 {"governance": str(gov_key), "index": number, "address": str(address)},
                 current_run_id(),
             )
         address = um.proposal_address(gov_key, number, program_key)
-        proposal = store.set_onchain_address(
+        proposal = proposals.set_onchain_address(
             engine, proposal.id, str(address), flow_run_id=current_run_id()
         )
         existing = await gov_rpc.read_proposal(client, address)
@@ -278,7 +280,7 @@ async def mark_threshold_met(
         p = await _read(client, onchain_gov, proposal)
     if p.approved_at == 0:
         raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain yet")
-    return store.mark_threshold_met(
+    return proposals.mark_threshold_met(
         records_engine(),
         proposal.id,
         at=datetime.fromtimestamp(p.approved_at, UTC),

@@ -18,8 +18,7 @@ from blocks.cluster import SolanaCluster
 from core.errors import ChainError
 from domain.health import ProgramObservation
 from programs import rpc
-from store import operations_records as ops
-from store import records as store_records
+from store.records import health as health_records
 from tasks.chain import READ_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
@@ -75,19 +74,21 @@ async def read_balances(cluster: SolanaCluster, addresses: list[str]) -> dict[st
 
 
 @task(name="record-health-report", retries=2, retry_delay_seconds=1)
-def record_report(**fields: Any) -> ops.HealthReportRecord:
-    return ops.record_health_report(records_engine(), flow_run_id=current_run_id(), **fields)
+def record_report(**fields: Any) -> health_records.HealthReportRecord:
+    return health_records.record_health_report(
+        records_engine(), flow_run_id=current_run_id(), **fields
+    )
 
 
 @task(name="record-program-hash", retries=2, retry_delay_seconds=1)
 def record_program_hash(cluster: str, program_id: str, digest: str, slot: int) -> None:
-    store_records.set_program_hash(
+    health_records.set_program_hash(
         records_engine(), cluster, program_id, digest, slot, flow_run_id=current_run_id()
     )
 
 
 @task(name="acknowledge-health-report", retries=2, retry_delay_seconds=1)
-def acknowledge(report_id: int, by: str) -> ops.HealthReportRecord:
-    return ops.acknowledge_health_report(
+def acknowledge(report_id: int, by: str) -> health_records.HealthReportRecord:
+    return health_records.acknowledge_health_report(
         records_engine(), report_id, by=by, flow_run_id=current_run_id()
     )

@@ -16,7 +16,7 @@ from blocks.keypair import SolanaKeypair
 from core.errors import AuthorityMismatch, ChainError, HashMismatch, InputError
 from programs import loader, rpc
 from programs.rpc import ProgramInfo
-from store import operations_records as ops
+from store.records import key_rotation
 from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
@@ -91,15 +91,15 @@ async def verify_authority(
 
 
 @task(name="record-rotation", retries=2, retry_delay_seconds=1)
-def record_rotation(**fields: Any) -> ops.RotationRecord:
-    return ops.record_rotation(records_engine(), flow_run_id=current_run_id(), **fields)
+def record_rotation(**fields: Any) -> key_rotation.RotationRecord:
+    return key_rotation.record_rotation(records_engine(), flow_run_id=current_run_id(), **fields)
 
 
 @task(name="register-key", retries=2, retry_delay_seconds=1)
-def register_key(**fields: Any) -> ops.KeyRecord:
-    return ops.register_key(records_engine(), flow_run_id=current_run_id(), **fields)
+def register_key(**fields: Any) -> key_rotation.KeyRecord:
+    return key_rotation.register_key(records_engine(), flow_run_id=current_run_id(), **fields)
 
 
 @task(name="retire-key", retries=2, retry_delay_seconds=1)
-def retire_key(**fields: Any) -> ops.KeyRecord:
-    return ops.retire_key(records_engine(), flow_run_id=current_run_id(), **fields)
+def retire_key(**fields: Any) -> key_rotation.KeyRecord:
+    return key_rotation.retire_key(records_engine(), flow_run_id=current_run_id(), **fields)

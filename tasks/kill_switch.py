@@ -14,15 +14,15 @@ from blocks.program_pause import ProgramPause
 from core.errors import AccountNotFound
 from domain import kill_switch
 from programs import rpc
-from store import migration_records
-from store.migration_records import KillSwitchRecord
+from store.records import kill_switch as kill_switch_records
+from store.records.kill_switch import KillSwitchRecord
 from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
 
 
 def engaged(cluster: str, program_id: str) -> list[KillSwitchRecord]:
     """The engaged switches that stop writes to ``program_id`` (its own, the cluster's)."""
-    return migration_records.engaged_kill_switches(records_engine(), cluster, program_id)
+    return kill_switch_records.engaged_kill_switches(records_engine(), cluster, program_id)
 
 
 def ensure_released(cluster: str, program_id: str, action: str) -> None:
@@ -40,7 +40,7 @@ def check_kill_switch(cluster: str, program_id: str, action: str) -> None:
 
 @task(name="engage-kill-switch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def engage_kill_switch(cluster: str, program_id: str, reason: str, actor: str) -> KillSwitchRecord:
-    record = migration_records.engage_kill_switch(
+    record = kill_switch_records.engage_kill_switch(
         records_engine(),
         cluster,
         program_id,
@@ -56,7 +56,7 @@ def engage_kill_switch(cluster: str, program_id: str, reason: str, actor: str) -
 def release_kill_switch(
     cluster: str, program_id: str, proposal_id: int, actor: str
 ) -> KillSwitchRecord:
-    record = migration_records.release_kill_switch(
+    record = kill_switch_records.release_kill_switch(
         records_engine(),
         cluster,
         program_id,

@@ -33,8 +33,8 @@ from blocks.keypair import SolanaKeypair
 from core.errors import ChainError
 from programs import rpc
 from programs.plugin import AccountMigrator, get_migrator
-from store import migration_records
-from store.migration_records import AccountOutcome, AccountState, MigrationRunRecord, Snapshot
+from store.records import migrations
+from store.records.migrations import AccountOutcome, AccountState, MigrationRunRecord, Snapshot
 from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
 from tasks.kill_switch import ensure_released
 from tasks.records import current_run_id, records_engine
@@ -97,7 +97,7 @@ async def _payer(block: str) -> Keypair:
 
 @task(name="start-migration", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def start_migration(**fields: object) -> MigrationRunRecord:
-    return migration_records.start_migration(
+    return migrations.start_migration(
         records_engine(),
         flow_run_id=current_run_id(),
         **fields,  # type: ignore[arg-type]
@@ -108,13 +108,13 @@ def start_migration(**fields: object) -> MigrationRunRecord:
 def finish_migration(
     migration_id: int, status: str, details: dict[str, object] | None = None
 ) -> MigrationRunRecord:
-    return migration_records.finish_migration(
+    return migrations.finish_migration(
         records_engine(), migration_id, status, details=details, flow_run_id=current_run_id()
     )
 
 
 def account_states(migration_id: int) -> dict[str, AccountState]:
-    return migration_records.account_states(records_engine(), migration_id)
+    return migrations.account_states(records_engine(), migration_id)
 
 
 @task(name="discover-accounts", cache_policy=NO_CACHE, **READ_RETRIES)
@@ -170,9 +170,7 @@ async def migrate_batch(
     run_id = current_run_id()
     migrator = get_migrator(migrator_name)
     # Records calls run in a thread: a commit must not stall the other batches' RPC.
-    states = await asyncio.to_thread(
-        migration_records.account_states, engine, migration_id, addresses
-    )
+    states = await asyncio.to_thread(migrations.account_states, engine, migration_id, addresses)
     payer = await _payer(fee_payer_block)
     program = Pubkey.from_string(program_id)
     outcomes: list[AccountOutcome] = []
@@ -189,7 +187,7 @@ async def migrate_batch(
             and migrator.layout_version(data) == migrator.source_version
         }
         await asyncio.to_thread(
-            migration_records.record_snapshots,
+            migrations.record_snapshots,
             engine,
             migration_id,
             [Snapshot(a, migrator.source_version, d) for a, d in fresh.items()],
@@ -239,7 +237,7 @@ async def migrate_batch(
         missing = [a for a in to_verify if a not in known]
         if missing:
             known.update(
-                await asyncio.to_thread(migration_records.snapshots, engine, migration_id, missing)
+                await asyncio.to_thread(migrations.snapshots, engine, migration_id, missing)
             )
         for address, data in zip(to_verify, current, strict=True):
             problems = migrator.verify(known[address], data)
@@ -255,7 +253,7 @@ async def migrate_batch(
                     AccountOutcome(address, "verified", None, signatures.get(address), sent_now)
                 )
     await asyncio.to_thread(
-        migration_records.record_outcomes, engine, migration_id, outcomes, flow_run_id=run_id
+        migrations.record_outcomes, engine, migration_id, outcomes, flow_run_id=run_id
     )
     failed = {o.address: o.error or "" for o in outcomes if o.status == "failed"}
     return BatchResult(
@@ -286,9 +284,7 @@ async def verify_batch(
     with its snapshot; records verified or failed, returns the mismatches."""
     engine = records_engine()
     migrator = get_migrator(migrator_name)
-    snapshots = await asyncio.to_thread(
-        migration_records.snapshots, engine, migration_id, addresses
-    )
+    snapshots = await asyncio.to_thread(migrations.snapshots, engine, migration_id, addresses)
     async with _rpc(cluster) as client:
         datas = await fetch_accounts(client, addresses)
     outcomes: list[AccountOutcome] = []
@@ -302,7 +298,7 @@ async def verify_batch(
             )
         else:
             outcomes.append(AccountOutcome(address, "verified"))
-    migration_records.record_outcomes(engine, migration_id, outcomes, flow_run_id=current_run_id())
+    migrations.record_outcomes(engine, migration_id, outcomes, flow_run_id=current_run_id())
     return mismatches
 
 

@@ -18,7 +18,7 @@ from slack_sdk.web import SlackResponse
 
 from blocks.slack import SlackChannel
 from domain.messages import STATUS_BLOCK_ID
-from store import records as store
+from store.records import slack_threads as slack_threads_records
 from tasks.records import current_run_id, records_engine
 
 ATTEMPTS = 3
@@ -56,11 +56,11 @@ async def _call(method: Callable[..., SlackResponse], text: str, **kwargs: Any) 
     return None
 
 
-def _thread(proposal_id: int | None) -> store.SlackThreadRecord | None:
+def _thread(proposal_id: int | None) -> slack_threads_records.SlackThreadRecord | None:
     if proposal_id is None:
         return None
     try:
-        return store.get_slack_thread(records_engine(), proposal_id)
+        return slack_threads_records.get_slack_thread(records_engine(), proposal_id)
     except Exception as exc:  # no thread known: the message goes to the channel
         get_run_logger().warning("Slack thread of proposal #%s not readable: %s", proposal_id, exc)
         return None
@@ -108,7 +108,7 @@ async def open_thread(
     if reply is None:
         return False
     try:
-        store.record_slack_thread(
+        slack_threads_records.record_slack_thread(
             records_engine(),
             proposal_id,
             channel=str(reply["channel"]),

@@ -11,7 +11,9 @@ from prefect.runtime import flow_run
 from sqlalchemy.engine import Engine
 
 from store import db, records
-from store.records import ApprovalRecord, ExecutionRecord, ProposalRecord
+from store.records import audit as audit_records
+from store.records import proposals as proposals_records
+from store.records.proposals import ApprovalRecord, ExecutionRecord, ProposalRecord
 
 
 @cache
@@ -33,26 +35,30 @@ def current_run_id() -> str | None:
 
 @task(name="record-proposal", retries=2, retry_delay_seconds=1)
 def record_proposal(**fields: Any) -> ProposalRecord:
-    return records.record_proposal(records_engine(), flow_run_id=current_run_id(), **fields)
+    return proposals_records.record_proposal(
+        records_engine(), flow_run_id=current_run_id(), **fields
+    )
 
 
 @task(name="record-approval", retries=2, retry_delay_seconds=1)
 def record_approval(proposal_id: int, **fields: Any) -> ApprovalRecord:
-    return records.record_approval(
+    return proposals_records.record_approval(
         records_engine(), proposal_id, flow_run_id=current_run_id(), **fields
     )
 
 
 @task(name="mark-threshold-met", retries=2, retry_delay_seconds=1)
 def mark_threshold_met(proposal_id: int) -> ProposalRecord:
-    return records.mark_threshold_met(records_engine(), proposal_id, flow_run_id=current_run_id())
+    return proposals_records.mark_threshold_met(
+        records_engine(), proposal_id, flow_run_id=current_run_id()
+    )
 
 
 @task(name="set-proposal-status", retries=2, retry_delay_seconds=1)
 def set_proposal_status(
     proposal_id: int, status: str, actor: str = records.DEFAULT_ACTOR, reason: str | None = None
 ) -> ProposalRecord:
-    return records.set_proposal_status(
+    return proposals_records.set_proposal_status(
         records_engine(),
         proposal_id,
         status,
@@ -64,7 +70,7 @@ def set_proposal_status(
 
 @task(name="record-execution", retries=2, retry_delay_seconds=1)
 def record_execution(proposal_id: int, **fields: Any) -> ExecutionRecord:
-    return records.record_execution(
+    return proposals_records.record_execution(
         records_engine(), proposal_id, flow_run_id=current_run_id(), **fields
     )
 
@@ -76,12 +82,12 @@ def audit(
     details: dict[str, Any] | None = None,
     actor: str = records.DEFAULT_ACTOR,
 ) -> None:
-    records.audit(records_engine(), actor, action, subject, details, current_run_id())
+    audit_records.audit(records_engine(), actor, action, subject, details, current_run_id())
 
 
 def proposal_by_key(key: str) -> ProposalRecord | None:
-    return records.get_proposal_by_key(records_engine(), key)
+    return proposals_records.get_proposal_by_key(records_engine(), key)
 
 
 def proposal_approvals(proposal_id: int) -> list[ApprovalRecord]:
-    return records.approvals(records_engine(), proposal_id)
+    return proposals_records.approvals(records_engine(), proposal_id)

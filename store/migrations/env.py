@@ -11,9 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import store.migration_models  # registers the migration tables on Base
-import store.operations_models  # noqa: F401  (registers the operations tables on Base)
-from store.models import Base
+from store.models import Base  # the package registers every table on Base
 
 config = context.config
 target_metadata = Base.metadata

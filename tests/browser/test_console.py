@@ -35,7 +35,8 @@ from sqlalchemy import Engine
 
 from runbooks.console import resume_with_input, wait_for_pause
 from runbooks.demo import write_buffer
-from store import db, records
+from store import db
+from store.records import proposals
 
 
 async def new_buffer(console: Console) -> str:
@@ -111,9 +112,9 @@ async def test_upgrade_from_custom_run_signed_off_in_the_pause_form(
         chain.binaries["v2"]
     )
     engine = records_engine(console)
-    proposal = records.get_proposal(engine, proposal_id)
+    proposal = proposals.get_proposal(engine, proposal_id)
     assert proposal is not None and proposal.status == "executed"
-    accepted = records.accepted_approvals(engine, proposal_id)
+    accepted = proposals.accepted_approvals(engine, proposal_id)
     assert [a.member for a in accepted] == [str(m.pubkey()) for m in chain.members[:4]]
 
     await page.goto(f"{console.env.ui_url}/runs/flow-run/{run_id}")
@@ -169,11 +170,11 @@ async def test_wrong_signature_in_the_form_is_refused(
         assert f"signature is not {member}'s" in refusal
 
         engine = records_engine(console)
-        attempts = records.approvals(engine, proposal_id)
+        attempts = proposals.approvals(engine, proposal_id)
         assert [(a.member, a.accepted) for a in attempts] == [(member, False)]
         assert attempts[0].reason and f"signature is not {member}'s" in attempts[0].reason
-        assert records.accepted_approvals(engine, proposal_id) == []
-        proposal = records.get_proposal(engine, proposal_id)
+        assert proposals.accepted_approvals(engine, proposal_id) == []
+        proposal = proposals.get_proposal(engine, proposal_id)
         assert proposal is not None and proposal.threshold_met_at is None
         assert await programdata_sha256(chain.url, chain.program_id) == before
 
@@ -209,5 +210,5 @@ async def test_wrong_signature_in_the_form_is_refused(
     await page.goto(f"{console.env.ui_url}/artifacts/artifact/{table['id']}")
     await expect(page.get_by_text("refused", exact=True)).to_be_visible()
     await shots.take("approvals-table")
-    proposal = records.get_proposal(engine, proposal_id)
+    proposal = proposals.get_proposal(engine, proposal_id)
     assert proposal is not None and proposal.status == "cancelled"

@@ -18,7 +18,7 @@ from core.errors import ConsoleError
 from flows.upgrade import proposal_key, upgrade_program
 from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
-from store.records import ProposalRecord
+from store.records.proposals import ProposalRecord
 from tasks.records import proposal_by_key
 
 Answers = Callable[[ProposalRecord], list[dict[str, Any]]]

@@ -14,8 +14,10 @@ from blocks.programs import ManagedProgram, ManagedPrograms
 from flows.backup import backup_records_and_programs, restore_backup
 from programs import loader
 from runbooks.demo import DemoChain
-from store import backup, records
-from store import operations_records as ops
+from store import backup
+from store.records import audit
+from store.records import backups as backups_records
+from store.records import proposals as proposals_records
 from store.testing import create_scratch_database, drop_database
 
 MEMBERS = [
@@ -39,12 +41,12 @@ async def test_backup_verifies_restores_and_refuses_a_corrupted_set(
     chain: DemoChain, block_names, records_db: Engine, target_url: str, tmp_path: Path
 ) -> None:
     for i in range(3):
-        p = records.record_proposal(
+        p = proposals_records.record_proposal(
             records_db, key=f"k-{i}", kind="upgrade", cluster="localnet", backend="keypair",
             governance="gov", program_id=str(chain.program_id), description=f"{i}",
             proposer="alice", members=MEMBERS, threshold=2, timelock_seconds=0,
         )  # fmt: skip
-        records.record_approval(
+        proposals_records.record_approval(
             records_db, p.id, member=MEMBERS[0], decision="approve", accepted=True
         )
     prefix = block_names["cluster_block"]
@@ -76,13 +78,13 @@ async def test_backup_verifies_restores_and_refuses_a_corrupted_set(
     # No secret in the manifest: it names files and hashes, never the database URL.
     text = manifest.to_json()
     assert "://" not in text and "search_path" not in text and "/var/run" not in text
-    [recorded] = ops.backups(records_db)
+    [recorded] = backups_records.backups(records_db)
     assert recorded.name == manifest.name and recorded.status == "verified"
 
     # A second backup: retention (keep 1) removes the first set, and records that.
     second = await backup_records_and_programs(**params)
     assert second["removed"] == [manifest.name] and not directory.exists()
-    assert {b.name: b.status for b in ops.backups(records_db)} == {
+    assert {b.name: b.status for b in backups_records.backups(records_db)} == {
         manifest.name: "removed",
         second["name"]: "verified",
     }
@@ -107,7 +109,7 @@ async def test_backup_verifies_restores_and_refuses_a_corrupted_set(
         return_state=True,
     )
     assert state.is_failed() and "corrupted or altered: refused" in state.message
-    refused = records.audit_events(
+    refused = audit.audit_events(
         records_db, f"backup:{second['name']}", action="backup.restore_refused"
     )
     assert len(refused) == 1

@@ -22,9 +22,9 @@ from flows.health import daily_health
 from programs import loader, rpc
 from runbooks.demo import DemoChain, write_buffer
 from runbooks.slack_handler import ACTION_PREFIX, handle, signature
-from store import migration_records, records
-from store import operations_records as ops
-from store.migration_models import MigrationRun
+from store.models import MigrationRun
+from store.records import health as health_records
+from store.records import kill_switch, proposals
 from tests.stand_ins.slack_stub import SlackStub
 
 QUICK = {"slot_sample_seconds": 0.1, "ack_timeout_seconds": 0}
@@ -98,7 +98,7 @@ async def run_artifact(run_id: uuid.UUID, key: str) -> dict:
     return found[0]
 
 
-def finding(report: ops.HealthReportRecord, check: str) -> dict:
+def finding(report: health_records.HealthReportRecord, check: str) -> dict:
     return next(f for f in report.findings if f["check"] == check)
 
 
@@ -116,7 +116,7 @@ async def test_health_finds_an_unauthorised_upgrade_and_a_changed_authority(
     assert {f["check"] for f in result["findings"]} >= {
         "slot", "version", "database", "authority", "hash", "fee-payer", "migrations",
     }  # fmt: skip
-    assert records.get_program_hash(records_db, "localnet", program).hash == v1
+    assert health_records.get_program_hash(records_db, "localnet", program).hash == v1
     assert slack.messages == []
 
     # Someone upgrades the program outside any proposal: critical, and the run fails.
@@ -124,13 +124,13 @@ async def test_health_finds_an_unauthorised_upgrade_and_a_changed_authority(
     state = await daily_health(**ops_blocks, **QUICK, return_state=True)
     assert state.is_failed()
     assert "UNEXPECTED UPGRADE" in state.message
-    report = ops.health_reports(records_db, "localnet", limit=1)[0]
+    report = health_records.health_reports(records_db, "localnet", limit=1)[0]
     assert report.level == "critical"
     hash_finding = finding(report, "hash")
     assert hash_finding["level"] == "critical" and v1 in hash_finding["message"]
     assert v2 in hash_finding["message"]
     # The baseline is kept: the alert repeats until someone investigates.
-    assert records.get_program_hash(records_db, "localnet", program).hash == v1
+    assert health_records.get_program_hash(records_db, "localnet", program).hash == v1
     assert len(slack.messages) == 1 and "CRITICAL" in slack.messages[0]["text"]
     assert any("UNEXPECTED UPGRADE" in str(b) for b in slack.messages[0]["blocks"])
 
@@ -138,7 +138,7 @@ async def test_health_finds_an_unauthorised_upgrade_and_a_changed_authority(
     intruder = await change_authority(chain)
     state = await daily_health(**ops_blocks, **QUICK, return_state=True)
     assert state.is_failed()
-    report = ops.health_reports(records_db, "localnet", limit=1)[0]
+    report = health_records.health_reports(records_db, "localnet", limit=1)[0]
     authority = finding(report, "authority")
     assert authority["level"] == "critical"
     assert str(intruder.pubkey()) in authority["message"]
@@ -159,7 +159,7 @@ async def test_an_executed_proposal_explains_a_code_change(
     state = await daily_health(**ops_blocks, **QUICK, return_state=True)
     assert state.is_completed()
     v2 = await unauthorised_upgrade(chain)
-    proposal = records.record_proposal(
+    proposal = proposals.record_proposal(
         records_db,
         key=f"upgrade-{uuid.uuid4().hex}",
         kind="upgrade",
@@ -175,12 +175,14 @@ async def test_an_executed_proposal_explains_a_code_change(
         threshold=3,
         timelock_seconds=0,
     )
-    records.record_execution(records_db, proposal.id, outcome="upgraded", new_hash=v2)
+    proposals.record_execution(records_db, proposal.id, outcome="upgraded", new_hash=v2)
     state = await daily_health(**ops_blocks, **QUICK, return_state=True)
     assert state.is_completed(), state.message
-    hash_finding = finding(ops.health_reports(records_db, "localnet", limit=1)[0], "hash")
+    hash_finding = finding(
+        health_records.health_reports(records_db, "localnet", limit=1)[0], "hash"
+    )
     assert hash_finding["level"] == "info" and f"proposal #{proposal.id}" in hash_finding["message"]
-    assert records.get_program_hash(records_db, "localnet", program).hash == v2
+    assert health_records.get_program_hash(records_db, "localnet", program).hash == v2
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -206,7 +208,7 @@ async def test_warnings_alert_slack_and_announce_expiring_timelocks(
                 updated_at=now - timedelta(days=1),
             )
         )  # fmt: skip
-    proposal = records.record_proposal(
+    proposal = proposals.record_proposal(
         records_db,
         key="timelocked",
         kind="upgrade",
@@ -220,8 +222,8 @@ async def test_warnings_alert_slack_and_announce_expiring_timelocks(
         threshold=3,
         timelock_seconds=3600,
     )
-    records.mark_threshold_met(records_db, proposal.id, at=now - timedelta(minutes=30))
-    migration_records.engage_kill_switch(
+    proposals.mark_threshold_met(records_db, proposal.id, at=now - timedelta(minutes=30))
+    kill_switch.engage_kill_switch(
         records_db, "localnet", str(chain.program_id), reason="drill", actor="on-call"
     )
 
@@ -272,7 +274,7 @@ async def test_missing_configuration_and_a_dead_rpc_are_findings_not_crashes(
     await SolanaCluster(cluster="devnet", rpc_urls=["http://127.0.0.1:9"]).asave(dead)
     state = await daily_health(**{**ops_blocks, "cluster_block": dead}, **QUICK, return_state=True)
     assert state.is_failed() and "no RPC endpoint" in state.message
-    report = ops.health_reports(records_db, "devnet", limit=1)[0]
+    report = health_records.health_reports(records_db, "devnet", limit=1)[0]
     assert report.level == "critical" and finding(report, "database")["level"] == "info"
 
 
@@ -323,6 +325,6 @@ async def test_the_on_call_acknowledges_a_critical_alert_from_slack(
         await asyncio.sleep(0.3)
     state = await asyncio.wait_for(run, timeout=60)
     assert state.is_failed()  # acknowledged, and still failed: the finding is critical
-    report = ops.health_reports(records_db, "localnet", limit=1)[0]
+    report = health_records.health_reports(records_db, "localnet", limit=1)[0]
     assert report.acknowledged_by == "slack:U0ONCALL (alice)"
     assert report.acknowledged_at is not None

@@ -9,10 +9,10 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from flows.housekeeping import housekeeping
-from store import operations_records as ops
-from store import records
-from store.migration_models import MigrationAccount, MigrationRun
-from store.models import Approval, Execution, Proposal
+from store.models import Approval, Execution, MigrationAccount, MigrationRun, Proposal
+from store.records import audit as audit_records
+from store.records import housekeeping as housekeeping_records
+from store.records import proposals as proposals_records
 
 NOW = datetime.now(UTC)
 MEMBERS = [
@@ -23,20 +23,20 @@ MEMBERS = [
 
 
 def proposal(engine: Engine, key: str, created_days: int, executed_days: int | None) -> int:
-    p = records.record_proposal(
+    p = proposals_records.record_proposal(
         engine, key=key, kind="upgrade", cluster="localnet", backend="keypair", governance="g",
         program_id="prog", description=key, proposer="alice", members=MEMBERS, threshold=2,
         timelock_seconds=0, created_at=NOW - timedelta(days=created_days),
     )  # fmt: skip
     for member in MEMBERS[:2]:
-        records.record_approval(
+        proposals_records.record_approval(
             engine, p.id, member=member, decision="approve", accepted=True,
             at=NOW - timedelta(days=created_days),
         )  # fmt: skip
     if executed_days is None:
-        records.set_proposal_status(engine, p.id, "cancelled", reason="not needed")
+        proposals_records.set_proposal_status(engine, p.id, "cancelled", reason="not needed")
     else:
-        records.record_execution(
+        proposals_records.record_execution(
             engine, p.id, outcome="upgraded", new_hash="b" * 64,
             at=NOW - timedelta(days=executed_days),
         )  # fmt: skip
@@ -107,33 +107,38 @@ async def test_housekeeping_removes_exactly_the_old_rows(
         assert set(session.scalars(select(MigrationRun.id))) == {done_lately, in_flight}
     assert count(records_db, MigrationAccount) == 3
     assert report["archived"] == {"migration_accounts": 3, "migration_runs": 1}
-    archived_runs = ops.archived_rows(records_db, "migration_runs")
+    archived_runs = housekeeping_records.archived_rows(records_db, "migration_runs")
     assert [r["key"] for r in archived_runs] == ["m-old"] and archived_runs[0][
         "id"
     ] == done_long_ago
-    accounts = ops.archived_rows(records_db, "migration_accounts")
+    accounts = housekeeping_records.archived_rows(records_db, "migration_accounts")
     assert sorted(a["address"] for a in accounts) == [f"m-old-acct-{i}" for i in range(3)]
     assert accounts[0]["snapshot"]["base64"]  # bytes kept, as base64
 
     # Nothing is left to do a second time; the audit log says what each run did.
     again = await housekeeping()
     assert again["removed_proposals"] == [] and again["archived"] == {}
-    actions = [e.action for e in records.audit_events(records_db, ops.HOUSEKEEPING_SUBJECT)]
+    actions = [
+        e.action
+        for e in audit_records.audit_events(records_db, housekeeping_records.HOUSEKEEPING_SUBJECT)
+    ]
     assert actions == [
         "housekeeping.proposals_removed", "housekeeping.archived",
         "housekeeping.proposals_removed",
     ]  # fmt: skip
-    assert records.get_proposal(records_db, old) is None
-    assert records.audit_events(records_db, records.proposal_subject(old))  # history kept
+    assert proposals_records.get_proposal(records_db, old) is None
+    assert audit_records.audit_events(
+        records_db, proposals_records.proposal_subject(old)
+    )  # history kept
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_absent_migration_tables_are_skipped_and_said(records_db: Engine) -> None:
-    result = ops.archive_old_rows(
+    result = housekeeping_records.archive_old_rows(
         records_db, table="migration_progress", timestamp_column="completed_at", older_than=NOW
     )
     assert result.archived == {} and "not in this database" in (result.skipped or "")
-    result = ops.archive_old_rows(
+    result = housekeeping_records.archive_old_rows(
         records_db, table="migration_runs", timestamp_column="completed_at", older_than=NOW
     )
     assert "no column completed_at" in (result.skipped or "")

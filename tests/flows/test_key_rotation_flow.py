@@ -29,8 +29,8 @@ from flows.key_rotation import (
 from programs import loader, rpc
 from runbooks.console import resume_with_input, sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
-from store import operations_records as ops
-from store import records
+from store.records import audit, proposals
+from store.records import key_rotation as key_rotation_records
 from tasks.records import proposal_by_key
 from tests.stand_ins.slack_stub import SlackStub
 
@@ -59,7 +59,7 @@ async def run_with_signoffs(
     new_authority: str | None,
     cancel_by: Keypair | None = None,
     **params: Any,
-) -> tuple[Any, records.ProposalRecord | None]:
+) -> tuple[Any, proposals.ProposalRecord | None]:
     """Run the rotation flow; each of ``signers`` signs its message in the pause form, then
     ``cancel_by`` signs a cancel in the timelock's pause form."""
     tag = f"rot-{uuid.uuid4().hex[:10]}"
@@ -115,7 +115,7 @@ async def test_rotation_moves_the_authority_verifies_and_records(
                                  expected_authority=old)]
     )  # fmt: skip
     await programs.asave(f"{prefix}-programs", overwrite=True)
-    ops.register_key(
+    key_rotation_records.register_key(
         records_db, cluster="localnet", pubkey=old, role="upgrade", label="upgrade key 1",
         programs=[str(chain.program_id)], rotated_at=datetime.now(UTC) - timedelta(days=200),
     )  # fmt: skip
@@ -135,18 +135,20 @@ async def test_rotation_moves_the_authority_verifies_and_records(
     assert proposal is not None and proposal.status == "executed"
     assert proposal.kind == "set-authority" and proposal.threshold == 2
 
-    [rot] = ops.rotations(records_db, str(chain.program_id))
+    [rot] = key_rotation_records.rotations(records_db, str(chain.program_id))
     assert (rot.old_authority, rot.new_authority, rot.proposal_id) == (
         old, str(new.pubkey()), proposal.id,
     )  # fmt: skip
-    registry = {k.pubkey: k for k in ops.managed_keys(records_db, include_retired=True)}
+    registry = {
+        k.pubkey: k for k in key_rotation_records.managed_keys(records_db, include_retired=True)
+    }
     assert registry[old].retired_at is not None
     assert registry[str(new.pubkey())].active
     assert registry[str(new.pubkey())].programs == (str(chain.program_id),)
     # The health check now expects the new key.
     updated = await ManagedPrograms.aload(f"{prefix}-programs")
     assert updated.programs[0].expected_authority == str(new.pubkey())
-    actions = [e.action for e in records.audit_events(records_db, f"proposal:{proposal.id}")]
+    actions = [e.action for e in audit.audit_events(records_db, f"proposal:{proposal.id}")]
     assert actions[:2] == ["proposal.created", "key_rotation.proposed"]
     assert "proposal.status" in actions
 
@@ -200,9 +202,9 @@ async def test_immutable_needs_the_typed_program_id_and_every_member(
     )  # fmt: skip
     assert state.is_completed(), state.message
     assert proposal.kind == "make-immutable" and proposal.threshold == 3
-    assert len(records.accepted_approvals(records_db, proposal.id)) == 3
+    assert len(proposals.accepted_approvals(records_db, proposal.id)) == 3
     assert authority_of(chain) is None
-    [rot] = ops.rotations(records_db, program)
+    [rot] = key_rotation_records.rotations(records_db, program)
     assert rot.new_authority is None
 
 
@@ -217,8 +219,14 @@ async def test_review_reminds_before_keys_are_due(
         "governance": (Keypair(), now - timedelta(days=30)),  # due in 11 months
     }
     for role, (kp, at) in keys.items():
-        ops.register_key(records_db, cluster="localnet", pubkey=str(kp.pubkey()), role=role,
-                         label=f"{role} key", rotated_at=at)  # fmt: skip
+        key_rotation_records.register_key(
+            records_db,
+            cluster="localnet",
+            pubkey=str(kp.pubkey()),
+            role=role,
+            label=f"{role} key",
+            rotated_at=at,
+        )
     with SlackStub() as slack:
         name = f"{block_names['cluster_block']}-slack"
         await SlackChannel(
@@ -292,6 +300,6 @@ async def test_a_signed_cancel_during_the_timelock_keeps_the_authority(
     assert slack.updates and all(u["ts"] == head["ts"] for u in slack.updates)
     assert authority_of(chain) == old
     assert proposal is not None and proposal.status == "cancelled"
-    cancels = [a for a in records.approvals(records_db, proposal.id)
+    cancels = [a for a in proposals.approvals(records_db, proposal.id)
                if a.decision == "cancel"]  # fmt: skip
     assert [(a.member, a.accepted) for a in cancels] == [(str(chain.members[0].pubkey()), True)]

@@ -37,11 +37,12 @@ from runbooks import cli
 from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
 from runbooks.up import PAUSE_BLOCK, PREFECT_YAML, prepare_console
-from store import migration_records, records
 from store.db import session_scope
-from store.migration_records import RELEASE_KIND
 from store.models import AuditEvent, Proposal
-from store.records import ProposalRecord
+from store.records import kill_switch as kill_switch_records
+from store.records import proposals
+from store.records.kill_switch import RELEASE_KIND
+from store.records.proposals import ProposalRecord
 from tests.stand_ins.slack_stub import SlackStub
 
 
@@ -88,7 +89,7 @@ def release_proposal(engine: Engine, run_id: uuid.UUID) -> ProposalRecord:
                 Proposal.flow_run_id == str(run_id), Proposal.kind == RELEASE_KIND
             )
         )
-    proposal = records.get_proposal(engine, proposal_id) if proposal_id else None
+    proposal = proposals.get_proposal(engine, proposal_id) if proposal_id else None
     assert proposal is not None, f"run {run_id} paused without a release proposal"
     return proposal
 
@@ -192,15 +193,15 @@ async def test_console_kill_switch_pauses_the_program_and_releases_after_signoff
     assert released["engaged"] is False and released["release_proposal_id"] == proposal.id
     # The program serves again.
     assert deposit(chain, vault_key, owner, config).err is None
-    assert migration_records.engaged_kill_switches(records_db, "localnet", program_id) == []
-    attempts = records.approvals(records_db, proposal.id)
+    assert kill_switch_records.engaged_kill_switches(records_db, "localnet", program_id) == []
+    attempts = proposals.approvals(records_db, proposal.id)
     refused = [a for a in attempts if not a.accepted]
     assert [a.member for a in refused] == [str(m1.pubkey()), str(m2.pubkey())]
     assert all("signature is not" in (a.reason or "") for a in refused)
     assert sorted(a.member for a in attempts if a.accepted) == sorted(
         str(m.pubkey()) for m in (m1, m2, m3)
     )
-    final = records.get_proposal(records_db, proposal.id)
+    final = proposals.get_proposal(records_db, proposal.id)
     assert final is not None and final.status == "executed"
 
 
@@ -240,7 +241,7 @@ async def test_a_pause_block_of_another_program_is_refused_before_anything_is_wr
             program_pause_block=pause,
             **block_names_for_switch(block_names),
         )
-    assert migration_records.get_kill_switch(records_db, "localnet", other) is None
+    assert kill_switch_records.get_kill_switch(records_db, "localnet", other) is None
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -309,4 +310,4 @@ async def test_the_switch_of_every_program_releases_on_its_own_line(
     assert lines[0].endswith(
         f"program: *; proposal: {released['release_proposal_id']}; sha256: none"
     )
-    assert migration_records.engaged_kill_switches(records_db, "localnet", "*") == []
+    assert kill_switch_records.engaged_kill_switches(records_db, "localnet", "*") == []

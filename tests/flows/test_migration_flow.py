@@ -25,9 +25,9 @@ from programs.anchor import instruction_discriminator
 from programs.demo_vault import client as vault
 from runbooks.demo import DemoChain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
-from store import migration_records
 from store.db import session_scope
-from store.migration_models import MigrationAccount
+from store.models import MigrationAccount
+from store.records import kill_switch, migrations
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATE = instruction_discriminator("migrate")
@@ -149,9 +149,9 @@ async def test_killed_mid_migration_then_rerun_migrates_each_account_exactly_onc
     # Exactly once: one landed migrate per vault, across the killed run and the rerun.
     assert set(landed) == {str(v) for v in vaults}
     assert set(landed.values()) == {1}
-    run = migration_records.get_migration(records_db, result["migration_id"])
+    run = migrations.get_migration(records_db, result["migration_id"])
     assert run is not None and run.status == "completed"
-    states = migration_records.account_states(records_db, run.id)
+    states = migrations.account_states(records_db, run.id)
     assert max(s.attempts for s in states.values()) == 1
 
 
@@ -182,8 +182,8 @@ async def test_a_failing_account_is_recorded_the_others_go_on_and_retry_failed_m
         await state.result()
     migrated = on_chain(chain, vaults)
     assert sum(isinstance(v, vault.VaultV2) for v in migrated) == 119
-    run_id = migration_records.get_migration_by_key(records_db, _key(chain)).id  # type: ignore[union-attr]
-    failed = migration_records.failed_accounts(records_db, run_id)
+    run_id = migrations.get_migration_by_key(records_db, _key(chain)).id  # type: ignore[union-attr]
+    failed = migrations.failed_accounts(records_db, run_id)
     assert [(f.address, f.attempts) for f in failed] == [(str(bad), 1)]
     assert "AccountDidNotDeserialize (3003)" in (failed[0].error or "")
     assert str(bad) in await artifact_data(f"migration-{run_id}-failures")
@@ -191,7 +191,7 @@ async def test_a_failing_account_is_recorded_the_others_go_on_and_retry_failed_m
     # Without retry_failed the failed account is left alone (no second attempt).
     again = await migrate_accounts(**params(chain, block_names), return_state=True)
     assert again.is_failed()
-    assert migration_records.failed_accounts(records_db, run_id)[0].attempts == 1
+    assert migrations.failed_accounts(records_db, run_id)[0].attempts == 1
 
     # The cause fixed, retry_failed migrates it; the snapshot taken first still verifies it.
     with net.lock:
@@ -204,7 +204,7 @@ async def test_a_failing_account_is_recorded_the_others_go_on_and_retry_failed_m
     result = await migrate_accounts(**params(chain, block_names, retry_failed=True))
     assert result["accounts"] == {"pending": 0, "migrated": 0, "verified": 120, "failed": 0}
     assert result["migrated_now"] == 1
-    state_of_bad = migration_records.account_states(records_db, run_id)[str(bad)]
+    state_of_bad = migrations.account_states(records_db, run_id)[str(bad)]
     assert (state_of_bad.status, state_of_bad.attempts, state_of_bad.error) == ("verified", 2, None)
 
 
@@ -228,9 +228,9 @@ async def test_a_mismatch_fails_the_run_and_names_the_account(
 
     with pytest.raises(VerificationFailed, match=f"{victim}: balance is 999, snapshot says 104"):
         await migrate_accounts(**params(chain, block_names, reverify=True))
-    run = migration_records.get_migration_by_key(records_db, _key(chain))
+    run = migrations.get_migration_by_key(records_db, _key(chain))
     assert run is not None and run.status == "failed"
-    failed = migration_records.failed_accounts(records_db, run.id)
+    failed = migrations.failed_accounts(records_db, run.id)
     assert [f.address for f in failed] == [str(victim)]
     assert (failed[0].error or "").startswith("verification: balance is 999")
 
@@ -241,12 +241,12 @@ async def test_the_kill_switch_stops_a_migration_before_anything_is_recorded(
 ) -> None:
     seed_vaults(chain, Pubkey.new_unique(), 10)
     await upgrade_directly(chain, chain.binaries["v2"])
-    migration_records.engage_kill_switch(
+    kill_switch.engage_kill_switch(
         records_db, "localnet", str(chain.program_id), reason="exploit suspected", actor="oncall"
     )
     with pytest.raises(KillSwitchEngaged, match="account migration refused"):
         await migrate_accounts(**params(chain, block_names))
-    assert migration_records.get_migration_by_key(records_db, _key(chain)) is None
+    assert migrations.get_migration_by_key(records_db, _key(chain)) is None
     assert statuses(records_db) == {}
 
 

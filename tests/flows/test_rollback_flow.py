@@ -32,9 +32,10 @@ from runbooks.demo_migration import (
     set_emergency_policy,
     upgrade_directly,
 )
-from store import migration_records, records
 from store.db import session_scope
 from store.models import Execution, Proposal
+from store.records import archives, audit, proposals
+from store.records import kill_switch as kill_switch_records
 from tasks.archive import archive_program
 
 
@@ -93,7 +94,7 @@ async def test_rollback_restores_the_exact_archived_binary(
     upgraded = await run_upgrade(chain, v2_buffer, chain.members[:3], block_names)
     assert programdata_hash(chain) == v2_hash
     # The upgrade runbook archived the binary it replaced, byte for byte.
-    archived = migration_records.get_archive(records_db, "localnet", program_id, v1_hash)
+    archived = archives.get_archive(records_db, "localnet", program_id, v1_hash)
     assert archived is not None and archived.data == chain.binaries["v1"]
     assert archived.proposal_id == upgraded["proposal_id"]
 
@@ -106,7 +107,7 @@ async def test_rollback_restores_the_exact_archived_binary(
 
     assert result["new_hash"] == v1_hash == programdata_hash(chain)
     assert result["old_hash"] == v2_hash and result["archive_id"] == archived.id
-    proposal = records.get_proposal(records_db, result["proposal_id"])
+    proposal = proposals.get_proposal(records_db, result["proposal_id"])
     assert proposal is not None
     assert (proposal.kind, proposal.status, proposal.buffer_hash) == (
         "rollback",
@@ -115,22 +116,22 @@ async def test_rollback_restores_the_exact_archived_binary(
     )
     assert (proposal.threshold, proposal.timelock_seconds) == (2, 1)  # the emergency policy
     assert sorted(result["approvals"]) == sorted(str(m.pubkey()) for m in emergency)
-    execution = records.get_execution(records_db, proposal.id)
+    execution = proposals.get_execution(records_db, proposal.id)
     assert execution is not None and execution.new_hash == v1_hash
     # The binary it replaced was archived too, before it executed.
-    assert migration_records.get_archive(records_db, "localnet", program_id, v2_hash) is not None
+    assert archives.get_archive(records_db, "localnet", program_id, v2_hash) is not None
     # Kill switch: engaged for the rollback, released after its own sign-off.
-    switch = migration_records.get_kill_switch(records_db, "localnet", program_id)
+    switch = kill_switch_records.get_kill_switch(records_db, "localnet", program_id)
     assert switch is not None and not switch.engaged
     assert switch.release_proposal_id == result["release_proposal_id"]
-    release = records.get_proposal(records_db, switch.release_proposal_id)  # type: ignore[arg-type]
+    release = proposals.get_proposal(records_db, switch.release_proposal_id)  # type: ignore[arg-type]
     assert release is not None and release.status == "executed"
     assert "kill-switch: release" in signing_subject(release).message("approve")
     assert not config_paused(chain, config)
     actions = [
         e.action
-        for e in records.audit_events(
-            records_db, migration_records.kill_switch_subject("localnet", program_id)
+        for e in audit.audit_events(
+            records_db, kill_switch_records.kill_switch_subject("localnet", program_id)
         )
     ]
     assert actions == ["kill_switch.engaged", "kill_switch.released"]
@@ -166,7 +167,7 @@ async def test_rollback_over_migrated_accounts_is_refused_naming_them_unless_for
     assert programdata_hash(chain) != v1_hash
     with session_scope(records_db) as session:
         assert session.scalar(select(func.count()).where(Proposal.kind == "rollback")) == 0
-    assert migration_records.engaged_kill_switches(records_db, "localnet", program_id)
+    assert kill_switch_records.engaged_kill_switches(records_db, "localnet", program_id)
     assert config_paused(chain, config)
     with pytest.raises(InputError, match="force needs a force_reason"):
         await emergency_rollback(**params, force=True)
@@ -180,9 +181,9 @@ async def test_rollback_over_migrated_accounts_is_refused_naming_them_unless_for
     )
     assert result["new_hash"] == v1_hash == programdata_hash(chain)
     assert result["forced_over_accounts"] == 30
-    forced = records.audit_events(records_db, action="rollback.forced")
+    forced = audit.audit_events(records_db, action="rollback.forced")
     assert [(e.details["reason"], e.details["accounts"]) for e in forced] == [(reason, 30)]
-    proposal = records.get_proposal(records_db, result["proposal_id"])
+    proposal = proposals.get_proposal(records_db, result["proposal_id"])
     assert proposal is not None and reason in proposal.description
     # What the refusal warned about: v1 refuses a vault on layout v2.
     outcome = deposit(chain, vaults[0], Keypair(), config)
@@ -261,4 +262,4 @@ async def test_the_kill_switch_stops_each_runbook_until_a_signed_off_release(
     assert released["engaged"] is False and released["release_proposal_id"]
     assert not config_paused(chain, config)
     assert deposit(chain, vault_key, owner, config).err is None
-    assert migration_records.engaged_kill_switches(records_db, "localnet", program_id) == []
+    assert kill_switch_records.engaged_kill_switches(records_db, "localnet", program_id) == []

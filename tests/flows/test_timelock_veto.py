@@ -33,7 +33,7 @@ from runbooks.demo import (
     setup_governance,
     write_buffer,
 )
-from store import records
+from store.records import proposals
 from tasks.records import proposal_by_key
 
 TIMELOCK = 20  # long enough for a refused cancel and a second pause on a busy machine
@@ -60,7 +60,7 @@ def programdata_hash(chain: DemoChain) -> str:
     return loader.programdata_hash(bytes(found.data))
 
 
-def signed(member: Keypair, proposal: records.ProposalRecord, action: str) -> dict[str, str]:
+def signed(member: Keypair, proposal: proposals.ProposalRecord, action: str) -> dict[str, str]:
     message = approval_subject(proposal).message(action)  # type: ignore[arg-type]
     return {"member": str(member.pubkey()), "signature": str(approval.sign(member, message))}
 
@@ -91,7 +91,7 @@ class Run:
         )
 
     @property
-    def proposal(self) -> records.ProposalRecord:
+    def proposal(self) -> proposals.ProposalRecord:
         found = proposal_by_key(self.key)
         assert found is not None
         return found
@@ -155,7 +155,7 @@ async def test_a_signed_cancel_during_the_timelock_stops_the_upgrade(
 
     proposal = run.proposal
     assert proposal.status == "cancelled"
-    history = records.approvals(records_db, proposal.id)
+    history = proposals.approvals(records_db, proposal.id)
     last = history[-1]
     assert (last.member, last.decision, last.accepted) == (str(m[0].pubkey()), "cancel", True)
     assert last.comment == "wrong buffer"
@@ -193,7 +193,7 @@ async def test_refused_cancels_are_recorded_and_the_upgrade_executes_after_the_t
     assert programdata_hash(chain) == v2_hash
     proposal = run.proposal
     assert proposal.status == "executed"
-    refused = [a for a in records.approvals(records_db, proposal.id) if a.decision == "cancel"]
+    refused = [a for a in proposals.approvals(records_db, proposal.id) if a.decision == "cancel"]
     assert [a.accepted for a in refused] == [False, False]
     assert "not a member" in (refused[0].reason or "")
     assert refused[1].member == str(m[3].pubkey())

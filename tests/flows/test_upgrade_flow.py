@@ -18,8 +18,9 @@ from flows.upgrade import approval_subject
 from programs import loader, rpc
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import DemoChain, write_buffer
-from store import records
 from store.models import Approval, Execution, Proposal
+from store.records import audit
+from store.records import proposals as proposals_records
 from tasks.chain import send_upgrade
 
 
@@ -64,7 +65,7 @@ async def test_upgrade_end_to_end(
     assert programdata_hash(chain) == v1_hash
     m = chain.members
 
-    def answers(proposal: records.ProposalRecord) -> list[dict]:
+    def answers(proposal: proposals_records.ProposalRecord) -> list[dict]:
         message = approval_subject(proposal).message("approve")
         return [
             # runbooks sign, the stock CLI envelope, and the library: all accepted.
@@ -94,7 +95,7 @@ async def test_upgrade_end_to_end(
     assert proposal is not None and proposal.status == "executed"
     assert proposal.threshold_met_at is not None and proposal.executed_at is not None
     assert (proposal.executed_at - proposal.threshold_met_at).total_seconds() >= 2  # timelock
-    history = records.approvals(records_db, proposal.id)
+    history = proposals_records.approvals(records_db, proposal.id)
     assert [(a.member, a.accepted) for a in history] == [
         (str(m[0].pubkey()), True),
         (str(m[1].pubkey()), True),
@@ -102,24 +103,25 @@ async def test_upgrade_end_to_end(
         (str(m[2].pubkey()), True),
     ]
     assert "already signed off" in (history[2].reason or "")
-    execution = records.get_execution(records_db, proposal.id)
+    execution = proposals_records.get_execution(records_db, proposal.id)
     assert execution is not None and execution.signature == result["signature"]
     assert (execution.old_hash, execution.new_hash) == (v1_hash, v2_hash)
     assert execution.slot_after > execution.slot_before
     actions = [
-        e.action for e in records.audit_events(records_db, records.proposal_subject(proposal.id))
+        e.action
+        for e in audit.audit_events(records_db, proposals_records.proposal_subject(proposal.id))
     ]
     assert actions[0] == "proposal.created"
     assert "proposal.threshold_met" in actions
     assert all(
         e.flow_run_id == str(outcome.run_id)
-        for e in records.audit_events(records_db, records.proposal_subject(proposal.id))
+        for e in audit.audit_events(records_db, proposals_records.proposal_subject(proposal.id))
     )
 
     # Executing again is a no-op that says so (the chain already holds the hash).
     again = await send_upgrade(
         await _cluster(block_names),
-        records.get_proposal(records_db, proposal.id),
+        proposals_records.get_proposal(records_db, proposal.id),
         3,
         block_names["authority_block"],
         block_names["fee_payer_block"],
@@ -141,7 +143,7 @@ async def test_bad_signoffs_are_refused_recorded_and_never_approve(
     m = chain.members
     outsider = Keypair()
 
-    def answers(proposal: records.ProposalRecord) -> list[dict]:
+    def answers(proposal: proposals_records.ProposalRecord) -> list[dict]:
         subject = approval_subject(proposal)
         message = subject.message("approve")
         other = type(subject)(**{**subject.__dict__, "proposal": str(proposal.id + 1000)})
@@ -163,7 +165,7 @@ async def test_bad_signoffs_are_refused_recorded_and_never_approve(
     outcome = await run_upgrade_flow(chain, block_names, v2_buffer, answers)
     assert outcome.state.is_cancelled(), outcome.state
     assert outcome.proposal is not None and outcome.proposal.status == "cancelled"
-    history = records.approvals(records_db, outcome.proposal.id)
+    history = proposals_records.approvals(records_db, outcome.proposal.id)
     reasons = [(a.accepted, a.reason or "") for a in history]
     expected = [
         "not a base58 public key",
@@ -179,7 +181,7 @@ async def test_bad_signoffs_are_refused_recorded_and_never_approve(
     for (_, reason), want in zip(reasons, expected, strict=True):
         assert want in reason
     assert history[-1].decision == "cancel"
-    assert records.get_execution(records_db, outcome.proposal.id) is None
+    assert proposals_records.get_execution(records_db, outcome.proposal.id) is None
     assert programdata_hash(chain) == v1_hash  # no chain write
 
 
@@ -287,7 +289,7 @@ async def test_execution_before_the_timelock_is_refused(
     chain: DemoChain, block_names, records_db: Engine, v2_buffer: str
 ) -> None:
     members = [str(k.pubkey()) for k in chain.members]
-    proposal = records.record_proposal(
+    proposal = proposals_records.record_proposal(
         records_db,
         key=f"manual-{uuid.uuid4()}",
         kind="upgrade",
@@ -304,10 +306,10 @@ async def test_execution_before_the_timelock_is_refused(
         timelock_seconds=3600,
     )
     for member in members[:3]:
-        records.record_approval(
+        proposals_records.record_approval(
             records_db, proposal.id, member=member, decision="approve", accepted=True
         )
-    proposal = records.mark_threshold_met(records_db, proposal.id, datetime.now(UTC))
+    proposal = proposals_records.mark_threshold_met(records_db, proposal.id, datetime.now(UTC))
     before = programdata_hash(chain)
     with pytest.raises(errors.TimelockActive, match=r"the timelock has 3[56]\d\d s left"):
         await send_upgrade(
@@ -318,4 +320,4 @@ async def test_execution_before_the_timelock_is_refused(
             block_names["fee_payer_block"],
         )
     assert programdata_hash(chain) == before
-    assert records.get_execution(records_db, proposal.id) is None
+    assert proposals_records.get_execution(records_db, proposal.id) is None

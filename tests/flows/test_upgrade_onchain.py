@@ -35,7 +35,7 @@ from runbooks.demo import (
     setup_governance,
     write_buffer,
 )
-from store import records
+from store.records import audit, proposals, slack_threads
 from tasks import governance
 from tests.stand_ins.slack_stub import SlackStub
 
@@ -62,7 +62,7 @@ def account(chain: DemoChain, address: Pubkey) -> bytes:
     return bytes(found.data)
 
 
-def onchain_proposal(chain: DemoChain, proposal: records.ProposalRecord) -> Proposal:
+def onchain_proposal(chain: DemoChain, proposal: proposals.ProposalRecord) -> Proposal:
     assert proposal.onchain_address is not None
     return Proposal.decode(account(chain, Pubkey.from_string(proposal.onchain_address)))
 
@@ -71,7 +71,7 @@ def programdata_hash(chain: DemoChain) -> str:
     return loader.programdata_hash(account(chain, loader.programdata_address(chain.program_id)))
 
 
-def sign(member: Keypair, proposal: records.ProposalRecord, action: str = "approve") -> dict:
+def sign(member: Keypair, proposal: proposals.ProposalRecord, action: str = "approve") -> dict:
     message = approval_subject(proposal).message(action)  # type: ignore[arg-type]
     return {
         "member": str(member.pubkey()),
@@ -97,7 +97,7 @@ async def test_onchain_upgrade_end_to_end(
         out = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
         return out["signature"].strip()
 
-    def answers(proposal: records.ProposalRecord) -> list[dict]:
+    def answers(proposal: proposals.ProposalRecord) -> list[dict]:
         # The signed text names the governance account and the on-chain proposal number.
         message = approval_subject(proposal).message("approve")
         assert f"governance: {chain.governance}; proposal: 1; " in message
@@ -129,12 +129,12 @@ async def test_onchain_upgrade_end_to_end(
     # The records mirror the chain: the timelock started at the chain's approved_at.
     assert proposal.threshold_met_at == datetime.fromtimestamp(on_chain.approved_at, UTC)
     assert on_chain.closed_at - on_chain.approved_at >= TIMELOCK
-    history = records.approvals(records_db, proposal.id)
+    history = proposals.approvals(records_db, proposal.id)
     assert [a.accepted for a in history] == [True, False, True, False, True]
     assert "not a member" in (history[1].reason or "")
     assert "already signed off" in (history[3].reason or "")
     actions = {
-        e.action for e in records.audit_events(records_db, records.proposal_subject(proposal.id))
+        e.action for e in audit.audit_events(records_db, proposals.proposal_subject(proposal.id))
     }
     assert {governance.NUMBER_ACTION, "proposal.onchain_address"} <= actions
     # The upgrade authority stays the governance's PDA.
@@ -152,7 +152,7 @@ async def test_a_cancel_on_chain_stops_the_flow(
     m = chain.members
     v1_hash = programdata_hash(chain)
 
-    def answers(proposal: records.ProposalRecord) -> list[dict]:
+    def answers(proposal: proposals.ProposalRecord) -> list[dict]:
         assert chain.governance is not None and proposal.onchain_address is not None
         cancel = um.vote_signed(
             chain.governance, Pubkey.from_string(proposal.onchain_address), m[4].pubkey(), "cancel"
@@ -169,7 +169,7 @@ async def test_a_cancel_on_chain_stops_the_flow(
     assert outcome.state.is_cancelled(), outcome.state
     proposal = outcome.proposal
     assert proposal is not None and proposal.status == "cancelled"
-    [refused] = records.approvals(records_db, proposal.id)
+    [refused] = proposals.approvals(records_db, proposal.id)
     assert not refused.accepted
     assert "cancelled on chain" in (refused.reason or "")
     assert onchain_proposal(chain, proposal).status == ProposalStatus.CANCELLED
@@ -206,7 +206,7 @@ async def test_retried_writes_repeat_nothing(
         block.governance_program,
         gov_blocks["fee_payer_block"],
     )
-    proposal = records.record_proposal(
+    proposal = proposals.record_proposal(
         records_db,
         key=f"manual-{uuid.uuid4()}",
         kind="upgrade",
@@ -297,7 +297,7 @@ async def test_remote_members_sign_and_slack_keeps_one_thread(
         path.write_text(keypair_to_json(member))
         return str(path)
 
-    def answers(proposal: records.ProposalRecord) -> list[dict]:
+    def answers(proposal: proposals.ProposalRecord) -> list[dict]:
         assert proposal.onchain_address is not None
         line = approval_subject(proposal).message("approve")
         # (a) From the on-chain account: the exact line, rebuilt from the chain.
@@ -343,7 +343,7 @@ async def test_remote_members_sign_and_slack_keeps_one_thread(
     [head] = [msg for msg in slack.messages if "thread_ts" not in msg]
     replies = slack.thread(head["ts"])
     assert len(replies) == len(slack.messages) - 1 >= 5  # 3 sign-offs, timelock, executed
-    assert records.get_slack_thread(records_db, proposal.id).ts == head["ts"]
+    assert slack_threads.get_slack_thread(records_db, proposal.id).ts == head["ts"]
     first = slack.updates[0]
     assert first["ts"] == head["ts"] and first["channel"] == SlackStub.CHANNEL_ID
     # The proposal number is the signed one everywhere (on-chain index 1).

@@ -17,8 +17,8 @@ from flows.upgrade import approval_subject, proposal_key, upgrade_program
 from programs import loader
 from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain
-from store import records
 from store.models import Proposal
+from store.records import audit, proposals
 from tasks.records import proposal_by_key
 
 
@@ -79,14 +79,14 @@ async def test_long_timelock_suspends_and_a_resumed_run_repeats_nothing(
     assert _program_hash(chain) == loader.verifiable_hash(chain.binaries["v2"])
     with records_db.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Proposal)) == 1
-    history = records.approvals(records_db, proposal.id)
+    history = proposals.approvals(records_db, proposal.id)
     assert len(history) == 3 and all(a.accepted for a in history)
     events = [
-        e.action for e in records.audit_events(records_db, records.proposal_subject(proposal.id))
+        e.action for e in audit.audit_events(records_db, proposals.proposal_subject(proposal.id))
     ]
     assert events.count("proposal.created") == 1
     assert events.count("proposal.threshold_met") == 1
-    assert records.get_execution(records_db, proposal.id).outcome == "upgraded"
+    assert proposals.get_execution(records_db, proposal.id).outcome == "upgraded"
 
 
 def _program_hash(chain: DemoChain) -> str:

@@ -19,11 +19,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from store import migration_records as mig
-from store import operations_records as ops
-from store import records
 from store.db import session_scope
-from store.migration_models import MigrationAccount, MigrationRun
+from store.models import MigrationAccount, MigrationRun
+from store.records import backups as backups_records
+from store.records import health as health_records
+from store.records import kill_switch
+from store.records import proposals as proposals_records
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 A = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"
@@ -81,7 +82,7 @@ def at(seconds: float) -> datetime:
 
 
 def _proposal(engine: Engine, n: int, kind: str, created: float) -> int:
-    return records.record_proposal(
+    return proposals_records.record_proposal(
         engine, key=f"metrics-{n}", kind=kind, cluster="localnet", backend="keypair",
         governance="policy", program_id=PROGRAM, description=f"proposal {n}", proposer="ops",
         members=[A, B, C], threshold=2, timelock_seconds=0, created_at=at(created),
@@ -91,7 +92,7 @@ def _proposal(engine: Engine, n: int, kind: str, created: float) -> int:
 def _signoff(
     engine: Engine, pid: int, member: str, decision: str, when: float, **kw: object
 ) -> None:
-    records.record_approval(
+    proposals_records.record_approval(
         engine, pid, member=member, decision=decision, accepted=kw.pop("accepted", True),
         at=at(when), **kw,
     )  # fmt: skip
@@ -101,28 +102,32 @@ def seed(engine: Engine) -> None:
     p1 = _proposal(engine, 1, "upgrade", 0)
     _signoff(engine, p1, A, "approve", 60)
     _signoff(engine, p1, B, "approve", 180)
-    records.mark_threshold_met(engine, p1, at(180))
-    records.record_execution(engine, p1, outcome="upgraded", new_hash="b" * 64, at=at(240))
+    proposals_records.mark_threshold_met(engine, p1, at(180))
+    proposals_records.record_execution(
+        engine, p1, outcome="upgraded", new_hash="b" * 64, at=at(240)
+    )
 
     p2 = _proposal(engine, 2, "upgrade", 1000)
     _signoff(engine, p2, A, "approve", 1030)
     _signoff(engine, p2, C, "reject", 1090)
     _signoff(engine, p2, B, "approve", 1100, accepted=False, reason="signature does not verify")
     _signoff(engine, p2, "not-a-key paste", "approve", 1101, accepted=False, reason="not a member")
-    records.set_proposal_status(engine, p2, "rejected", reason="C rejected")
+    proposals_records.set_proposal_status(engine, p2, "rejected", reason="C rejected")
 
     p3 = _proposal(engine, 3, "rollback", 2000)
     _signoff(engine, p3, B, "approve", 2020)
     _signoff(engine, p3, C, "approve", 2040)
-    records.mark_threshold_met(engine, p3, at(2040))
-    records.record_execution(engine, p3, outcome="failed", detail="simulation failed", at=at(2100))
+    proposals_records.mark_threshold_met(engine, p3, at(2040))
+    proposals_records.record_execution(
+        engine, p3, outcome="failed", detail="simulation failed", at=at(2100)
+    )
 
     _proposal(engine, 4, "set-authority", 3000)
 
     p5 = _proposal(engine, 5, "upgrade", 4000)
     _signoff(engine, p5, A, "approve", 4010)
     _signoff(engine, p5, C, "cancel", 4050)
-    records.set_proposal_status(engine, p5, "cancelled", reason="vetoed in the timelock")
+    proposals_records.set_proposal_status(engine, p5, "cancelled", reason="vetoed in the timelock")
 
     # Migration runs with explicit times (the repository stamps "now").
     runs = {
@@ -158,18 +163,18 @@ def seed(engine: Engine) -> None:
         ("b-3", "verified"),
         ("b-4", "failed"),
     ):
-        ops.record_backup(
+        backups_records.record_backup(
             engine, name=name, directory=f"/backups/{name}", backend="sqlite",
             records_file="records.db", records_sha256="d" * 64, table_counts={}, programs={},
             status=status, created_at=at(0),
             verified_at=at(10) if status == "verified" else None,
         )  # fmt: skip
-    ops.mark_backup_removed(engine, "b-3", reason="retention")
-    ops.mark_backup_removed(engine, "b-4", reason="retention")
+    backups_records.mark_backup_removed(engine, "b-3", reason="retention")
+    backups_records.mark_backup_removed(engine, "b-4", reason="retention")
 
     for i, level in enumerate(("info", "info", "warning", "critical")):
-        ops.record_health_report(
+        health_records.record_health_report(
             engine, cluster="localnet", level=level, findings=[], at=at(i), flow_run_id=f"h-{i}"
         )
 
-    mig.engage_kill_switch(engine, "localnet", PROGRAM, reason="drill", actor="ops")
+    kill_switch.engage_kill_switch(engine, "localnet", PROGRAM, reason="drill", actor="ops")

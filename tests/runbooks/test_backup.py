@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import Engine, make_url, select
 
 from core.errors import BackupError, HashMismatch, InputError
-from store import backup, records
-from store import operations_records as ops
+from store import backup
 from store.backup import Manifest, SetAge
 from store.db import create_engine, migrate
 from store.models import Proposal
+from store.records import key_rotation
+from store.records import proposals as proposals_records
 from store.testing import create_scratch_database, drop_database
 
 MEMBERS = [
@@ -28,16 +29,20 @@ MEMBERS = [
 def populate(engine: Engine, n: int = 5) -> None:
     """Proposals with approvals and executions, audit rows, and operations rows."""
     for i in range(n):
-        p = records.record_proposal(
+        p = proposals_records.record_proposal(
             engine, key=f"k-{i}", kind="upgrade", cluster="localnet", backend="keypair",
             governance="gov", program_id="prog", buffer=f"buf-{i}", buffer_hash="a" * 64,
             description=f"upgrade {i}", proposer="alice", members=MEMBERS, threshold=2,
             timelock_seconds=0,
         )  # fmt: skip
-        records.record_approval(engine, p.id, member=MEMBERS[0], decision="approve", accepted=True)
+        proposals_records.record_approval(
+            engine, p.id, member=MEMBERS[0], decision="approve", accepted=True
+        )
         if i % 2 == 0:
-            records.record_execution(engine, p.id, outcome="upgraded", new_hash="b" * 64)
-    ops.register_key(engine, cluster="localnet", pubkey=MEMBERS[1], role="governance", label="gov")
+            proposals_records.record_execution(engine, p.id, outcome="upgraded", new_hash="b" * 64)
+    key_rotation.register_key(
+        engine, cluster="localnet", pubkey=MEMBERS[1], role="governance", label="gov"
+    )
 
 
 @pytest.fixture
@@ -134,7 +139,12 @@ def test_program_binaries_keep_their_verifiable_hash(tmp_path: Path) -> None:
         bytes([3, 0, 0, 0]) + (7).to_bytes(8, "little") + b"\x00" * 33 + elf + b"\x00" * 64
     )
     entry = backup.write_program(
-        tmp_path, program_id="prog", name="demo", programdata=programdata, slot=7, authority=None
+        tmp_path,
+        program_id="prog",
+        name="demo",
+        code=loader.program_bytes(programdata),
+        slot=7,
+        authority=None,
     )
     assert entry.verifiable_sha256 == loader.verifiable_hash(elf)
     assert backup.read_program(tmp_path, entry) == elf

@@ -19,8 +19,8 @@ from domain.kill_switch import (
 )
 from domain.policy import Policy
 from flows._subjects import signing_subject
-from store.migration_records import KillSwitchRecord
-from store.records import ProposalRecord
+from store.records.kill_switch import KillSwitchRecord
+from store.records.proposals import ProposalRecord
 
 PROGRAM = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"
 HASH = "ab" * 32

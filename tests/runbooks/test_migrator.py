@@ -20,7 +20,8 @@ from programs.demo_vault import client as vault
 from programs.demo_vault.plugins import DemoVaultMigrator
 from programs.loader import verifiable_hash
 from programs.plugin import get_migrator
-from store.migration_records import KillSwitchRecord, MigratedAccount
+from store.records.kill_switch import KillSwitchRecord
+from store.records.migrations import MigratedAccount
 
 M = DemoVaultMigrator()
 OWNER, CONFIG = Pubkey.new_unique(), Pubkey.new_unique()

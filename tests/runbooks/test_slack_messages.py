@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from blocks import SlackChannel
 from domain import messages
 from runbooks.slack_handler import ACTION_PREFIX, parse_action
-from store import records
+from store.records import proposals, slack_threads
 from tasks.notify import notify, open_thread, update_thread
 from tasks.records import records_engine
 from tests.stand_ins.slack_stub import SlackStub
@@ -173,7 +173,7 @@ async def test_one_thread_per_proposal(
     reply in its thread, and its status block is updated in place; Slack being down
     changes none of the run's outcome."""
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'records.db'}")
-    proposal = records.record_proposal(
+    proposal = proposals.record_proposal(
         records_engine(), key="slack-thread-test", kind="upgrade", cluster="localnet",
         backend="keypair", governance="G", program_id="P", buffer="B", buffer_hash="ab" * 32,
         description="v2", proposer="alice", members=["K1", "K2", "K3"], threshold=2,
@@ -197,7 +197,7 @@ async def test_one_thread_per_proposal(
         assert await open_thread(proposal.id, text, blocks, "thread-test-slack")  # a restart
         [head] = slack.messages
         assert head["channel"] == "#ops" and "thread_ts" not in head
-        thread = records.get_slack_thread(records_engine(), proposal.id)
+        thread = slack_threads.get_slack_thread(records_engine(), proposal.id)
         assert thread is not None and (thread.channel, thread.ts) == (
             SlackStub.CHANNEL_ID, head["ts"],
         )  # fmt: skip

@@ -8,15 +8,17 @@ import pytest
 from sqlalchemy import Engine
 
 from core.errors import ApprovalError, InputError, RecordsError
-from store import migration_records as mr
 from store import records
-from store.migration_records import AccountOutcome, Snapshot
+from store.models import ALL_PROGRAMS
+from store.records import archives, audit, migrations, proposals
+from store.records import kill_switch as kill_switch_records
+from store.records.migrations import AccountOutcome, Snapshot
 
 HASH_A = "aa" * 32
 HASH_B = "bb" * 32
 
 
-def start(engine: Engine, key: str = "m-1", **overrides: object) -> mr.MigrationRunRecord:
+def start(engine: Engine, key: str = "m-1", **overrides: object) -> migrations.MigrationRunRecord:
     fields: dict[str, object] = {
         "key": key,
         "cluster": "localnet",
@@ -28,23 +30,23 @@ def start(engine: Engine, key: str = "m-1", **overrides: object) -> mr.Migration
         "flow_run_id": "run-1",
     }
     fields.update(overrides)
-    return mr.start_migration(engine, **fields)  # type: ignore[arg-type]
+    return migrations.start_migration(engine, **fields)  # type: ignore[arg-type]
 
 
 def audit_actions(engine: Engine, subject: str) -> list[str]:
-    return [e.action for e in records.audit_events(engine, subject)]
+    return [e.action for e in audit.audit_events(engine, subject)]
 
 
 def test_start_is_idempotent_and_a_rerun_resumes(engine: Engine) -> None:
     run = start(engine)
     assert (run.status, run.program_hash) == ("running", HASH_B)
     assert start(engine) == run  # same flow run: nothing written
-    mr.finish_migration(engine, run.id, "incomplete")
+    migrations.finish_migration(engine, run.id, "incomplete")
     resumed = start(engine, flow_run_id="run-2", program_hash=HASH_A)
     assert (resumed.id, resumed.status, resumed.flow_run_id) == (run.id, "running", "run-2")
     # The binary that wrote the new layout is the one the migration started with.
     assert resumed.program_hash == HASH_B
-    assert audit_actions(engine, mr.migration_subject(run.id)) == [
+    assert audit_actions(engine, migrations.migration_subject(run.id)) == [
         "migration.started",
         "migration.finished",
         "migration.resumed",
@@ -58,17 +60,17 @@ def test_start_is_idempotent_and_a_rerun_resumes(engine: Engine) -> None:
 def test_snapshots_are_kept_once_and_outcomes_need_them(engine: Engine) -> None:
     run = start(engine)
     snaps = [Snapshot(f"acct{i}", 1, bytes([i]) * 88) for i in range(3)]
-    assert mr.record_snapshots(engine, run.id, snaps) == 3
+    assert migrations.record_snapshots(engine, run.id, snaps) == 3
     # A retry (or a later batch seeing the account again) keeps the first snapshot.
-    assert mr.record_snapshots(engine, run.id, [Snapshot("acct0", 1, b"\xff" * 88)]) == 0
-    assert mr.snapshots(engine, run.id, ["acct0"]) == {"acct0": bytes([0]) * 88}
-    states = mr.account_states(engine, run.id)
+    assert migrations.record_snapshots(engine, run.id, [Snapshot("acct0", 1, b"\xff" * 88)]) == 0
+    assert migrations.snapshots(engine, run.id, ["acct0"]) == {"acct0": bytes([0]) * 88}
+    states = migrations.account_states(engine, run.id)
     assert {s.status for s in states.values()} == {"pending"}
     with pytest.raises(RecordsError, match="no snapshot of ghost"):
-        mr.record_outcomes(engine, run.id, [AccountOutcome("ghost", "migrated")])
+        migrations.record_outcomes(engine, run.id, [AccountOutcome("ghost", "migrated")])
     with pytest.raises(InputError, match="needs an error"):
-        mr.record_outcomes(engine, run.id, [AccountOutcome("acct0", "failed")])
-    assert audit_actions(engine, mr.migration_subject(run.id)) == [
+        migrations.record_outcomes(engine, run.id, [AccountOutcome("acct0", "failed")])
+    assert audit_actions(engine, migrations.migration_subject(run.id)) == [
         "migration.started",
         "migration.snapshots",
     ]
@@ -76,8 +78,10 @@ def test_snapshots_are_kept_once_and_outcomes_need_them(engine: Engine) -> None:
 
 def test_outcomes_follow_the_status_rules_and_are_idempotent(engine: Engine) -> None:
     run = start(engine)
-    mr.record_snapshots(engine, run.id, [Snapshot(a, 1, b"x" * 88) for a in ("a", "b", "c")])
-    changed = mr.record_outcomes(
+    migrations.record_snapshots(
+        engine, run.id, [Snapshot(a, 1, b"x" * 88) for a in ("a", "b", "c")]
+    )
+    changed = migrations.record_outcomes(
         engine,
         run.id,
         [
@@ -87,7 +91,7 @@ def test_outcomes_follow_the_status_rules_and_are_idempotent(engine: Engine) -> 
         ],
     )
     assert changed == {"verified": 1, "failed": 1, "migrated": 1}
-    states = mr.account_states(engine, run.id)
+    states = migrations.account_states(engine, run.id)
     assert (states["a"].status, states["a"].attempts, states["a"].signature) == (
         "verified",
         1,
@@ -96,29 +100,33 @@ def test_outcomes_follow_the_status_rules_and_are_idempotent(engine: Engine) -> 
     assert (states["b"].status, states["b"].attempts) == ("failed", 1)
     assert "AccountDidNotDeserialize" in (states["b"].error or "")
     assert (states["c"].status, states["c"].attempts) == ("migrated", 0)
-    events = len(records.audit_events(engine))
+    events = len(audit.audit_events(engine))
     # The same outcomes again (a retried task) write nothing; a verified account is not
     # "unverified" by a later pass that merely sees it migrated.
-    assert mr.record_outcomes(engine, run.id, [AccountOutcome("c", "migrated")]) == {}
-    assert mr.record_outcomes(engine, run.id, [AccountOutcome("a", "migrated")]) == {}
-    assert len(records.audit_events(engine)) == events
+    assert migrations.record_outcomes(engine, run.id, [AccountOutcome("c", "migrated")]) == {}
+    assert migrations.record_outcomes(engine, run.id, [AccountOutcome("a", "migrated")]) == {}
+    assert len(audit.audit_events(engine)) == events
     # Retried and migrated: the error clears, the attempts add up.
-    mr.record_outcomes(engine, run.id, [AccountOutcome("b", "verified", signature="s", sent=True)])
-    b = mr.account_states(engine, run.id)["b"]
+    migrations.record_outcomes(
+        engine, run.id, [AccountOutcome("b", "verified", signature="s", sent=True)]
+    )
+    b = migrations.account_states(engine, run.id)["b"]
     assert (b.status, b.error, b.attempts) == ("verified", None, 2)
-    assert mr.migration_counts(engine, run.id) == {
+    assert migrations.migration_counts(engine, run.id) == {
         "pending": 0,
         "migrated": 1,
         "verified": 2,
         "failed": 0,
     }
-    assert mr.failed_accounts(engine, run.id) == []
+    assert migrations.failed_accounts(engine, run.id) == []
 
 
 def test_migrated_accounts_by_the_binary_that_wrote_them(engine: Engine) -> None:
     run = start(engine)
-    mr.record_snapshots(engine, run.id, [Snapshot(a, 1, b"x" * 88) for a in ("a", "b", "c")])
-    mr.record_outcomes(
+    migrations.record_snapshots(
+        engine, run.id, [Snapshot(a, 1, b"x" * 88) for a in ("a", "b", "c")]
+    )
+    migrations.record_outcomes(
         engine,
         run.id,
         [
@@ -127,33 +135,38 @@ def test_migrated_accounts_by_the_binary_that_wrote_them(engine: Engine) -> None
             AccountOutcome("c", "failed", "refused"),
         ],
     )
-    at_risk = mr.migrated_accounts(engine, "localnet", "Prog1111", written_by_other_than=HASH_A)
+    at_risk = migrations.migrated_accounts(
+        engine, "localnet", "Prog1111", written_by_other_than=HASH_A
+    )
     assert [(a.address, a.to_version, a.program_hash) for a in at_risk] == [
         ("a", 2, HASH_B),
         ("b", 2, HASH_B),
     ]
     # The binary that migrated them reads them.
-    assert mr.migrated_accounts(engine, "localnet", "Prog1111", written_by_other_than=HASH_B) == []
+    assert (
+        migrations.migrated_accounts(engine, "localnet", "Prog1111", written_by_other_than=HASH_B)
+        == []
+    )
 
 
 def test_archives_check_their_hash_and_keep_one_copy(engine: Engine) -> None:
     elf = b"\x7fELF" + bytes(range(1, 200)) + bytes(16)
     digest = hashlib.sha256(elf.rstrip(b"\x00")).hexdigest()
     with pytest.raises(InputError, match="refusing"):
-        mr.archive_program(
+        archives.archive_program(
             engine, cluster="c", program_id="P", sha256=HASH_A, data=elf, slot=3, authority="A"
         )
-    first = mr.archive_program(
+    first = archives.archive_program(
         engine, cluster="c", program_id="P", sha256=digest, data=elf, slot=3, authority="A"
     )
     assert (first.data, first.size, first.slot) == (elf, len(elf), 3)
-    again = mr.archive_program(
+    again = archives.archive_program(
         engine, cluster="c", program_id="P", sha256=digest, data=elf, slot=3, authority="A"
     )
     assert again == first
     other = b"\x7fELF" + b"\x01" * 64
     other_hash = hashlib.sha256(other).hexdigest()
-    mr.archive_program(
+    archives.archive_program(
         engine,
         cluster="c",
         program_id="P",
@@ -163,18 +176,20 @@ def test_archives_check_their_hash_and_keep_one_copy(engine: Engine) -> None:
         authority="A",
         proposal_id=None,
     )
-    assert mr.latest_archive(engine, "c", "P").sha256 == other_hash  # type: ignore[union-attr]
-    assert mr.latest_archive(engine, "c", "P", excluding=other_hash).sha256 == digest  # type: ignore[union-attr]
-    assert mr.get_archive(engine, "c", "P", digest.upper()) == first
-    assert mr.get_archive(engine, "c", "Q", digest) is None
+    assert archives.latest_archive(engine, "c", "P").sha256 == other_hash  # type: ignore[union-attr]
+    assert archives.latest_archive(engine, "c", "P", excluding=other_hash).sha256 == digest  # type: ignore[union-attr]
+    assert archives.get_archive(engine, "c", "P", digest.upper()) == first
+    assert archives.get_archive(engine, "c", "Q", digest) is None
     assert audit_actions(engine, records.program_subject("c", "P")) == [
         "program.archived",
         "program.archived",
     ]
 
 
-def release_proposal(engine: Engine, program_id: str = "P", kind: str = mr.RELEASE_KIND) -> int:
-    return records.record_proposal(
+def release_proposal(
+    engine: Engine, program_id: str = "P", kind: str = kill_switch_records.RELEASE_KIND
+) -> int:
+    return proposals.record_proposal(
         engine,
         key=f"release-{program_id}-{kind}",
         kind=kind,
@@ -192,42 +207,48 @@ def release_proposal(engine: Engine, program_id: str = "P", kind: str = mr.RELEA
 
 
 def test_kill_switch_engages_at_once_and_releases_only_after_a_sign_off(engine: Engine) -> None:
-    assert mr.engaged_kill_switches(engine, "c", "P") == []
-    on = mr.engage_kill_switch(engine, "c", "P", reason="drain", actor="oncall")
+    assert kill_switch_records.engaged_kill_switches(engine, "c", "P") == []
+    on = kill_switch_records.engage_kill_switch(engine, "c", "P", reason="drain", actor="oncall")
     assert on.engaged and on.scope == "program P on c"
     # Engaging again keeps the first reason and writes nothing.
-    assert mr.engage_kill_switch(engine, "c", "P", reason="other", actor="x") == on
-    assert [s.program_id for s in mr.engaged_kill_switches(engine, "c", "P")] == ["P"]
+    assert kill_switch_records.engage_kill_switch(engine, "c", "P", reason="other", actor="x") == on
+    assert [s.program_id for s in kill_switch_records.engaged_kill_switches(engine, "c", "P")] == [
+        "P"
+    ]
 
     proposal_id = release_proposal(engine)
     with pytest.raises(ApprovalError, match="has not met its sign-off threshold"):
-        mr.release_kill_switch(engine, "c", "P", proposal_id=proposal_id)
+        kill_switch_records.release_kill_switch(engine, "c", "P", proposal_id=proposal_id)
     wrong = release_proposal(engine, kind="upgrade")
     with pytest.raises(InputError, match="not a kill-switch-release"):
-        mr.release_kill_switch(engine, "c", "P", proposal_id=wrong)
-    records.mark_threshold_met(engine, proposal_id)
-    off = mr.release_kill_switch(engine, "c", "P", proposal_id=proposal_id, actor="oncall")
+        kill_switch_records.release_kill_switch(engine, "c", "P", proposal_id=wrong)
+    proposals.mark_threshold_met(engine, proposal_id)
+    off = kill_switch_records.release_kill_switch(
+        engine, "c", "P", proposal_id=proposal_id, actor="oncall"
+    )
     assert (off.engaged, off.release_proposal_id) == (False, proposal_id)
-    assert records.get_proposal(engine, proposal_id).status == "executed"  # type: ignore[union-attr]
+    assert proposals.get_proposal(engine, proposal_id).status == "executed"  # type: ignore[union-attr]
     # Idempotent for its proposal; the switch is off for every runbook.
-    assert mr.release_kill_switch(engine, "c", "P", proposal_id=proposal_id) == off
-    assert mr.engaged_kill_switches(engine, "c", "P") == []
-    assert audit_actions(engine, mr.kill_switch_subject("c", "P")) == [
+    assert kill_switch_records.release_kill_switch(engine, "c", "P", proposal_id=proposal_id) == off
+    assert kill_switch_records.engaged_kill_switches(engine, "c", "P") == []
+    assert audit_actions(engine, kill_switch_records.kill_switch_subject("c", "P")) == [
         "kill_switch.engaged",
         "kill_switch.released",
     ]
 
 
 def test_a_cluster_wide_switch_stops_every_program(engine: Engine) -> None:
-    mr.engage_kill_switch(engine, "c", mr.ALL_PROGRAMS, reason="incident", actor="oncall")
-    switches = mr.engaged_kill_switches(engine, "c", "AnyProgram")
+    kill_switch_records.engage_kill_switch(
+        engine, "c", ALL_PROGRAMS, reason="incident", actor="oncall"
+    )
+    switches = kill_switch_records.engaged_kill_switches(engine, "c", "AnyProgram")
     assert [s.scope for s in switches] == ["every program on c"]
-    assert mr.engaged_kill_switches(engine, "other-cluster", "AnyProgram") == []
+    assert kill_switch_records.engaged_kill_switches(engine, "other-cluster", "AnyProgram") == []
 
 
 def test_recorded_progress_moves_the_runs_last_activity(engine: Engine) -> None:
     run = start(engine)
-    mr.record_snapshots(engine, run.id, [Snapshot("a", 1, b"x" * 88)])
-    mr.record_outcomes(engine, run.id, [AccountOutcome("a", "verified", sent=True)])
-    after = mr.get_migration(engine, run.id)
+    migrations.record_snapshots(engine, run.id, [Snapshot("a", 1, b"x" * 88)])
+    migrations.record_outcomes(engine, run.id, [AccountOutcome("a", "verified", sent=True)])
+    after = migrations.get_migration(engine, run.id)
     assert after is not None and after.updated_at > run.updated_at

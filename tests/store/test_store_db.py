@@ -16,7 +16,6 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
 from core.errors import InputError, RecordsError
-from store import records
 from store.db import (
     DEFAULT_SQLITE_PATH,
     alembic_config,
@@ -29,6 +28,8 @@ from store.db import (
     session_scope,
 )
 from store.models import AuditEvent, Base
+from store.records import audit
+from store.records import proposals as proposals_records
 
 # Tracebacks show source lines: keep the password out of the lines that raise.
 SECRET = "hunter2"
@@ -44,9 +45,9 @@ def test_migrate_twice_is_idempotent(db_url: str) -> None:
         assert current_revision(engine) == head_revision()
         assert set(sa.inspect(engine).get_table_names()) >= TABLES
         # Migrating again through an engine that already holds data changes nothing.
-        records.audit(engine, "test", "noop", "subject")
+        audit.audit(engine, "test", "noop", "subject")
         migrate(engine)
-        assert len(records.audit_events(engine)) == 1
+        assert len(audit.audit_events(engine)) == 1
     finally:
         engine.dispose()
 
@@ -69,7 +70,7 @@ def test_unmigrated_database_has_no_revision(db_url: str) -> None:
     try:
         assert current_revision(engine) is None
         with pytest.raises(RecordsError, match=r"store\.db\.migrate"):
-            records.get_proposal(engine, 1)
+            proposals_records.get_proposal(engine, 1)
     finally:
         engine.dispose()
 
@@ -120,14 +121,14 @@ def test_session_scope_commits_and_rolls_back(engine: Engine) -> None:
         session.add(AuditEvent(at=now, actor="a", action="dropped", subject="s", details={}))
         session.flush()
         raise RuntimeError("abort")
-    assert [e.action for e in records.audit_events(engine, "s")] == ["kept"]
+    assert [e.action for e in audit.audit_events(engine, "s")] == ["kept"]
 
 
 def test_datetimes_come_back_aware_utc(engine: Engine) -> None:
     plus_two = timezone(timedelta(hours=2))
     at = datetime(2025, 3, 1, 14, 30, 15, 123456, tzinfo=plus_two)
-    event = records.audit(engine, "a", "x", "s", at=at)
-    (stored,) = records.audit_events(engine, "s")
+    event = audit.audit(engine, "a", "x", "s", at=at)
+    (stored,) = audit.audit_events(engine, "s")
     assert stored.at == at
     assert stored.at.tzinfo is UTC
     assert stored.at.hour == 12
@@ -146,8 +147,8 @@ def test_datetimes_ignore_the_postgresql_session_timezone(db_url: str) -> None:
     try:
         migrate(engine)
         at = datetime(2025, 3, 1, 23, 59, tzinfo=UTC)
-        records.audit(engine, "a", "x", "s", at=at)
-        (stored,) = records.audit_events(engine, "s")
+        audit.audit(engine, "a", "x", "s", at=at)
+        (stored,) = audit.audit_events(engine, "s")
         assert stored.at == at and stored.at.tzinfo is UTC and stored.at.day == 1
     finally:
         engine.dispose()
@@ -155,8 +156,8 @@ def test_datetimes_ignore_the_postgresql_session_timezone(db_url: str) -> None:
 
 def test_naive_datetimes_are_refused(engine: Engine) -> None:
     with pytest.raises(InputError, match="no timezone"):
-        records.audit(engine, "a", "x", "s", at=datetime(2025, 1, 1))
-    assert records.audit_events(engine) == []
+        audit.audit(engine, "a", "x", "s", at=datetime(2025, 1, 1))
+    assert audit.audit_events(engine) == []
 
 
 def test_sqlite_engine_settings(tmp_path: Path) -> None:
@@ -173,7 +174,9 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
 
 def test_foreign_keys_are_enforced(engine: Engine) -> None:
     with pytest.raises(RecordsError, match="no proposal 999"):
-        records.record_approval(engine, 999, member="m", decision="approve", accepted=True)
+        proposals_records.record_approval(
+            engine, 999, member="m", decision="approve", accepted=True
+        )
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -239,7 +242,7 @@ def test_unreachable_server_gives_records_error_without_password() -> None:
     engine = create_engine(UNREACHABLE_URL)
     try:
         with pytest.raises(RecordsError) as caught:
-            records.get_proposal(engine, 1)
+            proposals_records.get_proposal(engine, 1)
     finally:
         engine.dispose()
     message = str(caught.value)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +16,11 @@ from sqlalchemy.orm import Session
 from core.errors import DuplicateApproval, InputError, ProposalClosed, RecordsError
 from store import records
 from store.models import Approval, AuditEvent, Proposal
-from store.records import proposal_subject
+from store.records import _base
+from store.records import audit as audit_records
+from store.records import health as health_records
+from store.records import proposals as proposals_records
+from store.records.proposals import proposal_subject
 
 MEMBERS = (
     "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
@@ -28,7 +32,9 @@ HASH_B = "b" * 64
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def propose(engine: Engine, key: str = "upgrade-1", **overrides: Any) -> records.ProposalRecord:
+def propose(
+    engine: Engine, key: str = "upgrade-1", **overrides: Any
+) -> proposals_records.ProposalRecord:
     fields: dict[str, Any] = {
         "key": key,
         "kind": "upgrade",
@@ -46,7 +52,7 @@ def propose(engine: Engine, key: str = "upgrade-1", **overrides: Any) -> records
         "flow_run_id": "run-1",
     }
     fields.update(overrides)
-    return records.record_proposal(engine, **fields)
+    return proposals_records.record_proposal(engine, **fields)
 
 
 def count(engine: Engine, model: type[Any]) -> int:
@@ -55,7 +61,7 @@ def count(engine: Engine, model: type[Any]) -> int:
 
 
 def actions(engine: Engine, subject: str | None = None) -> list[str]:
-    return [e.action for e in records.audit_events(engine, subject)]
+    return [e.action for e in audit_records.audit_events(engine, subject)]
 
 
 def run_together(n: int, call: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:
@@ -94,12 +100,12 @@ def test_record_proposal_returns_detached_frozen_record(engine: Engine) -> None:
     assert p.created_at == T0 and p.created_at.tzinfo is UTC
     assert p.threshold_met_at is None and p.timelock_ends_at is None
     assert not p.closed
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         p.status = "executed"  # type: ignore[misc]
-    assert records.get_proposal(engine, p.id) == p
-    assert records.get_proposal_by_key(engine, "upgrade-1") == p
-    assert records.get_proposal(engine, p.id + 1000) is None
-    assert records.get_proposal_by_key(engine, "nope") is None
+    assert proposals_records.get_proposal(engine, p.id) == p
+    assert proposals_records.get_proposal_by_key(engine, "upgrade-1") == p
+    assert proposals_records.get_proposal(engine, p.id + 1000) is None
+    assert proposals_records.get_proposal_by_key(engine, "nope") is None
 
 
 def test_record_proposal_is_idempotent_on_key(engine: Engine) -> None:
@@ -108,7 +114,7 @@ def test_record_proposal_is_idempotent_on_key(engine: Engine) -> None:
     assert again == first
     assert count(engine, Proposal) == 1
     assert actions(engine, proposal_subject(first.id)) == ["proposal.created"]
-    (created,) = records.audit_events(engine, proposal_subject(first.id))
+    (created,) = audit_records.audit_events(engine, proposal_subject(first.id))
     assert created.actor == "alice"
     assert created.flow_run_id == "run-1"
     assert created.details["buffer_hash"] == HASH_A
@@ -163,29 +169,29 @@ def test_proposal_without_buffer_and_uppercase_hash(engine: Engine) -> None:
 
 def test_duplicate_accepted_approval_is_refused_and_nothing_written(engine: Engine) -> None:
     p = propose(engine)
-    first = records.record_approval(
+    first = proposals_records.record_approval(
         engine, p.id, member=MEMBERS[0], decision="approve", accepted=True, signature="sig1"
     )
     assert first.accepted and first.reason is None
     before_approvals, before_audit = count(engine, Approval), count(engine, AuditEvent)
 
     with pytest.raises(DuplicateApproval, match="already signed off") as caught:
-        records.record_approval(
+        proposals_records.record_approval(
             engine, p.id, member=MEMBERS[0], decision="approve", accepted=True, signature="sig2"
         )
     assert MEMBERS[0] in str(caught.value)
     assert count(engine, Approval) == before_approvals
     assert count(engine, AuditEvent) == before_audit
-    assert records.accepted_approvals(engine, p.id) == [first]
+    assert proposals_records.accepted_approvals(engine, p.id) == [first]
 
 
 def test_refused_approvals_are_recorded_with_reason(engine: Engine) -> None:
     p = propose(engine)
-    kept = records.record_approval(
+    kept = proposals_records.record_approval(
         engine, p.id, member=MEMBERS[0], decision="approve", accepted=True, flow_run_id="run-1"
     )
     refusals = [
-        records.record_approval(
+        proposals_records.record_approval(
             engine,
             p.id,
             member="not-a-pubkey!",
@@ -194,7 +200,7 @@ def test_refused_approvals_are_recorded_with_reason(engine: Engine) -> None:
             reason="not a member of the multisig",
             comment="from the Slack modal",
         ),
-        records.record_approval(
+        proposals_records.record_approval(
             engine,
             p.id,
             member="not-a-pubkey!",
@@ -202,7 +208,7 @@ def test_refused_approvals_are_recorded_with_reason(engine: Engine) -> None:
             accepted=False,
             reason="not a member of the multisig",
         ),
-        records.record_approval(
+        proposals_records.record_approval(
             engine,
             p.id,
             member=MEMBERS[0],
@@ -214,9 +220,9 @@ def test_refused_approvals_are_recorded_with_reason(engine: Engine) -> None:
     assert [r.member for r in refusals] == ["not-a-pubkey!", "not-a-pubkey!", MEMBERS[0]]
     assert all(not r.accepted and r.reason for r in refusals)
     assert refusals[0].comment == "from the Slack modal"
-    assert records.accepted_approvals(engine, p.id) == [kept]
-    assert records.approvals(engine, p.id) == [kept, *refusals]
-    events = records.audit_events(engine, proposal_subject(p.id))
+    assert proposals_records.accepted_approvals(engine, p.id) == [kept]
+    assert proposals_records.approvals(engine, p.id) == [kept, *refusals]
+    events = audit_records.audit_events(engine, proposal_subject(p.id))
     assert [e.action for e in events] == [
         "proposal.created",
         "approval.accepted",
@@ -231,30 +237,36 @@ def test_refused_approvals_are_recorded_with_reason(engine: Engine) -> None:
 def test_refused_approval_needs_a_reason(engine: Engine) -> None:
     p = propose(engine)
     with pytest.raises(InputError, match="needs a reason"):
-        records.record_approval(engine, p.id, member="x", decision="approve", accepted=False)
+        proposals_records.record_approval(
+            engine, p.id, member="x", decision="approve", accepted=False
+        )
     with pytest.raises(InputError, match="decision must be one of"):
-        records.record_approval(engine, p.id, member="x", decision="maybe", accepted=True)
+        proposals_records.record_approval(engine, p.id, member="x", decision="maybe", accepted=True)
     assert count(engine, Approval) == 0
 
 
 def test_rejection_counts_once_per_member_too(engine: Engine) -> None:
     p = propose(engine)
-    records.record_approval(engine, p.id, member=MEMBERS[1], decision="reject", accepted=True)
+    proposals_records.record_approval(
+        engine, p.id, member=MEMBERS[1], decision="reject", accepted=True
+    )
     with pytest.raises(DuplicateApproval):
-        records.record_approval(engine, p.id, member=MEMBERS[1], decision="approve", accepted=True)
+        proposals_records.record_approval(
+            engine, p.id, member=MEMBERS[1], decision="approve", accepted=True
+        )
 
 
 def test_concurrent_duplicate_approvals_accept_one(engine: Engine) -> None:
     p = propose(engine)
     results, errors = run_together(
         4,
-        lambda: records.record_approval(
+        lambda: proposals_records.record_approval(
             engine, p.id, member=MEMBERS[2], decision="approve", accepted=True
         ),
     )
     assert len(results) == 1
     assert len(errors) == 3 and all(isinstance(e, DuplicateApproval) for e in errors)
-    assert len(records.accepted_approvals(engine, p.id)) == 1
+    assert len(proposals_records.accepted_approvals(engine, p.id)) == 1
     assert actions(engine, proposal_subject(p.id)).count("approval.accepted") == 1
 
 
@@ -286,15 +298,19 @@ def test_db_level_unique_guard_on_accepted_approvals(engine: Engine) -> None:
     # Refused by the database itself, bypassing the repository's own check.
     with pytest.raises(IntegrityError), Session(engine) as session, session.begin():
         session.add(row(MEMBERS[0], True))
-    assert len(records.accepted_approvals(engine, p.id)) == 2
+    assert len(proposals_records.accepted_approvals(engine, p.id)) == 2
 
 
 def test_no_accepted_approval_on_a_closed_proposal(engine: Engine) -> None:
     p = propose(engine)
-    records.set_proposal_status(engine, p.id, "cancelled", actor="oncall", reason="wrong buffer")
+    proposals_records.set_proposal_status(
+        engine, p.id, "cancelled", actor="oncall", reason="wrong buffer"
+    )
     with pytest.raises(ProposalClosed, match="cancelled"):
-        records.record_approval(engine, p.id, member=MEMBERS[0], decision="approve", accepted=True)
-    refused = records.record_approval(
+        proposals_records.record_approval(
+            engine, p.id, member=MEMBERS[0], decision="approve", accepted=True
+        )
+    refused = proposals_records.record_approval(
         engine, p.id, member=MEMBERS[0], decision="approve", accepted=False, reason="closed"
     )
     assert not refused.accepted
@@ -305,14 +321,14 @@ def test_no_accepted_approval_on_a_closed_proposal(engine: Engine) -> None:
 
 def test_mark_threshold_met_keeps_the_first_time(engine: Engine) -> None:
     p = propose(engine)
-    first = records.mark_threshold_met(engine, p.id, T0, flow_run_id="run-1")
+    first = proposals_records.mark_threshold_met(engine, p.id, T0, flow_run_id="run-1")
     assert first.threshold_met_at == T0
     assert first.status == "approved"
     assert first.timelock_ends_at == T0 + timedelta(hours=1)
 
-    later = records.mark_threshold_met(engine, p.id, T0 + timedelta(minutes=5))
+    later = proposals_records.mark_threshold_met(engine, p.id, T0 + timedelta(minutes=5))
     assert later.threshold_met_at == T0
-    assert records.get_proposal(engine, p.id) == first
+    assert proposals_records.get_proposal(engine, p.id) == first
     assert actions(engine, proposal_subject(p.id)).count("proposal.threshold_met") == 1
 
 
@@ -321,14 +337,14 @@ def test_concurrent_mark_threshold_met_keeps_one_time(engine: Engine) -> None:
     times = iter([T0 + timedelta(seconds=i) for i in range(4)])
     lock = threading.Lock()
 
-    def mark() -> records.ProposalRecord:
+    def mark() -> proposals_records.ProposalRecord:
         with lock:
             at = next(times)
-        return records.mark_threshold_met(engine, p.id, at)
+        return proposals_records.mark_threshold_met(engine, p.id, at)
 
     results, errors = run_together(4, mark)
     assert errors == []
-    stored = records.get_proposal(engine, p.id)
+    stored = proposals_records.get_proposal(engine, p.id)
     assert stored is not None
     assert {r.threshold_met_at for r in results} == {stored.threshold_met_at}
     assert actions(engine, proposal_subject(p.id)).count("proposal.threshold_met") == 1
@@ -336,28 +352,28 @@ def test_concurrent_mark_threshold_met_keeps_one_time(engine: Engine) -> None:
 
 def test_set_proposal_status(engine: Engine) -> None:
     p = propose(engine)
-    approved = records.set_proposal_status(
+    approved = proposals_records.set_proposal_status(
         engine, p.id, "approved", actor="oncall", threshold_met_at=T0, flow_run_id="run-9"
     )
     assert approved.status == "approved" and approved.threshold_met_at == T0
     # Same status, nothing new: a retry writes nothing.
-    assert records.set_proposal_status(engine, p.id, "approved") == approved
+    assert proposals_records.set_proposal_status(engine, p.id, "approved") == approved
     # The first threshold time stays.
-    again = records.set_proposal_status(
+    again = proposals_records.set_proposal_status(
         engine, p.id, "approved", threshold_met_at=T0 + timedelta(hours=1)
     )
     assert again.threshold_met_at == T0
 
-    executed = records.set_proposal_status(engine, p.id, "executed")
+    executed = proposals_records.set_proposal_status(engine, p.id, "executed")
     assert executed.executed_at is not None and executed.closed
     with pytest.raises(ProposalClosed, match="executed already"):
-        records.set_proposal_status(engine, p.id, "cancelled")
+        proposals_records.set_proposal_status(engine, p.id, "cancelled")
     with pytest.raises(InputError, match="status must be one of"):
-        records.set_proposal_status(engine, p.id, "done")
+        proposals_records.set_proposal_status(engine, p.id, "done")
     with pytest.raises(RecordsError, match="no proposal"):
-        records.set_proposal_status(engine, p.id + 1000, "approved")
+        proposals_records.set_proposal_status(engine, p.id + 1000, "approved")
 
-    statuses = records.audit_events(engine, proposal_subject(p.id), action="proposal.status")
+    statuses = audit_records.audit_events(engine, proposal_subject(p.id), action="proposal.status")
     assert [(e.details["from"], e.details["to"]) for e in statuses] == [
         ("proposed", "approved"),
         ("approved", "executed"),
@@ -367,17 +383,17 @@ def test_set_proposal_status(engine: Engine) -> None:
 
 def test_mark_threshold_met_on_closed_proposal(engine: Engine) -> None:
     p = propose(engine)
-    records.set_proposal_status(engine, p.id, "rejected")
+    proposals_records.set_proposal_status(engine, p.id, "rejected")
     with pytest.raises(ProposalClosed):
-        records.mark_threshold_met(engine, p.id, T0)
+        proposals_records.mark_threshold_met(engine, p.id, T0)
 
 
 def test_set_onchain_address_is_idempotent(engine: Engine) -> None:
     p = propose(engine)
-    a = records.set_onchain_address(engine, p.id, "PropAcct111")
-    assert records.set_onchain_address(engine, p.id, "PropAcct111") == a
+    a = proposals_records.set_onchain_address(engine, p.id, "PropAcct111")
+    assert proposals_records.set_onchain_address(engine, p.id, "PropAcct111") == a
     with pytest.raises(RecordsError, match="already recorded at PropAcct111"):
-        records.set_onchain_address(engine, p.id, "Other111")
+        proposals_records.set_onchain_address(engine, p.id, "Other111")
     assert actions(engine, proposal_subject(p.id)).count("proposal.onchain_address") == 1
 
 
@@ -386,9 +402,9 @@ def test_set_onchain_address_is_idempotent(engine: Engine) -> None:
 
 def test_record_execution_is_idempotent_per_proposal(engine: Engine) -> None:
     p = propose(engine)
-    records.mark_threshold_met(engine, p.id, T0)
+    proposals_records.mark_threshold_met(engine, p.id, T0)
     done_at = T0 + timedelta(hours=2)
-    first = records.record_execution(
+    first = proposals_records.record_execution(
         engine,
         p.id,
         outcome="upgraded",
@@ -400,29 +416,31 @@ def test_record_execution_is_idempotent_per_proposal(engine: Engine) -> None:
         at=done_at,
         flow_run_id="run-1",
     )
-    retry = records.record_execution(engine, p.id, outcome="already-applied", at=T0)
+    retry = proposals_records.record_execution(engine, p.id, outcome="already-applied", at=T0)
     assert retry == first
-    assert records.get_execution(engine, p.id) == first
-    stored = records.get_proposal(engine, p.id)
+    assert proposals_records.get_execution(engine, p.id) == first
+    stored = proposals_records.get_proposal(engine, p.id)
     assert stored is not None
     assert stored.status == "executed" and stored.executed_at == done_at
-    events = records.audit_events(engine, proposal_subject(p.id), action="execution.recorded")
+    events = audit_records.audit_events(engine, proposal_subject(p.id), action="execution.recorded")
     assert len(events) == 1
     assert events[0].details["from"] == "approved" and events[0].details["to"] == "executed"
 
 
 def test_failed_execution_fails_the_proposal(engine: Engine) -> None:
     p = propose(engine)
-    e = records.record_execution(engine, p.id, outcome="failed", detail="AccountDataTooSmall")
+    e = proposals_records.record_execution(
+        engine, p.id, outcome="failed", detail="AccountDataTooSmall"
+    )
     assert e.signature is None and e.detail == "AccountDataTooSmall"
-    stored = records.get_proposal(engine, p.id)
+    stored = proposals_records.get_proposal(engine, p.id)
     assert stored is not None and stored.status == "failed" and stored.executed_at is None
 
 
 def test_concurrent_record_execution_writes_once(engine: Engine) -> None:
     p = propose(engine)
     results, errors = run_together(
-        4, lambda: records.record_execution(engine, p.id, outcome="already-applied")
+        4, lambda: proposals_records.record_execution(engine, p.id, outcome="already-applied")
     )
     assert errors == []
     assert len({r.id for r in results}) == 1
@@ -435,48 +453,51 @@ def test_concurrent_record_execution_writes_once(engine: Engine) -> None:
 def test_audit_rows_share_the_transaction_of_their_change(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = records._write_audit
+    real = _base._write_audit
 
-    def write_then_fail(*args: Any, **kwargs: Any) -> records.AuditRecord:
+    def write_then_fail(*args: Any, **kwargs: Any) -> AuditEvent:
         real(*args, **kwargs)
         raise RuntimeError("crash after the audit row was added")
 
-    monkeypatch.setattr(records, "_write_audit", write_then_fail)
+    # record_proposal writes through insert_once (in _base), set_proposal_status directly.
+    monkeypatch.setattr(_base, "_write_audit", write_then_fail)
     with pytest.raises(RuntimeError):
         propose(engine)
     # Neither the proposal nor its audit row survived the rollback.
     assert count(engine, Proposal) == 0
     assert count(engine, AuditEvent) == 0
 
-    monkeypatch.setattr(records, "_write_audit", real)
+    monkeypatch.setattr(_base, "_write_audit", real)
     p = propose(engine)
-    monkeypatch.setattr(records, "_write_audit", write_then_fail)
+    monkeypatch.setattr(proposals_records, "_write_audit", write_then_fail)
     with pytest.raises(RuntimeError):
-        records.set_proposal_status(engine, p.id, "cancelled")
+        proposals_records.set_proposal_status(engine, p.id, "cancelled")
     with pytest.raises(RuntimeError):
-        records.record_approval(engine, p.id, member=MEMBERS[0], decision="approve", accepted=True)
+        proposals_records.record_approval(
+            engine, p.id, member=MEMBERS[0], decision="approve", accepted=True
+        )
     with pytest.raises(RuntimeError):
-        records.record_execution(engine, p.id, outcome="upgraded")
-    stored = records.get_proposal(engine, p.id)
+        proposals_records.record_execution(engine, p.id, outcome="upgraded")
+    stored = proposals_records.get_proposal(engine, p.id)
     assert stored is not None and stored.status == "proposed"
     assert count(engine, Approval) == 0
-    assert records.get_execution(engine, p.id) is None
+    assert proposals_records.get_execution(engine, p.id) is None
     assert actions(engine) == ["proposal.created"]
 
 
 def test_audit_and_audit_events(engine: Engine) -> None:
-    first = records.audit(
+    first = audit_records.audit(
         engine, "oncall", "health.checked", "program:localnet:P", {"ok": True}, "run-3"
     )
-    records.audit(engine, "oncall", "notify.sent", "program:localnet:P", {"channel": "#ops"})
-    records.audit(engine, "bob", "health.checked", "program:devnet:Q")
+    audit_records.audit(engine, "oncall", "notify.sent", "program:localnet:P", {"channel": "#ops"})
+    audit_records.audit(engine, "bob", "health.checked", "program:devnet:Q")
     assert first.details == {"ok": True} and first.flow_run_id == "run-3"
     assert actions(engine, "program:localnet:P") == ["health.checked", "notify.sent"]
-    assert len(records.audit_events(engine, action="health.checked")) == 2
-    newest = records.audit_events(engine, limit=2)
+    assert len(audit_records.audit_events(engine, action="health.checked")) == 2
+    newest = audit_records.audit_events(engine, limit=2)
     assert [e.action for e in newest] == ["notify.sent", "health.checked"]
     with pytest.raises(InputError, match="not JSON-serialisable"):
-        records.audit(engine, "a", "b", "c", {"when": object()})
+        audit_records.audit(engine, "a", "b", "c", {"when": object()})
     assert count(engine, AuditEvent) == 3
 
 
@@ -484,39 +505,48 @@ def test_audit_and_audit_events(engine: Engine) -> None:
 
 
 def test_program_hash_upsert(engine: Engine) -> None:
-    assert records.get_program_hash(engine, "localnet", "Prog1") is None
-    first = records.set_program_hash(engine, "localnet", "Prog1", HASH_A, 10, recorded_at=T0)
-    assert records.get_program_hash(engine, "localnet", "Prog1") == first
+    assert health_records.get_program_hash(engine, "localnet", "Prog1") is None
+    first = health_records.set_program_hash(engine, "localnet", "Prog1", HASH_A, 10, recorded_at=T0)
+    assert health_records.get_program_hash(engine, "localnet", "Prog1") == first
     # The same observation again writes nothing (daily health checks).
-    assert records.set_program_hash(engine, "localnet", "Prog1", HASH_A, 10) == first
-    changed = records.set_program_hash(engine, "localnet", "Prog1", HASH_B.upper(), 20)
+    assert health_records.set_program_hash(engine, "localnet", "Prog1", HASH_A, 10) == first
+    changed = health_records.set_program_hash(engine, "localnet", "Prog1", HASH_B.upper(), 20)
     assert changed.hash == HASH_B and changed.slot == 20
-    records.set_program_hash(engine, "devnet", "Prog1", HASH_A, 5)
-    assert records.get_program_hash(engine, "localnet", "Prog1") == changed
-    events = records.audit_events(engine, records.program_subject("localnet", "Prog1"))
+    health_records.set_program_hash(engine, "devnet", "Prog1", HASH_A, 5)
+    assert health_records.get_program_hash(engine, "localnet", "Prog1") == changed
+    events = audit_records.audit_events(engine, records.program_subject("localnet", "Prog1"))
     assert [e.details["previous"] for e in events] == [None, {"hash": HASH_A, "slot": 10}]
     with pytest.raises(InputError):
-        records.set_program_hash(engine, "localnet", "Prog1", "zz", 1)
+        health_records.set_program_hash(engine, "localnet", "Prog1", "zz", 1)
 
 
 def test_concurrent_program_hash_inserts(engine: Engine) -> None:
     results, errors = run_together(
-        4, lambda: records.set_program_hash(engine, "localnet", "Race1", HASH_A, 7)
+        4, lambda: health_records.set_program_hash(engine, "localnet", "Race1", HASH_A, 7)
     )
     assert errors == []
     assert len({(r.hash, r.slot) for r in results}) == 1
-    assert len(records.audit_events(engine, records.program_subject("localnet", "Race1"))) == 1
+    assert (
+        len(audit_records.audit_events(engine, records.program_subject("localnet", "Race1"))) == 1
+    )
 
 
 def test_a_member_who_approved_may_still_cancel(engine: Engine) -> None:
     """The veto during the timelock: an accepted cancel after the member's own approval."""
     p = propose(engine)
-    records.record_approval(engine, p.id, member=MEMBERS[0], decision="approve", accepted=True)
-    cancel = records.record_approval(
+    proposals_records.record_approval(
+        engine, p.id, member=MEMBERS[0], decision="approve", accepted=True
+    )
+    cancel = proposals_records.record_approval(
         engine, p.id, member=MEMBERS[0], decision="cancel", accepted=True, comment="bad hash"
     )
     assert cancel.accepted and cancel.decision == "cancel"
     # Still one approve or reject per member.
     with pytest.raises(DuplicateApproval):
-        records.record_approval(engine, p.id, member=MEMBERS[0], decision="reject", accepted=True)
-    assert [a.decision for a in records.accepted_approvals(engine, p.id)] == ["approve", "cancel"]
+        proposals_records.record_approval(
+            engine, p.id, member=MEMBERS[0], decision="reject", accepted=True
+        )
+    assert [a.decision for a in proposals_records.accepted_approvals(engine, p.id)] == [
+        "approve",
+        "cancel",
+    ]

@@ -1,32 +1,14 @@
-"""The repository the flows call: short transactions over the records database.
+"""Records of the proposals every sign-off runbook opens: the proposal, its sign-offs and
+its execution.
 
-Conventions, for every function here:
-
-- It takes an ``Engine`` and runs one transaction of its own. A function that changes
-  state writes its ``AuditEvent`` in that same transaction: there is no change without
-  its audit row, and no audit row for a change that rolled back.
-- It returns frozen dataclasses (``ProposalRecord``, ``ApprovalRecord``, ...), never ORM
-  objects: they are plain values, safe to use after the session has closed, to pass
-  between Prefect tasks and to compare in tests.
-- Functions whose description says *idempotent* can be retried by a Prefect task: a retry
-  returns what the first call recorded and writes nothing more (no second audit row).
-- Bad arguments raise ``InputError``; an unknown proposal, a conflicting idempotency key or
-  a database failure raise ``RecordsError``; sign-off rules raise ``DuplicateApproval`` or
-  ``ProposalClosed``.
-- Datetimes in and out are timezone-aware; they are stored and returned in UTC.
-
-Concurrency: rows that decide a rule (the proposal for approvals, status and execution;
-the program hash row) are read ``FOR UPDATE`` on PostgreSQL; SQLite transactions start
-with ``BEGIN IMMEDIATE`` (see ``store.db.create_engine``). Unique constraints back every
-idempotency rule, so two racing runs cannot both write.
+Proposals are the spine of the upgrade, rollback, kill-switch release and key-rotation
+runbooks; ``lock_proposal`` is what the other repository modules use when a change of
+theirs depends on a proposal (it is read ``FOR UPDATE`` on PostgreSQL).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,23 +25,27 @@ from store.models import (
     PROPOSAL_STATUSES,
     TERMINAL_STATUSES,
     Approval,
-    AuditEvent,
     Execution,
-    ProgramHash,
     Proposal,
-    SlackThread,
     utcnow,
 )
+from store.records._base import (
+    DEFAULT_ACTOR,
+    Record,
+    _aware,
+    _aware_or_none,
+    _choice,
+    _int,
+    _optional_text,
+    _sha256_hex,
+    _string,
+    _text,
+    _write_audit,
+    insert_once,
+)
 
-DEFAULT_ACTOR = "runbooks"
-_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, slots=True)
-class ProposalRecord:
+class ProposalRecord(Record):
     id: int
     key: str
     kind: str
@@ -94,8 +80,7 @@ class ProposalRecord:
         return self.threshold_met_at + timedelta(seconds=self.timelock_seconds)
 
 
-@dataclass(frozen=True, slots=True)
-class ApprovalRecord:
+class ApprovalRecord(Record):
     id: int
     proposal_id: int
     member: str
@@ -108,8 +93,7 @@ class ApprovalRecord:
     flow_run_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionRecord:
+class ExecutionRecord(Record):
     id: int
     proposal_id: int
     signature: str | None
@@ -123,37 +107,10 @@ class ExecutionRecord:
     flow_run_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    subject: str
-    details: dict[str, Any]
-    flow_run_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ProgramHashRecord:
-    cluster: str
-    program_id: str
-    hash: str
-    slot: int
-    recorded_at: datetime
-
-
 def proposal_subject(proposal_id: int) -> str:
     """The audit ``subject`` of everything that happens to a proposal."""
     return f"proposal:{proposal_id}"
 
-
-def program_subject(cluster: str, program_id: str) -> str:
-    """The audit ``subject`` of a program's recorded hash."""
-    return f"program:{cluster}:{program_id}"
-
-
-# ------------------------------------------------------------------------- proposals
 
 # The content a proposal key stands for: a retry must bring the same values.
 _PROPOSAL_CONTENT = (
@@ -166,6 +123,21 @@ _PROPOSAL_CONTENT = (
     "buffer_hash",
     "description",
     "proposer",
+    "members",
+    "threshold",
+    "timelock_seconds",
+)
+
+
+# What the ``proposal.created`` audit row repeats of it.
+_AUDITED_CONTENT = (
+    "kind",
+    "cluster",
+    "backend",
+    "governance",
+    "program_id",
+    "buffer",
+    "buffer_hash",
     "members",
     "threshold",
     "timelock_seconds",
@@ -221,52 +193,36 @@ def record_proposal(
     key = _text("key", key)
     created = _aware("created_at", created_at)
 
-    # Two attempts: a concurrent insert of the same key makes the first one fail on the
-    # unique constraint, and the second then finds the row the other run wrote.
-    for _ in range(2):
-        try:
-            with session_scope(engine) as session:
-                existing = session.scalar(select(Proposal).where(Proposal.key == key))
-                if existing is not None:
-                    _check_same_content(engine, existing, content)
-                    return _proposal_record(existing)
-                proposal = Proposal(
-                    key=key,
-                    status="proposed",
-                    created_at=created,
-                    flow_run_id=flow_run_id,
-                    onchain_address=onchain_address,
-                    **content,
-                )
-                session.add(proposal)
-                _flush_or_conflict(session)
-                _write_audit(
-                    session,
-                    actor=content["proposer"],
-                    action="proposal.created",
-                    subject=proposal_subject(proposal.id),
-                    details={
-                        "key": key,
-                        "kind": content["kind"],
-                        "cluster": content["cluster"],
-                        "backend": content["backend"],
-                        "governance": content["governance"],
-                        "program_id": content["program_id"],
-                        "buffer": content["buffer"],
-                        "buffer_hash": content["buffer_hash"],
-                        "members": content["members"],
-                        "threshold": content["threshold"],
-                        "timelock_seconds": content["timelock_seconds"],
-                    },
-                    flow_run_id=flow_run_id,
-                    at=created,
-                )
-                return _proposal_record(proposal)
-        except _Conflict:
-            continue
-    raise RecordsError(
-        f"proposal key {key!r} kept conflicting in {redacted(engine.url)}; "
-        "retry the task, and report it if it persists."
+    def find(session: Session) -> Proposal | None:
+        existing = session.scalar(select(Proposal).where(Proposal.key == key))
+        if existing is not None:
+            _check_same_content(engine, existing, content)
+        return existing
+
+    return insert_once(
+        engine,
+        ProposalRecord,
+        find=find,
+        new=lambda: Proposal(
+            key=key,
+            status="proposed",
+            created_at=created,
+            flow_run_id=flow_run_id,
+            onchain_address=onchain_address,
+            **content,
+        ),
+        audit=lambda proposal: {
+            "actor": content["proposer"],
+            "action": "proposal.created",
+            "subject": proposal_subject(proposal.id),
+            "details": {
+                "key": key,
+                **{name: content[name] for name in _AUDITED_CONTENT},
+            },
+            "flow_run_id": flow_run_id,
+            "at": created,
+        },
+        what=f"proposal key {key!r}",
     )
 
 
@@ -274,14 +230,14 @@ def get_proposal(engine: Engine, proposal_id: int) -> ProposalRecord | None:
     """The proposal with this id, or None."""
     with session_scope(engine) as session:
         proposal = session.get(Proposal, proposal_id)
-        return None if proposal is None else _proposal_record(proposal)
+        return None if proposal is None else ProposalRecord.model_validate(proposal)
 
 
 def get_proposal_by_key(engine: Engine, key: str) -> ProposalRecord | None:
     """The proposal recorded under this idempotency key, or None."""
     with session_scope(engine) as session:
         proposal = session.scalar(select(Proposal).where(Proposal.key == key))
-        return None if proposal is None else _proposal_record(proposal)
+        return None if proposal is None else ProposalRecord.model_validate(proposal)
 
 
 def set_proposal_status(
@@ -307,7 +263,7 @@ def set_proposal_status(
     threshold_met_at = _aware_or_none("threshold_met_at", threshold_met_at)
     executed_at = _aware_or_none("executed_at", executed_at)
     with session_scope(engine) as session:
-        proposal = _lock_proposal(session, engine, proposal_id)
+        proposal = lock_proposal(session, engine, proposal_id)
         previous = proposal.status
         if previous in TERMINAL_STATUSES and status != previous:
             raise ProposalClosed(
@@ -324,7 +280,7 @@ def set_proposal_status(
             proposal.executed_at = executed_at
             stamped["executed_at"] = executed_at.isoformat()
         if status == previous and not stamped:
-            return _proposal_record(proposal)
+            return ProposalRecord.model_validate(proposal)
         proposal.status = status
         _write_audit(
             session,
@@ -334,7 +290,7 @@ def set_proposal_status(
             details={"from": previous, "to": status, "reason": reason, **stamped},
             flow_run_id=flow_run_id,
         )
-        return _proposal_record(proposal)
+        return ProposalRecord.model_validate(proposal)
 
 
 def mark_threshold_met(
@@ -353,9 +309,9 @@ def mark_threshold_met(
     """
     met_at = _aware("at", at)
     with session_scope(engine) as session:
-        proposal = _lock_proposal(session, engine, proposal_id)
+        proposal = lock_proposal(session, engine, proposal_id)
         if proposal.threshold_met_at is not None:
-            return _proposal_record(proposal)
+            return ProposalRecord.model_validate(proposal)
         if proposal.status in TERMINAL_STATUSES:
             raise ProposalClosed(
                 f"proposal {proposal_id} is {proposal.status}; its threshold can no longer "
@@ -381,7 +337,7 @@ def mark_threshold_met(
             flow_run_id=flow_run_id,
             at=met_at,
         )
-        return _proposal_record(proposal)
+        return ProposalRecord.model_validate(proposal)
 
 
 def set_onchain_address(
@@ -399,9 +355,9 @@ def set_onchain_address(
     """
     address = _text("address", address)
     with session_scope(engine) as session:
-        proposal = _lock_proposal(session, engine, proposal_id)
+        proposal = lock_proposal(session, engine, proposal_id)
         if proposal.onchain_address == address:
-            return _proposal_record(proposal)
+            return ProposalRecord.model_validate(proposal)
         if proposal.onchain_address is not None:
             raise RecordsError(
                 f"proposal {proposal_id} is already recorded at {proposal.onchain_address}, "
@@ -416,10 +372,7 @@ def set_onchain_address(
             details={"address": address},
             flow_run_id=flow_run_id,
         )
-        return _proposal_record(proposal)
-
-
-# ------------------------------------------------------------------------- approvals
+        return ProposalRecord.model_validate(proposal)
 
 
 def record_approval(
@@ -454,7 +407,7 @@ def record_approval(
         raise InputError("a refused approval needs a reason: the records must say why")
     created = _aware("at", at)
     with session_scope(engine) as session:
-        proposal = _lock_proposal(session, engine, proposal_id)
+        proposal = lock_proposal(session, engine, proposal_id)
         if accepted:
             if proposal.status in TERMINAL_STATUSES:
                 raise ProposalClosed(
@@ -504,7 +457,7 @@ def record_approval(
             flow_run_id=flow_run_id,
             at=created,
         )
-        return _approval_record(approval)
+        return ApprovalRecord.model_validate(approval)
 
 
 def accepted_approvals(engine: Engine, proposal_id: int) -> list[ApprovalRecord]:
@@ -515,9 +468,6 @@ def accepted_approvals(engine: Engine, proposal_id: int) -> list[ApprovalRecord]
 def approvals(engine: Engine, proposal_id: int) -> list[ApprovalRecord]:
     """Every sign-off attempt on a proposal, refused ones included, oldest first."""
     return _approvals(engine, proposal_id, only_accepted=False)
-
-
-# ------------------------------------------------------------------------ executions
 
 
 def record_execution(
@@ -552,10 +502,10 @@ def record_execution(
             _int(name, slot, minimum=0)
     created = _aware("at", at)
     with session_scope(engine) as session:
-        proposal = _lock_proposal(session, engine, proposal_id)
+        proposal = lock_proposal(session, engine, proposal_id)
         existing = session.scalar(select(Execution).where(Execution.proposal_id == proposal_id))
         if existing is not None:
-            return _execution_record(existing)
+            return ExecutionRecord.model_validate(existing)
         execution = Execution(
             proposal_id=proposal_id,
             signature=signature,
@@ -597,251 +547,20 @@ def record_execution(
             flow_run_id=flow_run_id,
             at=created,
         )
-        return _execution_record(execution)
+        return ExecutionRecord.model_validate(execution)
 
 
 def get_execution(engine: Engine, proposal_id: int) -> ExecutionRecord | None:
     """The execution of a proposal, or None."""
     with session_scope(engine) as session:
         execution = session.scalar(select(Execution).where(Execution.proposal_id == proposal_id))
-        return None if execution is None else _execution_record(execution)
-
-
-# ---------------------------------------------------------------------- slack threads
-
-
-@dataclass(frozen=True, slots=True)
-class SlackThreadRecord:
-    proposal_id: int
-    channel: str
-    ts: str
-    text: str
-    blocks: list[dict[str, Any]]
-    created_at: datetime
-
-
-def record_slack_thread(
-    engine: Engine,
-    proposal_id: int,
-    *,
-    channel: str,
-    ts: str,
-    text: str,
-    blocks: Sequence[Mapping[str, Any]],
-    actor: str = DEFAULT_ACTOR,
-    flow_run_id: str | None = None,
-) -> SlackThreadRecord:
-    """Remember the message that opened ``proposal_id``'s Slack thread; idempotent.
-
-    The first thread recorded wins: a second call (a retry, a racing run) returns it.
-    Audit: ``proposal.slack_thread``.
-    """
-    fields = {"channel": _text("channel", channel), "ts": _text("ts", ts), "text": text}
-    with session_scope(engine) as session:
-        _lock_proposal(session, engine, proposal_id)
-        existing = session.get(SlackThread, proposal_id)
-        if existing is not None:
-            return _slack_thread_record(existing)
-        thread = SlackThread(
-            proposal_id=proposal_id,
-            blocks=json.loads(json.dumps(list(blocks))),
-            flow_run_id=flow_run_id,
-            **fields,
-        )
-        session.add(thread)
-        _write_audit(
-            session,
-            actor=actor,
-            action="proposal.slack_thread",
-            subject=proposal_subject(proposal_id),
-            details={"channel": fields["channel"], "ts": fields["ts"]},
-            flow_run_id=flow_run_id,
-        )
-        return _slack_thread_record(thread)
-
-
-def get_slack_thread(engine: Engine, proposal_id: int) -> SlackThreadRecord | None:
-    """The Slack thread of a proposal, or None when none was opened."""
-    with session_scope(engine) as session:
-        thread = session.get(SlackThread, proposal_id)
-        return None if thread is None else _slack_thread_record(thread)
-
-
-def _slack_thread_record(t: SlackThread) -> SlackThreadRecord:
-    return SlackThreadRecord(
-        proposal_id=t.proposal_id,
-        channel=t.channel,
-        ts=t.ts,
-        text=t.text,
-        blocks=list(t.blocks),
-        created_at=_utc(t.created_at),
-    )
-
-
-# ----------------------------------------------------------------------------- audit
-
-
-def audit(
-    engine: Engine,
-    actor: str,
-    action: str,
-    subject: str,
-    details: Mapping[str, Any] | None = None,
-    flow_run_id: str | None = None,
-    *,
-    at: datetime | None = None,
-) -> AuditRecord:
-    """Append an audit row for something that changed no other record (a check, a notice).
-
-    ``details`` must be JSON-serialisable (``InputError`` otherwise).
-    """
-    with session_scope(engine) as session:
-        return _write_audit(
-            session,
-            actor=_text("actor", actor),
-            action=_text("action", action),
-            subject=_text("subject", subject),
-            details=details,
-            flow_run_id=flow_run_id,
-            at=_aware("at", at),
-        )
-
-
-def audit_events(
-    engine: Engine,
-    subject: str | None = None,
-    *,
-    action: str | None = None,
-    limit: int | None = None,
-) -> list[AuditRecord]:
-    """Audit rows in the order they were written, optionally for one subject / action.
-
-    ``limit`` keeps the newest ``limit`` rows (still oldest first).
-    """
-    query = select(AuditEvent)
-    if subject is not None:
-        query = query.where(AuditEvent.subject == subject)
-    if action is not None:
-        query = query.where(AuditEvent.action == action)
-    with session_scope(engine) as session:
-        if limit is None:
-            rows = session.scalars(query.order_by(AuditEvent.id)).all()
-        else:
-            newest = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
-            rows = list(reversed(newest))
-        return [_audit_record(row) for row in rows]
-
-
-# ---------------------------------------------------------------------- program hash
-
-
-def set_program_hash(
-    engine: Engine,
-    cluster: str,
-    program_id: str,
-    hash: str,
-    slot: int,
-    *,
-    recorded_at: datetime | None = None,
-    actor: str = DEFAULT_ACTOR,
-    flow_run_id: str | None = None,
-) -> ProgramHashRecord:
-    """Record the verifiable-build hash a program has on ``cluster`` as of ``slot``.
-
-    Idempotent: the same hash and slot again write nothing. Audit:
-    ``program_hash.recorded`` (with the previous hash, so a change shows in the log).
-    """
-    cluster = _text("cluster", cluster)
-    program_id = _text("program_id", program_id)
-    digest = _sha256_hex("hash", hash)
-    slot = _int("slot", slot, minimum=0)
-    when = _aware("recorded_at", recorded_at)
-    for _ in range(2):
-        try:
-            with session_scope(engine) as session:
-                row = session.scalar(
-                    select(ProgramHash)
-                    .where(ProgramHash.cluster == cluster, ProgramHash.program_id == program_id)
-                    .with_for_update()
-                )
-                if row is not None and row.hash == digest and row.slot == slot:
-                    return _program_hash_record(row)
-                previous = None if row is None else {"hash": row.hash, "slot": row.slot}
-                if row is None:
-                    row = ProgramHash(cluster=cluster, program_id=program_id)
-                    session.add(row)
-                row.hash, row.slot, row.recorded_at = digest, slot, when
-                _flush_or_conflict(session)
-                _write_audit(
-                    session,
-                    actor=actor,
-                    action="program_hash.recorded",
-                    subject=program_subject(cluster, program_id),
-                    details={"hash": digest, "slot": slot, "previous": previous},
-                    flow_run_id=flow_run_id,
-                    at=when,
-                )
-                return _program_hash_record(row)
-        except _Conflict:
-            continue
-    raise RecordsError(
-        f"the hash of {program_id} on {cluster} kept conflicting in {redacted(engine.url)}; "
-        "retry the task, and report it if it persists."
-    )
-
-
-def get_program_hash(engine: Engine, cluster: str, program_id: str) -> ProgramHashRecord | None:
-    """The last recorded hash of a program on a cluster, or None."""
-    with session_scope(engine) as session:
-        row = session.get(ProgramHash, (cluster, program_id))
-        return None if row is None else _program_hash_record(row)
+        return None if execution is None else ExecutionRecord.model_validate(execution)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-class _Conflict(Exception):
-    """A unique constraint refused an insert that a concurrent transaction made first."""
-
-
-def _flush_or_conflict(session: Session) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        raise _Conflict from None
-
-
-def _write_audit(
-    session: Session,
-    *,
-    actor: str,
-    action: str,
-    subject: str,
-    details: Mapping[str, Any] | None,
-    flow_run_id: str | None,
-    at: datetime | None = None,
-) -> AuditRecord:
-    """Add the audit row to the caller's transaction (it commits or rolls back with it)."""
-    payload = dict(details or {})
-    try:
-        # Refuse here, with a clear message, what the JSON column would refuse at commit.
-        payload = json.loads(json.dumps(payload))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"audit details for {action} are not JSON-serialisable: {exc}") from None
-    event = AuditEvent(
-        at=at or utcnow(),
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=payload,
-        flow_run_id=flow_run_id,
-    )
-    session.add(event)
-    session.flush()
-    return _audit_record(event)
-
-
-def _lock_proposal(session: Session, engine: Engine, proposal_id: int) -> Proposal:
+def lock_proposal(session: Session, engine: Engine, proposal_id: int) -> Proposal:
     if isinstance(proposal_id, bool) or not isinstance(proposal_id, int):
         raise InputError(f"proposal_id must be an integer, got {proposal_id!r}")
     proposal = session.scalar(select(Proposal).where(Proposal.id == proposal_id).with_for_update())
@@ -859,7 +578,7 @@ def _approvals(engine: Engine, proposal_id: int, *, only_accepted: bool) -> list
         query = query.where(Approval.accepted.is_(True))
     with session_scope(engine) as session:
         rows = session.scalars(query.order_by(Approval.created_at, Approval.id)).all()
-        return [_approval_record(row) for row in rows]
+        return [ApprovalRecord.model_validate(row) for row in rows]
 
 
 def _duplicate(proposal_id: int, member: str, earlier: Approval | None) -> DuplicateApproval:
@@ -880,157 +599,6 @@ def _check_same_content(engine: Engine, existing: Proposal, content: Mapping[str
         )
 
 
-def _proposal_record(p: Proposal) -> ProposalRecord:
-    return ProposalRecord(
-        id=p.id,
-        key=p.key,
-        kind=p.kind,
-        cluster=p.cluster,
-        backend=p.backend,
-        governance=p.governance,
-        program_id=p.program_id,
-        buffer=p.buffer,
-        buffer_hash=p.buffer_hash,
-        description=p.description,
-        proposer=p.proposer,
-        members=tuple(p.members),
-        threshold=p.threshold,
-        timelock_seconds=p.timelock_seconds,
-        status=p.status,
-        created_at=_utc(p.created_at),
-        threshold_met_at=_utc_or_none(p.threshold_met_at),
-        executed_at=_utc_or_none(p.executed_at),
-        flow_run_id=p.flow_run_id,
-        onchain_address=p.onchain_address,
-    )
-
-
-def _approval_record(a: Approval) -> ApprovalRecord:
-    return ApprovalRecord(
-        id=a.id,
-        proposal_id=a.proposal_id,
-        member=a.member,
-        decision=a.decision,
-        signature=a.signature,
-        comment=a.comment,
-        accepted=a.accepted,
-        reason=a.reason,
-        created_at=_utc(a.created_at),
-        flow_run_id=a.flow_run_id,
-    )
-
-
-def _execution_record(e: Execution) -> ExecutionRecord:
-    return ExecutionRecord(
-        id=e.id,
-        proposal_id=e.proposal_id,
-        signature=e.signature,
-        old_hash=e.old_hash,
-        new_hash=e.new_hash,
-        slot_before=e.slot_before,
-        slot_after=e.slot_after,
-        outcome=e.outcome,
-        detail=e.detail,
-        created_at=_utc(e.created_at),
-        flow_run_id=e.flow_run_id,
-    )
-
-
-def _audit_record(e: AuditEvent) -> AuditRecord:
-    return AuditRecord(
-        id=e.id,
-        at=_utc(e.at),
-        actor=e.actor,
-        action=e.action,
-        subject=e.subject,
-        details=dict(e.details),
-        flow_run_id=e.flow_run_id,
-    )
-
-
-def _program_hash_record(h: ProgramHash) -> ProgramHashRecord:
-    return ProgramHashRecord(
-        cluster=h.cluster,
-        program_id=h.program_id,
-        hash=h.hash,
-        slot=h.slot,
-        recorded_at=_utc(h.recorded_at),
-    )
-
-
-# Validation: InputError messages name the field and what is expected.
-
-
-def _utc(value: datetime) -> datetime:
-    # Objects just written still hold the caller's value; loaded ones are UTC already.
-    return value.astimezone(UTC)
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
-
-
-def _aware(name: str, value: datetime | None) -> datetime:
-    """``value`` in UTC, or now when None."""
-    return utcnow() if value is None else _check_aware(name, value)
-
-
-def _aware_or_none(name: str, value: datetime | None) -> datetime | None:
-    return None if value is None else _check_aware(name, value)
-
-
-def _check_aware(name: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise InputError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InputError(
-            f"{name} {value.isoformat()} has no timezone; pass an aware datetime "
-            "(e.g. datetime.now(UTC))"
-        )
-    return value.astimezone(UTC)
-
-
-def _string(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise InputError(f"{name} must be text, got {type(value).__name__}")
-    return value
-
-
-def _text(name: str, value: object) -> str:
-    text = _string(name, value)
-    if not text.strip():
-        raise InputError(f"{name} must not be empty")
-    return text
-
-
-def _optional_text(name: str, value: object) -> str | None:
-    return None if value is None else _text(name, value)
-
-
-def _choice(name: str, value: object, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
-def _int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise InputError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _sha256_hex(name: str, value: object) -> str:
-    text = _string(name, value).strip().lower()
-    if not _HEX_SHA256.fullmatch(text):
-        raise InputError(
-            f"{name} must be a SHA-256 in hex (64 characters 0-9a-f), got {value!r}; "
-            "use the hash solana-verify prints"
-        )
-    return text
-
-
 def _members(members: object) -> list[str]:
     if isinstance(members, str) or not isinstance(members, Sequence):
         raise InputError("members must be a list of base58 public keys")
@@ -1041,30 +609,3 @@ def _members(members: object) -> list[str]:
     if duplicates:
         raise InputError(f"members lists {', '.join(duplicates)} more than once")
     return listed
-
-
-__all__ = [
-    "DEFAULT_ACTOR",
-    "ApprovalRecord",
-    "AuditRecord",
-    "ExecutionRecord",
-    "ProgramHashRecord",
-    "ProposalRecord",
-    "accepted_approvals",
-    "approvals",
-    "audit",
-    "audit_events",
-    "get_execution",
-    "get_program_hash",
-    "get_proposal",
-    "get_proposal_by_key",
-    "mark_threshold_met",
-    "program_subject",
-    "proposal_subject",
-    "record_approval",
-    "record_execution",
-    "record_proposal",
-    "set_onchain_address",
-    "set_program_hash",
-    "set_proposal_status",
-]
