@@ -36,7 +36,7 @@ from core.keys import parse_pubkey
 from domain import policy as policy_audit
 from domain.rollback import refuse_over_migrated
 from flows.kill_switch import emergency_policy, engage, release_with_signoff
-from flows.upgrade import announce, collect_signoffs, wait_out_timelock
+from flows.upgrade import announce, collect_signoffs, execute_verified, wait_out_timelock
 from programs.plugin import get_migrator
 from store.records import archives as archives_records
 from store.records import migrations as migrations_records
@@ -194,21 +194,13 @@ async def emergency_rollback(
             f"{timelock.reason}. The kill switch stays engaged; release it with the "
             "kill-switch runbook when safe."
         )
-    await archive.archive_program(cluster, program_id, proposal_id=proposal.id)
-    before = await chain.read_program(cluster, program_id)
-    signature = await chain.send_upgrade(
-        cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
-    )
-    after = await chain.verify_upgrade(cluster, before, target.sha256)
-    records.record_execution(
-        proposal.id,
-        outcome="upgraded" if signature else "already-applied",
-        signature=signature,
-        old_hash=before.sha256,
-        new_hash=after.sha256,
-        slot_before=before.slot,
-        slot_after=after.slot,
-    )
+
+    async def send() -> str | None:
+        return await chain.send_upgrade(
+            cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
+        )
+
+    before, after, signature = await execute_verified(cluster, proposal, target.sha256, send)
 
     # 8. Release the kill switch, after its own sign-off.
     released = None

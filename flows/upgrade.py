@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +46,7 @@ from domain import policy as policy_audit
 from domain.policy import Policy
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome
+from programs.rpc import ProgramInfo
 from store.records.proposals import ProposalRecord
 from tasks import archive, chain, governance, kill_switch, records
 from tasks.notify import notify, open_thread
@@ -204,24 +206,16 @@ async def upgrade_program(
     # 6. Execute (idempotent) and 7. verify. Not while the kill switch is engaged; the
     # binary being replaced is archived first (the emergency rollback restores it).
     kill_switch.check_kill_switch(cluster.cluster, program_id, "upgrade")
-    await archive.archive_program(cluster, program_id, proposal_id=proposal.id)
-    before = await chain.read_program(cluster, program_id)
-    signature = (
-        await governance.execute_upgrade(cluster, onchain, proposal)
-        if onchain is not None
-        else await chain.send_upgrade(
+
+    async def send() -> str | None:
+        if onchain is not None:
+            return await governance.execute_upgrade(cluster, onchain, proposal)
+        return await chain.send_upgrade(
             cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
         )
-    )
-    after = await chain.verify_upgrade(cluster, before, proposal.buffer_hash or "")
-    records.record_execution(
-        proposal.id,
-        outcome="upgraded" if signature else "already-applied",
-        signature=signature,
-        old_hash=before.sha256,
-        new_hash=after.sha256,
-        slot_before=before.slot,
-        slot_after=after.slot,
+
+    before, after, signature = await execute_verified(
+        cluster, proposal, proposal.buffer_hash or "", send
     )
     await notify(
         *messages.executed(
@@ -249,6 +243,31 @@ async def upgrade_program(
     }
     await publish_report(proposal, result, cluster, policy)
     return result
+
+
+async def execute_verified(
+    cluster: SolanaCluster,
+    proposal: ProposalRecord,
+    expected_sha256: str,
+    send: Callable[[], Awaitable[str | None]],
+) -> tuple[ProgramInfo, ProgramInfo, str | None]:
+    """The one execution step of the upgrade and the rollback: archive the binary being
+    replaced, ``send`` the Upgrade (None: the chain already held it), check the new hash
+    is ``expected_sha256``, record the execution. Returns (before, after, signature)."""
+    await archive.archive_program(cluster, proposal.program_id, proposal_id=proposal.id)
+    before = await chain.read_program(cluster, proposal.program_id)
+    signature = await send()
+    after = await chain.verify_upgrade(cluster, before, expected_sha256)
+    records.record_execution(
+        proposal.id,
+        outcome="upgraded" if signature else "already-applied",
+        signature=signature,
+        old_hash=before.sha256,
+        new_hash=after.sha256,
+        slot_before=before.slot,
+        slot_after=after.slot,
+    )
+    return before, after, signature
 
 
 async def announce(
