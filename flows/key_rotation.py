@@ -49,6 +49,7 @@ from domain import key_rotation, messages, signoff
 from domain import policy as policy_audit
 from domain.key_rotation import IMMUTABLE, AuthorityChangeSubject
 from domain.policy import Policy
+from domain.report import fields_table
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome
 from flows.upgrade import wait_out_timelock
@@ -266,15 +267,17 @@ async def rotate_upgrade_authority(
             [
                 f"# Authority proposal #{proposal.id}: executed",
                 "",
-                "| | |",
-                "|---|---|",
-                f"| Program | `{program_id}` |",
-                f"| Old authority | `{current}` |",
-                f"| New authority | `{target or 'none (immutable)'}` |",
-                f"| Transaction | `{signature or 'none: already applied'}` |",
-                f"| Code sha256 (unchanged) | `{after.sha256}` |",
-                f"| Reason | {reason} |",
-                f"| Proposer | {proposer} |",
+                *fields_table(
+                    [
+                        ("Program", f"`{program_id}`"),
+                        ("Old authority", f"`{current}`"),
+                        ("New authority", f"`{target or 'none (immutable)'}`"),
+                        ("Transaction", f"`{signature or 'none: already applied'}`"),
+                        ("Code sha256 (unchanged)", f"`{after.sha256}`"),
+                        ("Reason", reason),
+                        ("Proposer", proposer),
+                    ]
+                ),
                 "",
                 f"## Approvals ({len(outcome.approved_by)} of {threshold})",
                 *(f"- `{m}`" for m in outcome.approved_by),
@@ -328,16 +331,18 @@ def form_description(
         [
             f"## Sign off authority proposal #{proposal.id}",
             "",
-            "| | |",
-            "|---|---|",
-            f"| Cluster | {proposal.cluster} |",
-            f"| Program | `{proposal.program_id}` |",
-            f"| Current authority | `{proposal.governance}` |",
-            f"| Change | {change} |",
-            f"| Code sha256 | `{proposal.buffer_hash}` |",
-            f"| Description | {proposal.description} |",
-            f"| Proposer | {proposal.proposer} |",
-            f"| Approvals | {len(approved)} of {threshold} needed |",
+            *fields_table(
+                [
+                    ("Cluster", proposal.cluster),
+                    ("Program", f"`{proposal.program_id}`"),
+                    ("Current authority", f"`{proposal.governance}`"),
+                    ("Change", change),
+                    ("Code sha256", f"`{proposal.buffer_hash}`"),
+                    ("Description", proposal.description),
+                    ("Proposer", proposal.proposer),
+                    ("Approvals", f"{len(approved)} of {threshold} needed"),
+                ]
+            ),
             "",
             *signoff.signing_section(
                 members=policy.members,

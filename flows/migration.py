@@ -45,6 +45,7 @@ from blocks.keypair import SolanaKeypair
 from core.errors import HashMismatch
 from core.keys import parse_pubkey
 from domain.migration import outcome, plan
+from domain.report import fields_table, linked
 from programs.plugin import get_migrator
 from store.records import migrations
 from store.records.migrations import MigrationRunRecord
@@ -286,22 +287,30 @@ async def publish(
             [
                 f"# Migration #{run.id}: {run.migrator} v{run.from_version} -> v{run.to_version}",
                 "",
-                "| | |",
-                "|---|---|",
-                f"| Cluster | {cluster.cluster} |",
-                f"| Program | `{run.program_id}`"
-                + (f" ([explorer]({link}))" if link else "")
-                + " |",
-                f"| Binary that writes v{run.to_version} | `{run.program_hash}` |",
-                f"| On v{run.from_version} when this run started | {summary['discovered']} |",
-                f"| Migrated by this run | {summary['migrated_now']} "
-                f"({summary['transactions']} transactions) |",
-                f"| Found already migrated | {summary['found_migrated']} |",
-                f"| Verified | {counts['verified']} |",
-                f"| Migrated, not verified | {counts['migrated']} |",
-                f"| Pending | {counts['pending']} |",
-                f"| Failed | {counts['failed']} |",
-                f"| Seconds | {summary['seconds']} ({summary['accounts_per_second']} accounts/s) |",
+                *fields_table(
+                    [
+                        ("Cluster", cluster.cluster),
+                        ("Program", linked(run.program_id, link)),
+                        (f"Binary that writes v{run.to_version}", f"`{run.program_hash}`"),
+                        (
+                            f"On v{run.from_version} when this run started",
+                            f"{summary['discovered']}",
+                        ),
+                        (
+                            "Migrated by this run",
+                            f"{summary['migrated_now']} ({summary['transactions']} transactions)",
+                        ),
+                        ("Found already migrated", summary["found_migrated"]),
+                        ("Verified", counts["verified"]),
+                        ("Migrated, not verified", counts["migrated"]),
+                        ("Pending", counts["pending"]),
+                        ("Failed", counts["failed"]),
+                        (
+                            "Seconds",
+                            f"{summary['seconds']} ({summary['accounts_per_second']} accounts/s)",
+                        ),
+                    ]
+                ),
             ]
         ),
     )

@@ -34,6 +34,7 @@ from blocks.multisig import MultisigPolicy
 from core.errors import InputError, ProposalClosed, RecordsError
 from core.keys import parse_pubkey
 from domain import policy as policy_audit
+from domain.report import fields_table
 from domain.rollback import refuse_over_migrated
 from flows.kill_switch import emergency_policy, engage, release_with_signoff
 from flows.upgrade import announce, collect_signoffs, execute_verified, wait_out_timelock
@@ -296,17 +297,25 @@ async def publish_report(
     lines = [
         f"# Emergency rollback #{proposal.id}: {proposal.program_id}",
         "",
-        "| | |",
-        "|---|---|",
-        f"| Cluster | {cluster.cluster} |",
-        f"| Program | `{proposal.program_id}` |",
-        f"| From sha256 | `{result['old_hash']}` |",
-        f"| To sha256 (archive #{result['archive_id']}) | `{result['new_hash']}` |",
-        f"| Buffer | `{proposal.buffer}` |",
-        f"| Transaction | `{result['signature'] or 'none: already applied'}` |",
-        f"| Approvals | {len(result['approvals'])} of {proposal.threshold} (emergency policy) |",
-        f"| Kill switch | {'still engaged' if result['kill_switch_engaged'] else 'released'} |",
-        f"| Reason | {proposal.description} |",
+        *fields_table(
+            [
+                ("Cluster", cluster.cluster),
+                ("Program", f"`{proposal.program_id}`"),
+                ("From sha256", f"`{result['old_hash']}`"),
+                (f"To sha256 (archive #{result['archive_id']})", f"`{result['new_hash']}`"),
+                ("Buffer", f"`{proposal.buffer}`"),
+                ("Transaction", f"`{result['signature'] or 'none: already applied'}`"),
+                (
+                    "Approvals",
+                    f"{len(result['approvals'])} of {proposal.threshold} (emergency policy)",
+                ),
+                (
+                    "Kill switch",
+                    f"{'still engaged' if result['kill_switch_engaged'] else 'released'}",
+                ),
+                ("Reason", proposal.description),
+            ]
+        ),
     ]
     if at_risk:
         lines += [

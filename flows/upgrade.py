@@ -44,6 +44,7 @@ from core.keys import parse_pubkey
 from domain import messages, signoff, veto
 from domain import policy as policy_audit
 from domain.policy import Policy
+from domain.report import fields_table, linked
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome
 from programs.rpc import ProgramInfo
@@ -483,20 +484,20 @@ async def publish_report(
             [
                 f"# Upgrade proposal #{proposal.id}: executed",
                 "",
-                "| | |",
-                "|---|---|",
-                f"| Cluster | {cluster.cluster} |",
-                f"| Program | `{proposal.program_id}`"
-                + (f" ([explorer]({link}))" if link else "")
-                + " |",
-                f"| Buffer | `{proposal.buffer}` |",
-                f"| Old sha256 | `{result['old_hash']}` |",
-                f"| New sha256 | `{result['new_hash']}` |",
-                f"| Transaction | `{result['signature'] or 'none: already applied'}` |",
-                f"| Backend | {result['backend']} |",
-                f"| Description | {proposal.description} |",
-                f"| Proposer | {proposal.proposer} |",
-                f"| Seconds (waiting) | {result['seconds']} ({result['seconds_waiting']}) |",
+                *fields_table(
+                    [
+                        ("Cluster", cluster.cluster),
+                        ("Program", linked(proposal.program_id, link)),
+                        ("Buffer", f"`{proposal.buffer}`"),
+                        ("Old sha256", f"`{result['old_hash']}`"),
+                        ("New sha256", f"`{result['new_hash']}`"),
+                        ("Transaction", f"`{result['signature'] or 'none: already applied'}`"),
+                        ("Backend", result["backend"]),
+                        ("Description", proposal.description),
+                        ("Proposer", proposal.proposer),
+                        ("Seconds (waiting)", f"{result['seconds']} ({result['seconds_waiting']})"),
+                    ]
+                ),
                 "",
                 f"## Approvals ({len(result['approvals'])} of {proposal.threshold})",
                 approvals,
