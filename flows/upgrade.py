@@ -20,7 +20,6 @@ chain before it sends.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +39,7 @@ from core.approval import ApprovalSubject
 from core.errors import ProposalClosed
 from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
+from core.settings import settings
 from domain import messages, signoff, veto
 from domain import policy as policy_audit
 from domain.policy import Policy
@@ -50,14 +50,11 @@ from tasks import archive, chain, governance, kill_switch, records
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id
 
-# Waits longer than this suspend the run (deployments only) instead of holding a worker.
-DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS = 15 * 60
-
 
 def inline_timelock_limit_seconds() -> float:
-    return float(
-        os.environ.get("RUNBOOKS_INLINE_TIMELOCK_SECONDS", DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS)
-    )
+    """Waits longer than this suspend the run (deployments only) instead of holding a
+    worker: ``RUNBOOKS_INLINE_TIMELOCK_SECONDS``, else 15 minutes."""
+    return settings().inline_timelock_seconds
 
 
 def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None) -> str:

@@ -8,7 +8,6 @@ whose message names the database by its *redacted* URL and says what to check.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.errors import RecordsError
 from core.secrets import scrub
+from core.settings import settings
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH: Path = REPO_ROOT / "var" / "runbooks.db"
@@ -51,7 +51,7 @@ def database_url() -> str:
 
     For a SQLite file the parent directory is created, so a fresh checkout just works.
     """
-    url = os.environ.get("DATABASE_URL", "").strip()
+    url = settings().database_url
     if not url:
         url = f"sqlite:///{DEFAULT_SQLITE_PATH}"
     _ensure_sqlite_parent(_parse(url))
