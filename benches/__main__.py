@@ -6,7 +6,8 @@ import importlib
 import pkgutil
 import sys
 
-from core.settings import apply_defaults, start_prefect_api
+from core.settings import apply_defaults
+from runbooks.prefect_api import start_prefect_api
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,11 @@
-"""Process-wide defaults applied before Prefect is imported.
+"""The process's settings: one typed object over the environment, and Prefect's defaults.
 
-Prefect reads its settings from the environment at import time, so the CLI calls
+``settings()`` reads the environment each time it is called (the CLI, tests and
+``runbooks up`` change variables while the process runs), so read it where the value is
+used, never once at import. A value that does not parse is an ``InputError`` naming the
+variable.
+
+Prefect reads its own settings from the environment at import time, so the CLI calls
 ``apply_defaults()`` first. Nothing here overrides a variable the operator has set.
 """
 
@@ -9,6 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import InputError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EPHEMERAL_STARTUP_TIMEOUT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -16,6 +26,45 @@ EPHEMERAL_STARTUP_TIMEOUT = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 # migrates the server's SQLite database: 94 s measured on a 2-core host at load 9. Only a
 # server that cannot start at all makes anyone wait this long.
 EPHEMERAL_STARTUP_TIMEOUT_DEFAULT = "300"
+
+
+class Settings(BaseSettings):
+    """Every environment variable the runbooks read (an empty variable counts as unset)."""
+
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True, str_strip_whitespace=True, extra="ignore", frozen=True
+    )
+
+    # The records database; empty: the SQLite file var/runbooks.db (store.db.database_url).
+    database_url: str = Field("", validation_alias="DATABASE_URL")
+    # How often a paused run checks for a resume (Prefect's default is 10 s).
+    pause_poll_seconds: int = Field(10, validation_alias="RUNBOOKS_PAUSE_POLL_SECONDS")
+    # Timelock waits longer than this suspend the run (deployments only).
+    inline_timelock_seconds: float = Field(
+        15 * 60, validation_alias="RUNBOOKS_INLINE_TIMELOCK_SECONDS"
+    )
+    # The /metrics endpoint; empty: 127.0.0.1:9464 (runbooks.metrics.configured_address
+    # checks the port and says how to fix it).
+    metrics_host: str = Field("", validation_alias="RUNBOOKS_METRICS_HOST")
+    metrics_port: str = Field("", validation_alias="RUNBOOKS_METRICS_PORT")
+    # How long a starting Prefect server is waited for (Prefect's own variable).
+    prefect_startup_timeout_seconds: float = Field(
+        float(EPHEMERAL_STARTUP_TIMEOUT_DEFAULT), validation_alias=EPHEMERAL_STARTUP_TIMEOUT
+    )
+    # The PostgreSQL server the tests create scratch databases on (store.testing).
+    test_postgres_url: str = Field("", validation_alias="TEST_POSTGRES_URL")
+
+
+def settings() -> Settings:
+    """The settings as the environment holds them now."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        wrong = ", ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}={e.get('input')!r} ({e['msg']})"
+            for e in exc.errors()
+        )
+        raise InputError(f"environment variable not understood: {wrong}; fix or unset it") from None
 
 
 def apply_defaults() -> None:
@@ -27,35 +76,11 @@ def apply_defaults() -> None:
     os.environ.setdefault(EPHEMERAL_STARTUP_TIMEOUT, EPHEMERAL_STARTUP_TIMEOUT_DEFAULT)
 
 
-def start_prefect_api() -> None:
-    """Start Prefect's ephemeral API server now, when no ``PREFECT_API_URL`` is set.
-
-    ``get_client()`` would start the same server later, in the middle of a runbook; its
-    first start creates and migrates its database, so it is started (and waited for)
-    up front, and a start that times out says which variable to raise.
-    """
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_SERVER_EPHEMERAL_ENABLED,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    )
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    from core.errors import RunbookError
-
-    try:
-        SubprocessASGIServer().start()  # the instance get_client() reuses
-    except RuntimeError as exc:
-        if "Timed out" not in str(exc):
-            raise
-        waited = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-        raise RunbookError(
-            f"Prefect's local API server did not answer within {waited} s "
-            f"({EPHEMERAL_STARTUP_TIMEOUT}); its first start creates and migrates its "
-            f"database under PREFECT_HOME ({os.environ.get('PREFECT_HOME', '~/.prefect')}). "
-            f"Set {EPHEMERAL_STARTUP_TIMEOUT} higher (e.g. 600) on a slow or busy machine, "
-            "or set PREFECT_API_URL to a running Prefect server."
-        ) from None
+__all__ = [
+    "EPHEMERAL_STARTUP_TIMEOUT",
+    "EPHEMERAL_STARTUP_TIMEOUT_DEFAULT",
+    "REPO_ROOT",
+    "Settings",
+    "apply_defaults",
+    "settings",
+]

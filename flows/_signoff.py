@@ -11,7 +11,6 @@ restarted run, or a run that collects sign-offs for two proposals, never reuses 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pydantic import Field
 
 from core.approval import Action
 from core.errors import ApprovalError
+from core.settings import settings
 from domain import messages, signoff
 from domain.policy import Policy
 from domain.signoff import Signable, Verdict
@@ -47,7 +47,7 @@ Relay = Callable[[Verdict, str], Awaitable[Verdict]]
 
 def pause_poll_seconds() -> int:
     """How often a paused run checks for a resume (Prefect's default is 10 s)."""
-    return int(os.environ.get("RUNBOOKS_PAUSE_POLL_SECONDS", "10"))
+    return settings().pause_poll_seconds
 
 
 class SignOff(RunInput):

@@ -45,7 +45,7 @@ from store.records import housekeeping, kill_switch
 from store.records import key_rotation as key_rotation_records
 from tasks import health as tasks
 from tasks.notify import notify
-from tasks.records import records_engine
+from tasks.records import current_run_id, records_engine
 
 # The migration runbook's records (Alembic branch 0002): one row per migration run.
 MIGRATION_TABLE = "migration_runs"
@@ -201,7 +201,7 @@ async def daily_health(
     )
     logger.info("health of %s: %s (%d findings)", name, level, len(findings))
 
-    run_id = flow_run.get_id()
+    run_id = current_run_id()
     ack_key = f"ack-health-{report.id if report else 'unrecorded'}"
     wait_for_ack = level == "critical" and ack_timeout_seconds > 0 and run_id is not None
     if level != "info":
@@ -211,7 +211,7 @@ async def daily_health(
                 cluster=name,
                 findings=rows,
                 run_url=flow_run.ui_url,
-                ack=(str(run_id), ack_key) if wait_for_ack else None,
+                ack=(run_id, ack_key) if wait_for_ack else None,
             ),
             slack_block=slack_block,
         )

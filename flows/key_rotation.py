@@ -23,7 +23,6 @@ Register: add a key to the registry (or record an out-of-band rotation with
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -44,6 +43,7 @@ from core.errors import (
     ProgramImmutable,
     ProposalClosed,
 )
+from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
 from domain import key_rotation, messages, signoff
 from domain import policy as policy_audit
@@ -65,8 +65,14 @@ def rotation_key(
     cluster: str, program_id: str, new_authority: str | None, run_id: str | None
 ) -> str:
     """Identifies the proposal of one run, so a restarted run finds it again."""
-    raw = f"set-authority|{cluster}|{program_id}|{new_authority or IMMUTABLE}|{run_id or 'no-run'}"
-    return "authority-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return idempotency_key(
+        "set-authority",
+        cluster,
+        program_id,
+        new_authority or IMMUTABLE,
+        run_id or NO_RUN,
+        prefix="authority",
+    )
 
 
 def change_subject(proposal: ProposalRecord, new_authority: str | None) -> AuthorityChangeSubject:

@@ -17,17 +17,16 @@ audited, in that order.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.multisig import MultisigPolicy
 from blocks.program_pause import ProgramPause
 from core.errors import InputError
+from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
 from domain import messages, signoff
 from domain import policy as policy_audit
@@ -43,6 +42,7 @@ from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
 from tasks import chain, records
 from tasks import kill_switch as switch
 from tasks.notify import notify, open_thread
+from tasks.records import current_run_id
 
 RELEASE_BUFFER = "kill-switch-release"
 
@@ -260,9 +260,8 @@ async def release_with_signoff(
 
 def release_key(cluster: str, program_id: str) -> str:
     """One release proposal per flow run and switch (a restarted run finds it again)."""
-    run_id = flow_run.get_id()
-    raw = f"{RELEASE_KIND}|{cluster}|{program_id}|{run_id or 'no-run'}"
-    return "release-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    run_id = current_run_id()
+    return idempotency_key(RELEASE_KIND, cluster, program_id, run_id or NO_RUN, prefix="release")
 
 
 def _state(record: KillSwitchRecord | None, program_pause_block: str | None) -> dict[str, Any]:

@@ -24,7 +24,6 @@ and none is skipped. Accounts that failed are retried only with ``retry_failed``
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,6 +42,7 @@ from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import HashMismatch
+from core.idempotency import idempotency_key
 from core.keys import parse_pubkey
 from domain.migration import outcome, plan
 from domain.report import fields_table, linked
@@ -61,8 +61,7 @@ FAILURES_SHOWN = 1000
 
 def migration_key(cluster: str, program_id: str, migrator: str, source: int, target: int) -> str:
     """Identifies one migration, so a rerun (after a crash, or to retry) resumes it."""
-    raw = f"migration|{cluster}|{program_id}|{migrator}|v{source}->v{target}"
-    return "migration-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return idempotency_key("migration", cluster, program_id, migrator, f"v{source}->v{target}")
 
 
 @flow(name="account-migration", persist_result=False)

@@ -19,19 +19,18 @@ runbook (which refuses while the switch is engaged) but the same tasks.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.runtime import flow_run
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from core.errors import InputError, ProposalClosed, RecordsError
+from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
 from domain import policy as policy_audit
 from domain.report import fields_table
@@ -47,13 +46,12 @@ from store.records.proposals import ProposalRecord
 from tasks import archive, chain, records
 from tasks.chain import rpc_client
 from tasks.migration import FETCH_LIMIT, fetch_accounts
-from tasks.records import records_engine
+from tasks.records import current_run_id, records_engine
 
 
 def rollback_key(cluster: str, program_id: str, sha256: str, run_id: str | None) -> str:
     """Identifies the rollback proposal of one run, so a restarted run finds it again."""
-    raw = f"rollback|{cluster}|{program_id}|{sha256}|{run_id or 'no-run'}"
-    return "rollback-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return idempotency_key("rollback", cluster, program_id, sha256, run_id or NO_RUN)
 
 
 @flow(name="emergency-rollback", persist_result=False)
@@ -146,7 +144,7 @@ async def emergency_rollback(
         logger.warning("forced over %d migrated accounts: %s", len(at_risk), force_reason)
 
     # 4-5. Buffer and proposal (once per run), then sign-off under the emergency policy.
-    key = rollback_key(cluster.cluster, program_id, target.sha256, _run_id())
+    key = rollback_key(cluster.cluster, program_id, target.sha256, current_run_id())
     proposal = records.proposal_by_key(key)
     if proposal is None:
         buffer = await archive.write_archived_buffer(
@@ -331,11 +329,6 @@ async def publish_report(
         description=f"Emergency rollback of {proposal.program_id}",
         markdown="\n".join(lines),
     )
-
-
-def _run_id() -> str | None:
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
 
 
 __all__ = ["choose_target", "emergency_rollback", "migrated_on_chain", "rollback_key"]

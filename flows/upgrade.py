@@ -20,8 +20,6 @@ chain before it sends.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -40,7 +38,9 @@ from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from core.approval import ApprovalSubject
 from core.errors import ProposalClosed
+from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
+from core.settings import settings
 from domain import messages, signoff, veto
 from domain import policy as policy_audit
 from domain.policy import Policy
@@ -51,21 +51,18 @@ from programs.rpc import ProgramInfo
 from store.records.proposals import ProposalRecord
 from tasks import archive, chain, governance, kill_switch, records
 from tasks.notify import notify, open_thread
-
-# Waits longer than this suspend the run (deployments only) instead of holding a worker.
-DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS = 15 * 60
+from tasks.records import current_run_id
 
 
 def inline_timelock_limit_seconds() -> float:
-    return float(
-        os.environ.get("RUNBOOKS_INLINE_TIMELOCK_SECONDS", DEFAULT_INLINE_TIMELOCK_LIMIT_SECONDS)
-    )
+    """Waits longer than this suspend the run (deployments only) instead of holding a
+    worker: ``RUNBOOKS_INLINE_TIMELOCK_SECONDS``, else 15 minutes."""
+    return settings().inline_timelock_seconds
 
 
 def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None) -> str:
     """Identifies the proposal of one run, so a restarted run finds it again."""
-    raw = f"upgrade|{cluster}|{program_id}|{buffer}|{run_id or 'no-run'}"
-    return "upgrade-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return idempotency_key("upgrade", cluster, program_id, buffer, run_id or NO_RUN)
 
 
 def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
@@ -140,7 +137,7 @@ async def upgrade_program(
     )
 
     # 2-3. Verify the buffer and record the proposal (once per run).
-    key = proposal_key(cluster.cluster, program_id, buffer, _run_id())
+    key = proposal_key(cluster.cluster, program_id, buffer, current_run_id())
     proposal = records.proposal_by_key(key)
     if proposal is None:
         _, buf = await chain.inspect_upgrade(
@@ -504,11 +501,6 @@ async def publish_report(
             ]
         ),
     )
-
-
-def _run_id() -> str | None:
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
 
 
 def _iso(moment: datetime | None) -> str:

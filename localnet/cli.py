@@ -27,23 +27,11 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from core.errors import InputError, RunbookError
+from core.keys import load_keypair
 from localnet.chain import Localnet
 from localnet.server import LocalnetServer
 
 logger = logging.getLogger("localnet")
-
-
-def load_keypair(path: Path) -> Keypair:
-    """A Solana CLI keypair file: a JSON array of 64 byte values."""
-    try:
-        return Keypair.from_json(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read keypair file {path}: {exc.strerror}") from None
-    except ValueError:
-        raise InputError(
-            f"{path} is not a Solana keypair file (a JSON array of 64 numbers, as written "
-            "by solana-keygen)"
-        ) from None
 
 
 def parse_program(spec: str) -> tuple[Keypair | Pubkey, Path]:

@@ -89,7 +89,7 @@ def _localnet(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from core.settings import start_prefect_api
+    from runbooks.prefect_api import start_prefect_api
 
     start_prefect_api()  # a first start migrates Prefect's database: before the localnet
     if args.scenario != "upgrade":

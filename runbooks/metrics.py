@@ -14,7 +14,6 @@ Metric names are listed in the README (Metrics) and in ``METRICS`` below.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from core.errors import InputError, RecordsError
+from core.settings import settings
 from store import db
 from store.metrics import RecordsMetrics, collect_metrics
 
@@ -241,8 +241,9 @@ def serve(
 
 def configured_address() -> tuple[str, int]:
     """``RUNBOOKS_METRICS_HOST`` / ``RUNBOOKS_METRICS_PORT``, else 127.0.0.1:9464."""
-    host = os.environ.get(HOST_ENV, "").strip() or DEFAULT_HOST
-    raw = os.environ.get(PORT_ENV, "").strip()
+    env = settings()
+    host = env.metrics_host or DEFAULT_HOST
+    raw = env.metrics_port
     if not raw:
         return host, DEFAULT_PORT
     if not raw.isdigit() or not 0 <= int(raw) <= 65535:

@@ -23,8 +23,8 @@ import yaml
 from core.keys import keypair_to_json
 from core.settings import (
     EPHEMERAL_STARTUP_TIMEOUT,
-    EPHEMERAL_STARTUP_TIMEOUT_DEFAULT,
     REPO_ROOT,
+    settings,
 )
 
 UI_HOST = "127.0.0.1"
@@ -45,7 +45,7 @@ def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess
         stderr=subprocess.STDOUT,
     )
     # A first start creates and migrates the server's database: slow on a busy host.
-    wait = float(os.environ.get(EPHEMERAL_STARTUP_TIMEOUT, EPHEMERAL_STARTUP_TIMEOUT_DEFAULT))
+    wait = settings().prefect_startup_timeout_seconds
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if server.poll() is not None:

@@ -40,6 +40,7 @@ from psycopg import sql
 from sqlalchemy import URL, make_url
 
 from core.errors import BackupError, HashMismatch, InputError
+from core.secrets import scrub
 from store.db import redacted
 
 FORMAT = "solana-runbooks-backup/1"
@@ -47,6 +48,8 @@ MANIFEST = "manifest.json"
 PROGRAMS_DIR = "programs"
 DEFAULT_ROOT = Path("var/backups")
 SUBPROCESS_TIMEOUT_S = 3600
+# A failed psql/pg_dump/pg_restore's output is quoted up to this length (password scrubbed).
+DETAIL_CHARS = 2000
 _COPY_CHUNK = 1 << 20
 
 Backend = Literal["sqlite", "postgresql"]
@@ -454,9 +457,8 @@ def _pg_connect(params: dict[str, Any], *, autocommit: bool = False) -> psycopg.
     try:
         return psycopg.connect(autocommit=autocommit, connect_timeout=10, **kwargs)
     except psycopg.Error as exc:
-        raise BackupError(
-            f"cannot connect to {params['redacted']}: {_scrub(str(exc), params)}"
-        ) from None
+        detail = scrub(str(exc), params.get("password"), max_chars=DETAIL_CHARS)
+        raise BackupError(f"cannot connect to {params['redacted']}: {detail}") from None
 
 
 def _pg_env(params: dict[str, Any]) -> dict[str, str]:
@@ -567,9 +569,10 @@ def _scratch_database(source_url: str) -> Iterator[dict[str, Any]]:
         try:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.Error as exc:
+            detail = scrub(str(exc), params.get("password"), max_chars=DETAIL_CHARS)
             raise BackupError(
                 f"cannot create a scratch database to verify the backup on {params['redacted']} "
-                f"({_scrub(str(exc), params)}); the records role needs CREATEDB"
+                f"({detail}); the records role needs CREATEDB"
             ) from None
     try:
         yield {**params, "dbname": name, "redacted": f"scratch database {name}"}
@@ -603,15 +606,9 @@ def _run(argv: list[str], params: dict[str, Any], what: str) -> str:
     except subprocess.TimeoutExpired:
         raise BackupError(f"{what} did not finish within {SUBPROCESS_TIMEOUT_S} s") from None
     if done.returncode != 0:
-        detail = _scrub(done.stderr.strip() or done.stdout.strip(), params)
+        output = done.stderr.strip() or done.stdout.strip()
+        detail = scrub(output, params.get("password"), max_chars=DETAIL_CHARS)
         raise BackupError(
             f"{what} failed (exit {done.returncode}) on {params['redacted']}: {detail}"
         )
     return done.stdout
-
-
-def _scrub(text: str, params: dict[str, Any]) -> str:
-    password = params.get("password")
-    if password:
-        text = text.replace(str(password), "***")
-    return text[:2000]

@@ -8,7 +8,6 @@ whose message names the database by its *redacted* URL and says what to check.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.errors import RecordsError
+from core.secrets import scrub
+from core.settings import settings
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH: Path = REPO_ROOT / "var" / "runbooks.db"
@@ -50,7 +51,7 @@ def database_url() -> str:
 
     For a SQLite file the parent directory is created, so a fresh checkout just works.
     """
-    url = os.environ.get("DATABASE_URL", "").strip()
+    url = settings().database_url
     if not url:
         url = f"sqlite:///{DEFAULT_SQLITE_PATH}"
     _ensure_sqlite_parent(_parse(url))
@@ -102,7 +103,7 @@ def create_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise RecordsError(
             f"cannot use the records database URL {redacted(parsed)}: "
-            f"{_scrub(exc, parsed)}; {_URL_HINT}. Set DATABASE_URL accordingly."
+            f"{_driver_error(exc, parsed)}; {_URL_HINT}. Set DATABASE_URL accordingly."
         ) from None
     if backend == "sqlite":
         _configure_sqlite(engine)
@@ -119,13 +120,13 @@ def translate_errors(url: str | URL) -> Iterator[None]:
         # parameters, so it is not chained (``from None``); the message keeps what matters.
         raise RecordsError(
             f"the records database at {redacted(url)} is unreachable or refused the request "
-            f"({_scrub(exc, url)}). Check that DATABASE_URL points at a running server that "
-            "accepts these credentials, and that the schema is migrated (store.db.migrate)."
+            f"({_driver_error(exc, url)}). Check that DATABASE_URL points at a running server "
+            "that accepts these credentials, and that the schema is migrated (store.db.migrate)."
         ) from None
     except DBAPIError as exc:
         raise RecordsError(
             f"the records database at {redacted(url)} refused a statement "
-            f"({_scrub(exc, url)}). The schema may be older than this code: run "
+            f"({_driver_error(exc, url)}). The schema may be older than this code: run "
             "store.db.migrate; otherwise this is a bug in store.records."
         ) from exc
 
@@ -280,7 +281,7 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.02)
 
 
-def _scrub(exc: BaseException, url: str | URL) -> str:
+def _driver_error(exc: BaseException, url: str | URL) -> str:
     """First line of the driver's message, with the URL's password removed if it appears."""
     orig = getattr(exc, "orig", None) or exc
     message = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
@@ -288,9 +289,7 @@ def _scrub(exc: BaseException, url: str | URL) -> str:
         password = make_url(url).password
     except Exception:
         password = None
-    if password:
-        message = message.replace(str(password), "***")
-    return f"{type(orig).__name__}: {message}"
+    return f"{type(orig).__name__}: {scrub(message, password)}"
 
 
 __all__ = [

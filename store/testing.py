@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import URL, make_url
 
+from core.settings import settings
 from store.db import redacted
 
 DEFAULT_SERVER_URL = "postgresql+psycopg://root@/postgres?host=/var/run/postgresql"
@@ -36,7 +37,7 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 def server_url() -> str:
     """The PostgreSQL server tests use: ``TEST_POSTGRES_URL`` or the local socket."""
-    return os.environ.get("TEST_POSTGRES_URL", "").strip() or DEFAULT_SERVER_URL
+    return settings().test_postgres_url or DEFAULT_SERVER_URL
 
 
 def postgres_unavailable_reason(url: str | None = None) -> str | None:

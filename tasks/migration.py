@@ -9,7 +9,6 @@ the program's migrate being idempotent makes even an in-flight duplicate harmles
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -30,7 +29,6 @@ from solders.transaction import Transaction
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from core.errors import ChainError
 from programs import rpc
 from programs.plugin import AccountMigrator, get_migrator
 from store.records import migrations
@@ -40,7 +38,6 @@ from tasks.kill_switch import ensure_released
 from tasks.records import current_run_id, records_engine
 
 FETCH_LIMIT = 100  # getMultipleAccounts answers at most 100 addresses
-_STATUS_LIMIT = 256  # getSignatureStatuses takes at most 256 signatures
 CONFIRM_TIMEOUT_SECONDS = 60.0
 
 
@@ -370,7 +367,13 @@ async def _send_chunks(
         return chunk, resp.value, None
 
     sent = await asyncio.gather(*(send(chunk) for chunk in chunks))
-    errors = await confirm_all(client, [sig for _, sig, _ in sent if sig is not None])
+    errors = await rpc.confirm_signatures(
+        client,
+        [sig for _, sig, _ in sent if sig is not None],
+        CONFIRM_TIMEOUT_SECONDS,
+        what="migrate transactions",
+        hint="rerun the migration: it reads the chain and sends only what did not land",
+    )
     results: list[tuple[list[str], str | None, str | None]] = []
     for chunk, signature, error in sent:
         if signature is not None and signature in errors:
@@ -389,42 +392,10 @@ def _transaction(
     return Transaction.new_signed_with_payer(ixs, payer.pubkey(), [payer], blockhash)
 
 
-async def confirm_all(
-    client: AsyncClient,
-    signatures: Sequence[Signature],
-    timeout_seconds: float = CONFIRM_TIMEOUT_SECONDS,
-) -> dict[Signature, str]:
-    """Wait until every signature is confirmed; returns the failed ones with their error."""
-    pending = list(signatures)
-    errors: dict[Signature, str] = {}
-    deadline = time.monotonic() + timeout_seconds
-    while pending:
-        waiting: list[Signature] = []
-        for start in range(0, len(pending), _STATUS_LIMIT):
-            chunk = pending[start : start + _STATUS_LIMIT]
-            statuses = (await client.get_signature_statuses(chunk)).value
-            for signature, status in zip(chunk, statuses, strict=True):
-                if status is None or status.confirmation_status is None:
-                    waiting.append(signature)
-                elif status.err is not None:
-                    errors[signature] = str(status.err)
-        pending = waiting
-        if pending:
-            if time.monotonic() > deadline:
-                raise ChainError(
-                    f"{len(pending)} migrate transactions not confirmed after "
-                    f"{timeout_seconds:.0f} s (first: {pending[0]}); rerun the migration: it "
-                    "reads the chain and sends only what did not land"
-                )
-            await asyncio.sleep(0.2)
-    return errors
-
-
 __all__ = [
     "FETCH_LIMIT",
     "BatchResult",
     "account_states",
-    "confirm_all",
     "discover_accounts",
     "fetch_accounts",
     "finish_migration",

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from http.client import RemoteDisconnected
 from typing import Any
+from urllib.error import URLError
 
 from prefect import get_run_logger, task
 from slack_sdk import WebClient
+from slack_sdk.http_retry import RetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 from slack_sdk.web import SlackResponse
 
 from blocks.slack import SlackChannel
@@ -21,7 +29,22 @@ from domain.messages import STATUS_BLOCK_ID
 from store.records import slack_threads as slack_threads_records
 from tasks.records import current_run_id, records_engine
 
-ATTEMPTS = 3
+# Each call is tried at most three times (slack_sdk's retry handlers, with backoff).
+RETRIES = 2
+
+
+def retry_handlers() -> list[RetryHandler]:
+    """Retry what may pass: a dropped or timed-out connection, a rate limit (after its
+    Retry-After), a 500/503. An answer that Slack refused (bad token, unknown channel) is
+    final."""
+    return [
+        ConnectionErrorRetryHandler(
+            max_retry_count=RETRIES,
+            error_types=[URLError, ConnectionError, RemoteDisconnected, TimeoutError],
+        ),
+        RateLimitErrorRetryHandler(max_retry_count=RETRIES),
+        ServerErrorRetryHandler(max_retry_count=RETRIES),
+    ]
 
 
 async def _client(slack_block: str | None, text: str) -> tuple[WebClient, str] | None:
@@ -35,25 +58,24 @@ async def _client(slack_block: str | None, text: str) -> tuple[WebClient, str] |
         logger.warning("Slack block %r not loadable (%s); message: %s", slack_block, exc, text)
         return None
     client = WebClient(
-        token=channel.bot_token.get_secret_value(), base_url=channel.api_base_url, timeout=10
+        token=channel.bot_token.get_secret_value(),
+        base_url=channel.api_base_url,
+        timeout=10,
+        retry_handlers=retry_handlers(),
     )
     return client, channel.channel
 
 
 async def _call(method: Callable[..., SlackResponse], text: str, **kwargs: Any) -> Any:
-    """Call a Web API method, retrying; the response's data, or None when Slack failed."""
-    logger = get_run_logger()
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            # slack_sdk's sync client needs no extra HTTP library; keep it off the loop.
-            response = await asyncio.to_thread(method, text=text, **kwargs)
-            return response.data
-        except Exception as exc:
-            # The exception text of slack_sdk never includes the token.
-            logger.warning("Slack call attempt %d/%d failed: %s", attempt, ATTEMPTS, exc)
-            await asyncio.sleep(0.5 * attempt)
-    logger.warning("Slack unreachable; message not delivered: %s", text)
-    return None
+    """Call a Web API method (the client retries); its data, or None when Slack failed."""
+    try:
+        # slack_sdk's sync client needs no extra HTTP library; keep it off the loop.
+        response = await asyncio.to_thread(method, text=text, **kwargs)
+    except Exception as exc:
+        # The exception text of slack_sdk never includes the token.
+        get_run_logger().warning("Slack call failed (%s); message not delivered: %s", exc, text)
+        return None
+    return response.data
 
 
 def _thread(proposal_id: int | None) -> slack_threads_records.SlackThreadRecord | None:
@@ -77,7 +99,8 @@ async def notify(
     """Post to Slack when a channel block is configured; otherwise log the message.
 
     With ``proposal_id`` whose thread is open, the message is a reply in that thread.
-    Returns whether Slack accepted it. Failures are retried, then logged as a warning:
+    Returns whether Slack accepted it. Failures that may pass are retried (the client's
+    retry handlers), then logged as a warning:
     a runbook must go on when Slack is unreachable.
     """
     found = await _client(slack_block, text)
