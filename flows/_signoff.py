@@ -1,5 +1,7 @@
-"""Collecting M-of-N sign-offs through Prefect pause forms: the one loop every runbook
-that needs a sign-off (upgrade, rollback, kill-switch release, key rotation) uses.
+"""Sign-offs: what members sign for each kind of proposal, and collecting M-of-N of
+them through Prefect pause forms, the one loop every runbook that needs a sign-off
+(upgrade, rollback, kill-switch release, key rotation) uses, and the veto during a
+timelock.
 
 One pause per sign-off attempt; each entry is reviewed (member, once, a valid signature
 over this proposal's message), recorded accepted or refused with its reason, announced,
@@ -29,14 +31,16 @@ from prefect.runtime import flow_run
 from prefect.states import Running
 from pydantic import Field
 
-from core.approval import Action
-from core.errors import ApprovalError
+from core.approval import Action, ApprovalSubject
+from core.errors import ApprovalError, InputError
 from core.settings import settings
 from domain import messages, signoff
+from domain.kill_switch import KillSwitchRelease
 from domain.policy import Policy
 from domain.signoff import Signable, Verdict
+from store.records.kill_switch import RELEASE_KIND
 from store.records.proposals import ProposalRecord
-from tasks import records
+from tasks import governance, records
 from tasks.notify import notify, update_thread
 
 # The chain's view of who decided what, and whether the proposal closed there.
@@ -48,6 +52,34 @@ Relay = Callable[[Verdict, str], Awaitable[Verdict]]
 def pause_poll_seconds() -> int:
     """How often a paused run checks for a resume (Prefect's default is 10 s)."""
     return settings().pause_poll_seconds
+
+
+# --- What members sign -------------------------------------------------------------------
+
+
+def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
+    """The line members sign for an upgrade or rollback proposal."""
+    return ApprovalSubject(
+        governance=proposal.governance,
+        # onchain backend: the on-chain proposal index, as upgrade_manager rebuilds the text
+        proposal=governance.proposal_number(proposal),
+        program=proposal.program_id,
+        buffer=proposal.buffer or "",
+        sha256=proposal.buffer_hash or "",
+    )
+
+
+def signing_subject(proposal: ProposalRecord) -> Signable:
+    """The subject whose ``message(action)`` members sign for ``proposal``."""
+    if proposal.kind == RELEASE_KIND:
+        return KillSwitchRelease.for_proposal(proposal)
+    if proposal.kind in ("set-authority", "make-immutable"):
+        # The new authority is not a field of the record: the form's line is the source.
+        raise InputError(
+            f"proposal #{proposal.id} is a {proposal.kind} proposal: sign the exact line its "
+            'sign-off form shows with `runbooks sign --message "<line>" --keypair <file>`'
+        )
+    return approval_subject(proposal)
 
 
 class SignOff(RunInput):

@@ -46,7 +46,7 @@ from domain import policy as policy_audit
 from domain.policy import Policy
 from domain.report import fields_table, linked
 from flows import _signoff as signoffs
-from flows._signoff import SignOffOutcome
+from flows._signoff import SignOffOutcome, approval_subject
 from programs.rpc import ProgramInfo
 from store.records.proposals import ProposalRecord
 from tasks import archive, chain, governance, kill_switch, records
@@ -63,17 +63,6 @@ def inline_timelock_limit_seconds() -> float:
 def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None) -> str:
     """Identifies the proposal of one run, so a restarted run finds it again."""
     return idempotency_key("upgrade", cluster, program_id, buffer, run_id or NO_RUN)
-
-
-def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
-    return ApprovalSubject(
-        governance=proposal.governance,
-        # onchain backend: the on-chain proposal index, as upgrade_manager rebuilds the text
-        proposal=governance.proposal_number(proposal),
-        program=proposal.program_id,
-        buffer=proposal.buffer or "",
-        sha256=proposal.buffer_hash or "",
-    )
 
 
 @flow(name="program-upgrade", persist_result=False)

@@ -26,7 +26,7 @@ def _sign(args: argparse.Namespace) -> int:
         message = args.message.strip()
         approval.check_approval_line(message)  # a truncated paste is named, not signed
     else:
-        from flows._subjects import signing_subject
+        from flows._signoff import signing_subject
         from store.records.proposals import get_proposal
         from tasks.records import records_engine
 

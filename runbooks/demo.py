@@ -206,7 +206,8 @@ async def sign_with(
     """Each signer signs the run's proposal and submits the Resume form in turn."""
     from prefect.client.orchestration import get_client
 
-    from flows.upgrade import approval_subject, proposal_key
+    from flows._signoff import approval_subject
+    from flows.upgrade import proposal_key
     from runbooks.console import sign_off, wait_for_pause
     from tasks.records import proposal_by_key
 

@@ -177,7 +177,7 @@ def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     """The approve message of the newest proposal of ``kind`` this run recorded."""
     from sqlalchemy import select
 
-    from flows._subjects import signing_subject
+    from flows._signoff import signing_subject
     from store.db import session_scope
     from store.models import Proposal
     from store.records.proposals import get_proposal

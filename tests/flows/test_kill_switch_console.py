@@ -29,7 +29,7 @@ from core import approval
 from core.approval import ApprovalSubject
 from core.errors import InputError
 from domain.kill_switch import KillSwitchRelease
-from flows._subjects import signing_subject
+from flows._signoff import signing_subject
 from flows.kill_switch import kill_switch
 from programs import loader
 from programs.demo_vault import client as vault

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from blocks import SolanaCluster
 from core.errors import InputError, KillSwitchEngaged, RollbackRefused
-from flows._subjects import signing_subject
+from flows._signoff import signing_subject
 from flows.kill_switch import kill_switch
 from flows.migration import migrate_accounts
 from flows.rollback import emergency_rollback

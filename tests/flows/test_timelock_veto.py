@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 
 from core import approval
 from domain.veto import countdown
-from flows.upgrade import approval_subject, proposal_key, upgrade_program
+from flows._signoff import approval_subject
+from flows.upgrade import proposal_key, upgrade_program
 from programs import loader
 from programs.upgrade_manager.client import Proposal, ProposalStatus
 from runbooks.console import resume_with_input, sign_off, wait_for_pause

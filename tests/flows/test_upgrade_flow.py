@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from blocks import MultisigPolicy, SolanaKeypair
 from core import approval, errors
 from core.keys import keypair_to_json
-from flows.upgrade import approval_subject
+from flows._signoff import approval_subject
 from programs import loader, rpc
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import DemoChain, write_buffer

@@ -23,7 +23,7 @@ from core.keys import keypair_to_json
 from domain import messages
 from domain.policy import Member
 from domain.signoff import Verdict
-from flows.upgrade import approval_subject
+from flows._signoff import approval_subject
 from programs import loader
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus

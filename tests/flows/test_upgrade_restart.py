@@ -13,7 +13,8 @@ from prefect.flow_engine import run_flow_async
 from sqlalchemy import Engine, func, select
 
 from core import approval
-from flows.upgrade import approval_subject, proposal_key, upgrade_program
+from flows._signoff import approval_subject
+from flows.upgrade import proposal_key, upgrade_program
 from programs import loader
 from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain

@@ -18,7 +18,7 @@ from domain.kill_switch import (
     still_serving_warning,
 )
 from domain.policy import Policy
-from flows._subjects import signing_subject
+from flows._signoff import signing_subject
 from store.records.kill_switch import KillSwitchRecord
 from store.records.proposals import ProposalRecord
 
