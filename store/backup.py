@@ -29,9 +29,9 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,31 +179,6 @@ def check_hashes(directory: Path, manifest: Manifest) -> None:
                 expected,
                 actual,
             )
-
-
-@dataclass(frozen=True)
-class SetAge:
-    name: str
-    created: datetime
-    good: bool
-
-
-def plan_retention(
-    sets: Sequence[SetAge], *, keep_last: int, keep_days: int, now: datetime
-) -> list[str]:
-    """Names of the sets to delete.
-
-    Kept: the newest ``keep_last`` good sets (never fewer than one good set), and every
-    set younger than ``keep_days`` (a failed one stays that long for inspection).
-    """
-    if keep_last < 1:
-        raise InputError("keep_last must be at least 1: the newest good backup is never deleted")
-    if keep_days < 0:
-        raise InputError("keep_days must not be negative")
-    good = sorted((s for s in sets if s.good), key=lambda s: s.created, reverse=True)
-    protected = {s.name for s in good[:keep_last]}
-    horizon = now - timedelta(days=keep_days)
-    return [s.name for s in sets if s.name not in protected and s.created < horizon]
 
 
 def remove_set(root: Path, name: str) -> None:

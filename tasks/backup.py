@@ -18,9 +18,10 @@ from blocks.cluster import SolanaCluster
 from blocks.database import RecordsDatabase
 from blocks.programs import ManagedProgram
 from core.errors import AccountNotFound, BackupError
+from domain.backup import SetAge, plan_retention
 from programs import loader, rpc
 from store import backup, db
-from store.backup import DatabaseDump, Manifest, ProgramBinary, SetAge
+from store.backup import DatabaseDump, Manifest, ProgramBinary
 from store.records import backups
 from tasks.chain import READ_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
@@ -121,7 +122,7 @@ def record_backup(root: Path, manifest: Manifest) -> backups.BackupRecord | None
 def apply_retention(root: Path, keep_last: int, keep_days: int, now_iso: str) -> list[str]:
     """Delete the sets retention no longer keeps; returns their names."""
     sets = backup.list_sets(root)
-    doomed = backup.plan_retention(
+    doomed = plan_retention(
         [SetAge(m.name, m.created, m.status == "verified") for m in sets],
         keep_last=keep_last,
         keep_days=keep_days,

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import Engine, make_url, select
 
 from core.errors import BackupError, HashMismatch, InputError
+from domain.backup import SetAge, plan_retention
 from store import backup
-from store.backup import Manifest, SetAge
+from store.backup import Manifest
 from store.db import create_engine, migrate
 from store.models import Proposal
 from store.records import key_rotation
@@ -161,13 +162,13 @@ def test_retention_keeps_the_newest_good_sets_and_the_recent_ones() -> None:
 
     sets = [age("d1", 1), age("d8", 8), age("d15", 15), age("d22", 22, good=False), age("d29", 29)]
     # Keep the 2 newest good sets (d1, d8) and anything younger than 20 days (d15).
-    assert backup.plan_retention(sets, keep_last=2, keep_days=20, now=now) == ["d22", "d29"]
-    assert backup.plan_retention(sets, keep_last=4, keep_days=0, now=now) == ["d22"]
+    assert plan_retention(sets, keep_last=2, keep_days=20, now=now) == ["d22", "d29"]
+    assert plan_retention(sets, keep_last=4, keep_days=0, now=now) == ["d22"]
     # A failed set is never what keeps retention from deleting: the newest good stays.
     only_failed_recent = [age("bad", 1, good=False), age("good", 100)]
-    assert backup.plan_retention(only_failed_recent, keep_last=1, keep_days=0, now=now) == ["bad"]
+    assert plan_retention(only_failed_recent, keep_last=1, keep_days=0, now=now) == ["bad"]
     with pytest.raises(InputError):
-        backup.plan_retention(sets, keep_last=0, keep_days=10, now=now)
+        plan_retention(sets, keep_last=0, keep_days=10, now=now)
 
 
 def test_the_manifest_round_trips_and_names_are_not_paths(tmp_path: Path) -> None:
