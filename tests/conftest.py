@@ -6,6 +6,7 @@
   silently losing the PostgreSQL coverage.
 - ``db_url`` (per test, parametrised ``sqlite`` / ``postgresql``): the URL of an empty
   database: a temporary SQLite file, or an empty schema in ``postgres_database``.
+- ``engine`` (per test): ``store.db.create_engine(db_url)``, migrated to head.
 - ``prefect_api`` (session): a real Prefect API (``prefect_test_harness``), started once.
 - ``demo_binaries`` (session): demo_vault v1 and v2 built from C (cached by source hash).
 """
@@ -26,7 +27,9 @@ os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 import pytest
+from sqlalchemy import Engine
 
+from store.db import create_engine, migrate
 from store.testing import (
     ENABLE_POSTGRES_HINT,
     create_scratch_database,
@@ -75,3 +78,11 @@ def demo_binaries() -> dict[str, bytes]:
     from runbooks.demo import demo_binaries as build
 
     return build()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = create_engine(db_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()

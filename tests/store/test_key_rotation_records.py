@@ -3,14 +3,12 @@ registry's rules, and retries that write nothing twice."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
 
 from core.errors import InputError
-from store.db import create_engine, migrate
 from store.records import audit, backups, health, key_rotation
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -19,14 +17,6 @@ OLD, NEW, GOV = (
     "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T",
     "HN7cABqLq46Es1jh92dQQisAq662SmxELLLsHHe4YWrH",
 )
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = create_engine(db_url)
-    migrate(eng)
-    yield eng
-    eng.dispose()
 
 
 def test_rotation_updates_the_registry_once(engine: Engine) -> None:
