@@ -88,6 +88,24 @@ def _localnet(args: argparse.Namespace) -> int:
     return localnet_main(args.rest)
 
 
+def _build(args: argparse.Namespace) -> int:
+    from programs.toolchain.build import main as build_main
+
+    return build_main(args.rest)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from benches.__main__ import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def _slack_handler(args: argparse.Namespace) -> int:
+    from runbooks.slack_handler import main as handler_main
+
+    return handler_main(args.rest)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from runbooks.prefect_api import start_prefect_api
 
@@ -164,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     localnet.add_argument("rest", nargs=argparse.REMAINDER)
     localnet.set_defaults(run=_localnet)
+
+    # The other front doors pass their arguments on (each has its own --help).
+    for name, run, what in (
+        ("build", _build, "build the on-chain programs from C (cached by source hash)"),
+        ("bench", _bench, "run the benchmarks, or the named ones"),
+        ("slack-handler", _slack_handler, "serve Slack's button clicks (see docs/slack.md)"),
+    ):
+        door = commands.add_parser(name, help=what, add_help=False)
+        door.add_argument("rest", nargs=argparse.REMAINDER)
+        door.set_defaults(run=run)
 
     demo = commands.add_parser("demo", help="the upgrade runbook end to end on a localnet")
     demo.add_argument(
