@@ -8,52 +8,15 @@ thread of its own, and every access to the chain goes through the ``Localnet``'s
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Self
 
+from core.http_server import BackgroundHTTPServer
 from localnet import methods
 from localnet.chain import Localnet
 
 logger = logging.getLogger("localnet")
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # stop() must not wait for clients that keep idle connections open.
-    block_on_close = False
-    allow_reuse_address = True
-    # socketserver's default backlog of 5 makes a burst of concurrent clients wait for
-    # SYN retransmits (1 s each).
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], localnet: Localnet) -> None:
-        self.localnet = localnet
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self.connections_lock:
-            connections = list(self.connections)
-        for conn in connections:
-            # Already closed by the client: nothing to wake up.
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -62,7 +25,8 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body leave in separate writes; with Nagle's algorithm and the client's
     # delayed ACK every reply would wait ~40 ms.
     disable_nagle_algorithm = True
-    server: _HTTPServer
+    # core.http_server's server, carrying ``localnet``.
+    server: Any
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -87,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), format % args)
 
 
-class LocalnetServer:
+class LocalnetServer(BackgroundHTTPServer):
     """Serves a ``Localnet`` over JSON-RPC on 127.0.0.1 from a daemon thread.
 
     ``port=0`` picks a free port; ``url`` is known once ``start()`` returned. Usable as
@@ -99,50 +63,18 @@ class LocalnetServer:
         self, localnet: Localnet | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.localnet = localnet if localnet is not None else Localnet()
-        self._host = host
-        self._port = port
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the localnet server is not started; call start() first")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        # stop() must not wait for clients that keep idle connections open.
+        super().__init__(
+            _Handler,
+            host=host,
+            port=port,
+            name="localnet",
+            wait_for_requests=False,
+            localnet=self.localnet,
+        )
 
     def start(self) -> Self:
-        if self._httpd is not None:
-            return self
-        self._httpd = _HTTPServer((self._host, self._port), self.localnet)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"localnet-{self._httpd.server_address[1]}",
-            daemon=True,
-        )
-        self._thread.start()
-        logger.info("localnet serving on %s", self.url)
+        if not self.started:
+            super().start()
+            logger.info("localnet serving on %s", self.url)
         return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import parse_qs
 
@@ -43,6 +43,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from core.errors import RunbookError, SlackRequestRejected
+from core.http_server import BackgroundHTTPServer
 from domain.messages import ACTION_PREFIX, DECISIONS
 
 logger = logging.getLogger(__name__)
@@ -277,20 +278,9 @@ class _Resumer:
         self._thread.join(timeout=10)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], secret: str, members: Collection[str], resumer: _Resumer
-    ) -> None:
-        super().__init__(address, _Handler)
-        self.secret = secret
-        self.members = frozenset(members)
-        self.resumer = resumer
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    # core.http_server's server, carrying ``actions`` (the SlackActionServer).
+    server: Any
 
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != ACTIONS_PATH:
@@ -301,12 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(413, {"ok": False, "error": "request too large"})
             return
         body = self.rfile.read(length)
+        actions: SlackActionServer = self.server.actions
         status, reply, action = accept(
-            self.server.secret, dict(self.headers.items()), body, self.server.members
+            actions.secret, dict(self.headers.items()), body, actions.members
         )
         self._reply(status, reply)  # Slack has its answer before anything slow happens
         if action is not None:
-            self.server.resumer.submit(action)
+            actions.submit(action)
 
     def _reply(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
@@ -320,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), format % args)
 
 
-class SlackActionServer:
+class SlackActionServer(BackgroundHTTPServer):
     """Serves ``POST /slack/actions`` from a daemon thread (``port=0`` picks one)."""
 
     def __init__(
@@ -332,47 +323,32 @@ class SlackActionServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self._secret = signing_secret
+        self.secret = signing_secret
+        self.members = frozenset(members)
         self._resume = resume
-        self._members = frozenset(members)
         self._resumer: _Resumer | None = None
-        self._address = (host, port)
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(_Handler, host=host, port=port, name="slack-actions", actions=self)
 
     @property
     def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the Slack action server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}{ACTIONS_PATH}"
+        return f"{super().url}{ACTIONS_PATH}"
+
+    def submit(self, action: SlackAction) -> None:
+        """Resume ``action``'s run on the worker thread, after Slack has its answer."""
+        assert self._resumer is not None, "submitted while the server is stopped"
+        self._resumer.submit(action)
 
     def start(self) -> Self:
-        if self._httpd is None:
+        if not self.started:
             self._resumer = _Resumer(self._resume)
-            self._httpd = _Server(self._address, self._secret, self._members, self._resumer)
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-            )
-            self._thread.start()
+            super().start()
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._httpd = self._thread = None
+        super().stop()
         if self._resumer is not None:
             self._resumer.stop()
             self._resumer = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

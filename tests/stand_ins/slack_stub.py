@@ -24,21 +24,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], stub: SlackStub) -> None:
-        super().__init__(address, _Handler)
-        self.stub = stub
+from core.http_server import BackgroundHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    # core.http_server's server, carrying ``stub``.
+    server: Any
 
     def do_POST(self) -> None:
         stub = self.server.stub
@@ -66,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class SlackStub:
+class SlackStub(BackgroundHTTPServer):
     """Slack's Web API, as much of it as the runbooks use."""
 
     CHANNEL_ID = "C0RUNBOOKS"
@@ -81,14 +76,11 @@ class SlackStub:
         self.responses: list[dict[str, Any]] = []
         self._last_ts = 0.0
         self._lock = threading.Lock()
-        self._httpd: _Server | None = None
+        super().__init__(_Handler, name="slack-stub", stub=self)
 
     @property
     def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("start() the stub first")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/api/"
+        return f"{self.url}/api/"
 
     def answer(self, method: str, token: str, args: dict[str, Any]) -> dict[str, Any]:
         if method not in ("chat.postMessage", "chat.update"):
@@ -154,30 +146,9 @@ class SlackStub:
     def response_url(self, name: str = "click") -> str:
         """A ``response_url`` for a hand-made interaction payload; posts land in
         ``responses``."""
-        host, port = self.base_url.split("//", 1)[1].split("/", 1)[0].split(":")
-        return f"http://{host}:{port}/response/{name}"
+        return f"{self.url}/response/{name}"
 
     def thread(self, ts: str) -> list[dict[str, Any]]:
         """The replies posted in the thread whose parent is ``ts``."""
         with self._lock:
             return [m for m in self.messages if m.get("thread_ts") == ts]
-
-    def start(self) -> Self:
-        if self._httpd is None:
-            self._httpd = _Server(("127.0.0.1", 0), self)
-            threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-            ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

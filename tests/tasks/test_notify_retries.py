@@ -4,15 +4,15 @@ a 503 or a rate limit is tried again, a refused call is not."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from core.http_server import BackgroundHTTPServer
 from tasks.notify import RETRIES, retry_handlers
 
 
@@ -40,12 +40,8 @@ class _Flaky(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
     handler = type("Handler", (_Flaky,), {"answers": [], "calls": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/api/", handler
-    server.shutdown()
-    server.server_close()
+    with BackgroundHTTPServer(handler) as server:
+        yield f"{server.url}/api/", handler
 
 
 def _client(url: str) -> WebClient:
