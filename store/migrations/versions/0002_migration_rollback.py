@@ -1,7 +1,7 @@
 """Account migration, program archives and the kill switch.
 
 The ``migration`` branch, from the initial schema; it only adds tables of its own
-(models in ``store/migration_models.py``).
+(models in ``store/models/``).
 
 Revision ID: 0002
 Revises: 0001
