@@ -95,9 +95,11 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from benches.__main__ import main as bench_main
+    import subprocess
 
-    return bench_main(args.rest)
+    # A process of its own: benches/ stands above runbooks/ (it drives the demo chain),
+    # so the command runs it rather than importing it.
+    return subprocess.call([sys.executable, "-m", "benches", *args.rest])
 
 
 def _slack_handler(args: argparse.Namespace) -> int:
