@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
+
+from flows._pause import pause_for_input
 
 Decision = Literal["acknowledge", "confirm", "decline"]
 
@@ -38,8 +39,8 @@ async def wait_for_confirmation(
 ) -> Confirmation | None:
     """Pause at ``key`` until someone confirms; None when nobody did in time."""
     try:
-        return await pause_flow_run(
-            wait_for_input=Confirmation.with_initial_data(description=description),
+        return await pause_for_input(
+            Confirmation.with_initial_data(description=description),
             timeout=timeout_seconds,
             poll_interval=poll_interval,
             key=key,

@@ -23,7 +23,6 @@ from uuid import UUID
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import aread_flow_run_input
 from prefect.input.run_input import keyset_from_base_key
@@ -38,6 +37,7 @@ from domain import messages, signoff
 from domain.kill_switch import KillSwitchRelease
 from domain.policy import Policy
 from domain.signoff import Signable, Verdict
+from flows._pause import pause_for_input
 from store.records.kill_switch import RELEASE_KIND
 from store.records.proposals import ProposalRecord
 from tasks import governance, records
@@ -149,8 +149,8 @@ async def collect_signoffs(
         attempt += 1
         pause_started = time.monotonic()
         try:
-            entry = await pause_flow_run(
-                wait_for_input=SignOff.with_initial_data(description=describe(approved)),
+            entry = await pause_for_input(
+                SignOff.with_initial_data(description=describe(approved)),
                 timeout=timeout_seconds,
                 poll_interval=pause_poll_seconds(),
                 key=f"signoff-{proposal.id}-{attempt}",
@@ -376,8 +376,8 @@ async def pause_for_veto(description: str, seconds: float, key: str) -> Timelock
     """Pause with the veto form for ``seconds``; the entry, or None when they passed."""
     try:
         return await asyncio.wait_for(
-            pause_flow_run(
-                wait_for_input=TimelockVeto.with_initial_data(description=description),
+            pause_for_input(
+                TimelockVeto.with_initial_data(description=description),
                 timeout=int(seconds) + VETO_PAUSE_GRACE_SECONDS,
                 poll_interval=pause_poll_seconds(),
                 key=key,
