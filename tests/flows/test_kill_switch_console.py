@@ -6,7 +6,6 @@ through the Resume API; the program serves again."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,10 @@ import yaml
 from prefect import tags
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.input.run_input import keyset_from_paused_state
 from pydantic import SecretStr
-from solders.account import Account
-from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-from solders.transaction import Transaction
 from sqlalchemy import Engine, func, select
+from vault_users import add_vault, deposit
 
 from blocks import MultisigPolicy, SlackChannel
 from core import approval
@@ -32,9 +28,8 @@ from domain.kill_switch import KillSwitchRelease
 from flows._signoff import signing_subject
 from flows.kill_switch import kill_switch
 from programs import loader
-from programs.demo_vault import client as vault
 from runbooks import cli
-from runbooks.console import sign_off, wait_for_pause
+from runbooks.console import pause_description, sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
 from runbooks.up import PAUSE_BLOCK, PREFECT_YAML, prepare_console
 from store.db import session_scope
@@ -51,35 +46,6 @@ def deployment_parameters(name: str) -> dict[str, Any]:
     spec = yaml.safe_load(PREFECT_YAML.read_text())
     [entry] = [d for d in spec["deployments"] if d["name"] == name]
     return dict(entry["parameters"])
-
-
-def add_vault(chain: DemoChain, config: Pubkey) -> tuple[Keypair, Pubkey]:
-    """A user's demo_vault vault under ``config``."""
-    owner, key = Keypair(), Pubkey.new_unique()
-    net = chain.server.localnet
-    with net.lock:
-        net.svm.set_account(
-            key,
-            Account(
-                net.minimum_balance_for_rent_exemption(vault.VaultV1.SIZE),
-                vault.VaultV1(owner=owner.pubkey(), config=config, balance=1).encode(),
-                chain.program_id,
-                False,
-                0,
-            ),
-        )
-    return owner, key
-
-
-def deposit(chain: DemoChain, vault_key: Pubkey, owner: Keypair, config: Pubkey) -> Any:
-    """A user's deposit, simulated on the localnet."""
-    net = chain.server.localnet
-    ix = vault.deposit(chain.program_id, vault_key, owner.pubkey(), config, 5)
-    blockhash, _ = net.latest_blockhash()
-    tx = Transaction.new_signed_with_payer(
-        [ix], chain.authority.pubkey(), [chain.authority, owner], blockhash
-    )
-    return net.simulate_transaction(tx)
 
 
 def release_proposal(engine: Engine, run_id: uuid.UUID) -> ProposalRecord:
@@ -154,10 +120,7 @@ async def test_console_kill_switch_pauses_the_program_and_releases_after_signoff
         )
         # The form says what is signed and how.
         assert run.state is not None
-        form = await client.read_flow_run_input(
-            run_id, keyset_from_paused_state(run.state)["description"]
-        )
-        form = json.loads(form) if form.startswith('"') else form
+        form = await pause_description(client, run_id, run.state.state_details.pause_key or "")
         assert f"You are signing the release of the kill switch of `{program_id}`" in form
         assert f'runbooks sign --keypair ~/.config/solana/id.json --message "{line}"' in form
         assert f'solana sign-offchain-message -k ~/.config/solana/id.json "{line}"' in form

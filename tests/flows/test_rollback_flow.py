@@ -8,11 +8,10 @@ import uuid
 from typing import Any
 
 import pytest
-from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-from solders.transaction import Transaction
 from sqlalchemy import Engine, func, select
+from vault_users import add_vault, deposit
 
 from blocks import SolanaCluster
 from core.errors import InputError, KillSwitchEngaged, RollbackRefused
@@ -190,17 +189,6 @@ async def test_rollback_over_migrated_accounts_is_refused_naming_them_unless_for
     assert "Custom(6002)" in str(outcome.err)  # VaultError.UnsupportedLayout
 
 
-def deposit(chain: DemoChain, vault_key: Pubkey, owner: Keypair, config: Pubkey) -> Any:
-    """Simulate a deposit into ``vault_key`` signed by ``owner``."""
-    net = chain.server.localnet
-    ix = vault.deposit(chain.program_id, vault_key, owner.pubkey(), config, 5)
-    blockhash, _ = net.latest_blockhash()
-    tx = Transaction.new_signed_with_payer(
-        [ix], chain.authority.pubkey(), [chain.authority, owner], blockhash
-    )
-    return net.simulate_transaction(tx)
-
-
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_the_kill_switch_stops_each_runbook_until_a_signed_off_release(
     chain: DemoChain,
@@ -212,19 +200,7 @@ async def test_the_kill_switch_stops_each_runbook_until_a_signed_off_release(
     config, pause = pausable
     program_id = str(chain.program_id)
     v1_hash = loader.verifiable_hash(chain.binaries["v1"])
-    owner, vault_key = Keypair(), Pubkey.new_unique()
-    net = chain.server.localnet
-    with net.lock:
-        net.svm.set_account(
-            vault_key,
-            Account(
-                net.minimum_balance_for_rent_exemption(vault.VaultV1.SIZE),
-                vault.VaultV1(owner=owner.pubkey(), config=config, balance=1).encode(),
-                chain.program_id,
-                False,
-                0,
-            ),
-        )
+    owner, vault_key = add_vault(chain, config)
     assert deposit(chain, vault_key, owner, config).err is None
     switch_params = {
         "program_id": program_id,
