@@ -8,6 +8,7 @@ demo, the tests and scripts sign off through exactly that path.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
+from prefect.exceptions import ObjectNotFound
 
 from core.errors import ConsoleError
 
@@ -69,3 +71,24 @@ async def sign_off(
     key = run.state.state_details.pause_key if run.state else None
     await resume_with_input(client, flow_run_id, run_input)
     return key or ""
+
+
+async def pause_description(
+    client: PrefectClient, flow_run_id: UUID, pause_key: str, timeout_seconds: float = 30.0
+) -> str:
+    """The markdown the Resume dialog shows for the pause at ``pause_key``; it is saved
+    just after the run pauses, so it is waited for."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            raw = await client.read_flow_run_input(flow_run_id, f"paused-{pause_key}-description")
+        except ObjectNotFound:
+            if time.monotonic() > deadline:
+                raise ConsoleError(
+                    f"the pause {pause_key} of run {flow_run_id} shows no form after "
+                    f"{timeout_seconds:.0f} s"
+                ) from None
+            await asyncio.sleep(0.25)
+            continue
+        text = str(raw)
+        return json.loads(text) if text.startswith('"') else text

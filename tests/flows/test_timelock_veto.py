@@ -25,7 +25,7 @@ from flows._signoff import approval_subject
 from flows.upgrade import proposal_key, upgrade_program
 from programs import loader
 from programs.upgrade_manager.client import Proposal, ProposalStatus
-from runbooks.console import resume_with_input, sign_off, wait_for_pause
+from runbooks.console import pause_description, resume_with_input, sign_off, wait_for_pause
 from runbooks.demo import (
     DemoChain,
     find_run,
@@ -112,13 +112,7 @@ class Run:
             key = run.state.state_details.pause_key or ""
             assert key.startswith(f"timelock-{self.proposal.id}-"), key
             self.last_key = key
-            for _ in range(120):  # the description is saved just after the pause
-                try:
-                    raw = await client.read_flow_run_input(self.run_id, f"paused-{key}-description")
-                    return key, str(raw)
-                except Exception:
-                    await asyncio.sleep(0.25)
-        raise AssertionError(f"pause {key} has no form description")
+            return key, await pause_description(client, self.run_id, key)
 
     async def submit(self, entry: dict[str, Any]) -> None:
         async with get_client() as client:
