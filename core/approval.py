@@ -1,16 +1,24 @@
 """The approval message members sign, and the checks on what they send back.
 
 A member signs a canonical, human-readable line of restricted ASCII that names exactly
-what is approved (domain tag, version, action, governance, proposal, program, buffer,
-sha256), wrapped in the Solana off-chain message envelope, version 0:
+what is approved (domain tag, version, action, cluster, governance, proposal, program,
+buffer, sha256), wrapped in a Solana off-chain message envelope. Two envelopes are in use
+by the tools members have, and both are accepted:
 
-    b"\\xffsolana offchain" | u8 version = 0 | u8 format = 0 (restricted ASCII)
+- **standard** (off-chain message v0 of solana-offchain-message 3.x: the Agave 3.x CLI's
+  ``solana sign-offchain-message``, Ledger and Trezor through it, ``@solana/kit``)::
+
+    b"\\xffsolana offchain" | u8 version = 0 | application domain (32 bytes)
+    | u8 format = 0 (restricted ASCII) | u8 signer count = 1 | signer (32 bytes)
     | u16 LE length | message
 
-so the stock `solana sign-offchain-message` (and a Ledger through it) produce the same
-signature as `runbooks sign`. The envelope version is pinned: a newer envelope (with an
-application domain and signer list) would change the signed bytes, and a signature over
-it is refused here rather than half-understood.
+  The CLI signs with an all-zero application domain and itself as the one signer.
+- **legacy** (Agave 1.18/2.x CLIs)::
+
+    b"\\xffsolana offchain" | u8 version = 0 | u8 format = 0 | u16 LE length | message
+
+Anything else (two signers, another signer, another format or version, a length that
+disagrees) is not a sign-off: its signature verifies under neither envelope.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -29,6 +37,8 @@ from core.errors import InputError, InvalidSignature
 SIGNING_DOMAIN = b"\xffsolana offchain"
 ENVELOPE_VERSION = 0
 FORMAT_RESTRICTED_ASCII = 0
+ZERO_DOMAIN = bytes(32)  # the application domain the stock CLI signs with
+LEGACY_HEADER_LEN = 20
 # Ledger's limit for an off-chain message; our lines are far shorter.
 MAX_MESSAGE_LEN = 1179
 DOMAIN_TAG = "solana-runbooks"
@@ -73,8 +83,31 @@ def check_restricted_ascii(text: str) -> None:
         )
 
 
-def envelope(message: str) -> bytes:
-    """The exact bytes an ed25519 key signs for ``message`` (off-chain envelope v0)."""
+Envelope = Literal["standard", "legacy"]
+ENVELOPES: tuple[Envelope, ...] = get_args(Envelope)
+
+
+@dataclass(frozen=True)
+class SignedForm:
+    """Which bytes a signature covers: the envelope, and for the standard one its
+    application domain (the signer is always the member)."""
+
+    envelope: Envelope = "standard"
+    application_domain: bytes = ZERO_DOMAIN
+
+    def __post_init__(self) -> None:
+        if self.envelope not in ENVELOPES:
+            raise InputError(f"envelope: {self.envelope!r} is not one of {', '.join(ENVELOPES)}")
+        if len(self.application_domain) != 32:
+            raise InputError("application domain must be 32 bytes")
+
+
+STANDARD = SignedForm("standard")
+LEGACY = SignedForm("legacy")
+
+
+def legacy_envelope(message: str) -> bytes:
+    """The bytes Agave 1.18/2.x `solana sign-offchain-message` signs for ``message``."""
     check_restricted_ascii(message)
     body = message.encode("ascii")
     return (
@@ -85,19 +118,59 @@ def envelope(message: str) -> bytes:
     )
 
 
-def sign(keypair: Keypair, message: str) -> Signature:
-    """Sign ``message`` as `solana sign-offchain-message` would."""
-    return keypair.sign_message(envelope(message))
+def standard_envelope(
+    message: str, signer: Pubkey, application_domain: bytes = ZERO_DOMAIN
+) -> bytes:
+    """The bytes the standard off-chain message v0 signs for ``message`` by ``signer``."""
+    check_restricted_ascii(message)
+    if len(application_domain) != 32:
+        raise InputError("application domain must be 32 bytes")
+    body = message.encode("ascii")
+    return (
+        SIGNING_DOMAIN
+        + bytes([ENVELOPE_VERSION])
+        + application_domain
+        + bytes([FORMAT_RESTRICTED_ASCII, 1])
+        + bytes(signer)
+        + struct.pack("<H", len(body))
+        + body
+    )
 
 
-def verify(member: Pubkey, signature: Signature, message: str) -> None:
-    """Raise InvalidSignature unless ``signature`` is ``member``'s over ``message``."""
-    if not signature.verify(member, envelope(message)):
-        raise InvalidSignature(
-            f"signature is not {member}'s over this proposal's {message.split(';')[1].strip()} "
-            "message; sign the exact message shown in the form (it names the proposal) "
-            "and paste the signature again"
-        )
+def envelope(message: str, signer: Pubkey | None = None, form: SignedForm = LEGACY) -> bytes:
+    """The exact bytes ``signer`` signs for ``message`` in ``form``."""
+    if form.envelope == "legacy":
+        return legacy_envelope(message)
+    if signer is None:
+        raise InputError("the standard envelope names its signer: pass the member's key")
+    return standard_envelope(message, signer, form.application_domain)
+
+
+def sign(keypair: Keypair, message: str, form: SignedForm = LEGACY) -> Signature:
+    """Sign ``message`` as `solana sign-offchain-message` would (``form``: which CLI)."""
+    return keypair.sign_message(envelope(message, keypair.pubkey(), form))
+
+
+def verify(
+    member: Pubkey,
+    signature: Signature,
+    message: str,
+    *,
+    domains: tuple[bytes, ...] = (ZERO_DOMAIN,),
+) -> SignedForm:
+    """The form in which ``signature`` is ``member``'s over ``message``: the standard
+    envelope (one signer, ``member``; an application domain from ``domains``) or the
+    legacy one. InvalidSignature when it is neither."""
+    forms = [SignedForm("standard", d) for d in domains] + [LEGACY]
+    for form in forms:
+        if signature.verify(member, envelope(message, member, form)):
+            return form
+    raise InvalidSignature(
+        f"signature is not {member}'s over this proposal's {message.split(';')[1].strip()} "
+        "message, in the standard off-chain envelope (signer: that key, application "
+        "domain: zero) nor the legacy one; sign the exact message shown in the form (it "
+        "names the proposal) and paste the signature again"
+    )
 
 
 # Fields each kind of line must carry after action, governance and proposal; a line cut

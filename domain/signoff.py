@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from core import approval
-from core.approval import Action, ApprovalSubject
+from core.approval import ZERO_DOMAIN, Action, ApprovalSubject, SignedForm
 from core.errors import (
     ApprovalError,
     DuplicateApproval,
@@ -50,6 +50,7 @@ class Verdict:
     decision: Action
     accepted: bool
     reason: str | None = None
+    form: SignedForm | None = None  # the envelope the accepted signature was made in
 
 
 def review(
@@ -59,8 +60,10 @@ def review(
     signature: str,
     decision: Action,
     already_signed: Collection[str],
+    domains: tuple[bytes, ...] = (ZERO_DOMAIN,),
 ) -> Verdict:
-    """Accept a sign-off only from a member, once, with a valid signature over this proposal."""
+    """Accept a sign-off only from a member, once, with a valid signature over this
+    proposal (either envelope; ``domains``: the application domains allowed)."""
     member = (member or "").strip()
     try:
         key = parse_pubkey(member, "member pubkey")
@@ -72,10 +75,10 @@ def review(
         if str(key) in already_signed:
             raise DuplicateApproval(f"{key} has already signed off on this proposal")
         sig = parse_signature(signature)
-        approval.verify(key, sig, subject.message(decision))
+        form = approval.verify(key, sig, subject.message(decision), domains=domains)
     except RunbookError as exc:
         return Verdict(member=member, decision=decision, accepted=False, reason=str(exc))
-    return Verdict(member=str(key), decision=decision, accepted=True)
+    return Verdict(member=str(key), decision=decision, accepted=True, form=form)
 
 
 def form_description(
