@@ -16,7 +16,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from core.errors import ConsoleError
 
@@ -82,7 +82,10 @@ async def pause_description(
     while True:
         try:
             raw = await client.read_flow_run_input(flow_run_id, f"paused-{pause_key}-description")
-        except ObjectNotFound:
+        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+            # This endpoint answers a missing input with a plain 404, not ObjectNotFound.
+            if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                raise
             if time.monotonic() > deadline:
                 raise ConsoleError(
                     f"the pause {pause_key} of run {flow_run_id} shows no form after "

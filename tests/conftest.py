@@ -7,7 +7,8 @@
 - ``db_url`` (per test, parametrised ``sqlite`` / ``postgresql``): the URL of an empty
   database: a temporary SQLite file, or an empty schema in ``postgres_database``.
 - ``engine`` (per test): ``store.db.create_engine(db_url)``, migrated to head.
-- ``prefect_api`` (session): a real Prefect API (``prefect_test_harness``), started once.
+- ``prefect_api`` (session): a real Prefect API, started once, on PostgreSQL when the test
+  server is reachable (``tests/prefect_harness.py`` says why), else on SQLite.
 - ``demo_binaries`` (session): demo_vault v1 and v2 built from C (cached by source hash).
 """
 
@@ -42,12 +43,16 @@ from store.testing import (
 BACKENDS = ("sqlite", "postgresql")
 
 
+def _postgres_required() -> bool:
+    return os.environ.get("TEST_POSTGRES_REQUIRED", "").strip() not in ("", "0")
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     reason = postgres_unavailable_reason()
     if reason is not None:
         message = f"PostgreSQL tests not run: {reason}; {ENABLE_POSTGRES_HINT}"
-        if os.environ.get("TEST_POSTGRES_REQUIRED", "").strip() not in ("", "0"):
+        if _postgres_required():
             pytest.fail(message)
         pytest.skip(message)
     url = create_scratch_database()
@@ -67,9 +72,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import prefect_api as start
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with start(require_postgres=_postgres_required()):
         yield
 
 

@@ -181,7 +181,8 @@ async def test_refused_cancels_are_recorded_and_the_upgrade_executes_after_the_t
     # A member's signature over the approve message, not the cancel message.
     wrong = {**signed(m[3], proposal, "approve"), "comment": "oops"}
     await run.submit(wrong)
-    await run.timelock_form()  # the form asks again for the time left; nobody cancels
+    # Nobody cancels: the run pauses again for the time left (if any is left on a busy
+    # machine) and executes when the timelock ends.
 
     state = await run.end()
     assert state.is_completed(), state.message
