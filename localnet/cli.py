@@ -56,13 +56,36 @@ def parse_program(spec: str) -> tuple[Keypair | Pubkey, Path]:
     return program, Path(so_path)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port: use 0..65535 (0: any free)")
+    return port
+
+
+def check_ready_file(path: Path) -> None:
+    """Refuse a ready file that cannot be written, before anything starts."""
+    if not path.parent.is_dir():
+        raise InputError(
+            f"--ready-file {path}: the folder {path.parent} does not exist; create it or "
+            "name a file in an existing folder"
+        )
+    if path.is_dir():
+        raise InputError(f"--ready-file {path} is a folder; name a file in it instead")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"--ready-file {path}: the folder {path.parent} is not writable")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m localnet",
         description="A Solana JSON-RPC localnet on 127.0.0.1 backed by LiteSVM "
         "(not a validator: no gossip, consensus or votes; one slot per transaction).",
     )
-    parser.add_argument("--port", type=int, default=8899, help="port to listen on (0: any free)")
+    parser.add_argument("--port", type=_port, default=8899, help="port to listen on (0: any free)")
     parser.add_argument(
         "--program",
         action="append",
@@ -95,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if args.ready_file is not None:
+            check_ready_file(args.ready_file)
         programs = [parse_program(spec) for spec in args.program]
         if args.authority is not None:
             authority = load_keypair(args.authority)

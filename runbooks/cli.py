@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from core.settings import apply_defaults
@@ -106,6 +107,15 @@ def _slack_handler(args: argparse.Namespace) -> int:
     from runbooks.slack_handler import main as handler_main
 
     return handler_main(args.rest)
+
+
+# Commands that pass every argument on to a front door with its own parser and --help.
+_DOORS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "localnet": _localnet,
+    "build": _build,
+    "bench": _bench,
+    "slack-handler": _slack_handler,
+}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -230,7 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     apply_defaults()
     from core.errors import RunbookError
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    door = _DOORS.get(argv[0]) if argv else None
+    if door is not None:
+        # argparse cannot pass a remainder that starts with an option (`localnet --help`,
+        # `localnet --port 0`) through a subcommand: hand these over before it parses.
+        args = argparse.Namespace(command=argv[0], rest=argv[1:], run=door)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except RunbookError as exc:

@@ -109,3 +109,38 @@ def test_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["--port", "0", "--program", f"{Pubkey.new_unique()}={missing}"]) == 2
     assert "cannot read program" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--port", "99999"], "99999 is not a TCP port: use 0..65535"),
+        (["--port", "-1"], "-1 is not a TCP port"),
+        (["--port", "http"], "'http' is not a number"),
+    ],
+)
+def test_a_bad_port_is_refused_by_name(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert f"argument --port: {says}" in capsys.readouterr().err
+
+
+def test_a_ready_file_in_a_missing_folder_is_refused_before_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready = tmp_path / "missing" / "localnet.url"
+    assert main(["--port", "0", "--ready-file", str(ready)]) == 2
+    err = capsys.readouterr().err
+    assert f"the folder {ready.parent} does not exist" in err
+    assert "Traceback" not in err
+    assert not ready.parent.exists()
+
+
+def test_a_ready_file_that_is_a_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--port", "0", "--ready-file", str(tmp_path)]) == 2
+    assert "is a folder; name a file in it instead" in capsys.readouterr().err
