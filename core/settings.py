@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     prefect_startup_timeout_seconds: float = Field(
         float(EPHEMERAL_STARTUP_TIMEOUT_DEFAULT), validation_alias=EPHEMERAL_STARTUP_TIMEOUT
     )
+    # Modules (or their packages) a migration may load a migrator class from by
+    # "package.module:ClassName", comma-separated; the built-in plugins always may.
+    migrator_modules: str = Field("", validation_alias="RUNBOOKS_MIGRATOR_MODULES")
     # The PostgreSQL server the tests create scratch databases on (store.testing).
     test_postgres_url: str = Field("", validation_alias="TEST_POSTGRES_URL")
 

@@ -26,9 +26,10 @@ do not change. The plug-ins of this repository's own programs live next to them
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -40,6 +41,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
 from core.errors import InputError
+from core.settings import settings
 from programs.anchor import error_name
 
 # getProgramAccounts filters as solana-py takes them: an int is a dataSize filter.
@@ -189,21 +191,43 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
+def allowed_migrator_modules() -> tuple[str, ...]:
+    """Where a migrator class may be loaded from: the built-in plugins and the modules
+    (or packages) named in RUNBOOKS_MIGRATOR_MODULES."""
+    configured = [m.strip() for m in settings().migrator_modules.split(",") if m.strip()]
+    return (*BUILTIN_PLUGINS, *configured)
+
+
+def _migrator_by_path(name: str) -> AccountMigrator:
+    module_name, _, attr = name.partition(":")
+    allowed = allowed_migrator_modules()
+    # Importing runs the module's code: only from modules the operator named.
+    if not any(module_name == a or module_name.startswith(a + ".") for a in allowed):
+        raise InputError(
+            f"migrator {name!r}: module {module_name!r} is not one migrators may be loaded "
+            f"from ({', '.join(allowed)}); add it (or its package) to "
+            "RUNBOOKS_MIGRATOR_MODULES on the worker, or register the class under a name"
+        )
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"migrator {name!r} cannot be loaded: {exc}") from None
+    # The class is checked before anything of it runs.
+    if not (inspect.isclass(found) and issubclass(found, AccountMigrator)):
+        raise InputError(
+            f"migrator {name!r} is not an AccountMigrator class (got {type(found).__name__}); "
+            "name a subclass of programs.plugin.AccountMigrator"
+        )
+    return found()
+
+
 def get_migrator(name: str) -> AccountMigrator:
     """A registered migrator by name, or one given as ``"package.module:ClassName"``."""
     _load_builtins()
     if name in MIGRATORS:
         return MIGRATORS[name]()
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            cls: Callable[[], Any] = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise InputError(f"migrator {name!r} cannot be loaded: {exc}") from None
-        migrator = cls()
-        if not isinstance(migrator, AccountMigrator):
-            raise InputError(f"{name} is not an AccountMigrator")
-        return migrator
+        return _migrator_by_path(name)
     raise InputError(
         f"unknown migrator {name!r}; registered: {', '.join(sorted(MIGRATORS))}, or pass "
         "'package.module:ClassName' of your own AccountMigrator"

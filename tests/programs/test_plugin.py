@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -111,7 +113,37 @@ def test_migrators_by_name_or_import_path() -> None:
     with pytest.raises(InputError, match="registered: demo_vault"):
         get_migrator("nope")
     with pytest.raises(InputError, match="cannot be loaded"):
-        get_migrator("programs.plugin:Nope")
+        get_migrator("programs.demo_vault.plugins:Nope")
+
+
+def test_a_migrator_path_outside_the_allowed_modules_is_never_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(sys.modules, "antigravity", raising=False)
+    with pytest.raises(InputError, match="RUNBOOKS_MIGRATOR_MODULES") as refused:
+        get_migrator("antigravity:geohash")
+    assert "'antigravity' is not one migrators may be loaded from" in str(refused.value)
+    assert "antigravity" not in sys.modules  # nothing of it ran
+
+
+def test_a_function_named_as_migrator_is_not_called(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls = tmp_path / "called"
+    module = tmp_path / "team_migrators.py"
+    module.write_text(
+        f"from pathlib import Path\ndef wipe():\n    Path({str(calls)!r}).write_text('ran')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("RUNBOOKS_MIGRATOR_MODULES", "team_migrators")
+    with pytest.raises(InputError, match="is not an AccountMigrator class"):
+        get_migrator("team_migrators:wipe")
+    assert not calls.exists()
+    # The operator's own allowed module still works for a real class.
+    monkeypatch.setenv("RUNBOOKS_MIGRATOR_MODULES", " team_migrators , programs.demo_vault")
+    assert isinstance(
+        get_migrator("programs.demo_vault.plugins:DemoVaultMigrator"), DemoVaultMigrator
+    )
 
 
 def test_archived_bytes_keep_the_elf_and_its_hash(demo_binaries: dict[str, bytes]) -> None:
