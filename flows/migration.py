@@ -82,7 +82,8 @@ async def migrate_accounts(
     Args:
         program_id: The program whose accounts to migrate (base58 address).
         migrator: A registered AccountMigrator (programs/plugin.py) or
-            'package.module:ClassName'.
+            'package.module:ClassName' from a module listed in the worker's
+            RUNBOOKS_MIGRATOR_MODULES.
         expected_program_sha256: The binary that knows the new layout; the run refuses to
             start while the program holds another one.
         retry_failed: Try accounts that failed in an earlier run again.
