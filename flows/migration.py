@@ -41,7 +41,7 @@ from pydantic import Field
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from core.errors import HashMismatch
+from core.errors import HashMismatch, MigrationError
 from core.idempotency import idempotency_key
 from core.keys import parse_pubkey
 from domain.migration import outcome, plan
@@ -115,9 +115,20 @@ async def migrate_accounts(
     fits = m.accounts_per_transaction(program_key, payer)
     per_transaction = min(accounts_per_transaction or fits, fits)
 
-    # 2. Record (or resume) the migration.
+    # 2. Discover (reads only), then record (or resume) the migration.
+    key = migration_key(cluster.cluster, program_id, m.name, m.source_version, m.target_version)
+    discovered = await tasks.discover_accounts(cluster, program_id, m.name, m.source_version)
+    if not discovered and migrations.get_migration_by_key(records_engine(), key) is None:
+        # Nothing to migrate and never migrated: a mistyped program id or the wrong
+        # migrator looks exactly like this, so it is not reported as a success.
+        raise MigrationError(
+            f"no accounts of program {program_id} on layout v{m.source_version} of "
+            f"migrator {m.name!r} were found on {cluster.cluster}, and no earlier migration "
+            "of them is recorded: check the program id, the migrator and the cluster block; "
+            "nothing was recorded"
+        )
     run = tasks.start_migration(
-        key=migration_key(cluster.cluster, program_id, m.name, m.source_version, m.target_version),
+        key=key,
         cluster=cluster.cluster,
         program_id=program_id,
         migrator=m.name,
@@ -126,8 +137,7 @@ async def migrate_accounts(
         program_hash=program.sha256,
     )
 
-    # 3. Discover; plan against the records.
-    discovered = await tasks.discover_accounts(cluster, program_id, m.name, m.source_version)
+    # 3. Plan against the records.
     work = plan(discovered, tasks.account_states(run.id), retry_failed=retry_failed)
     logger.info(
         "migration #%d: %d accounts to work on (%d on layout v%d), %d per transaction",

@@ -254,3 +254,30 @@ def _key(chain: DemoChain) -> str:
     from flows.migration import migration_key
 
     return migration_key("localnet", str(chain.program_id), "demo_vault", 1, 2)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_program_with_no_accounts_to_migrate_is_not_reported_as_done(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    # The v2 binary is live but no vault was ever created: what a mistyped program id of
+    # another deployed program, or the wrong migrator, looks like.
+    await upgrade_directly(chain, chain.binaries["v2"])
+    with pytest.raises(MigrationError, match=r"no accounts of program .* were found") as refused:
+        await migrate_accounts(**params(chain, block_names))
+    assert "check the program id, the migrator and the cluster block" in str(refused.value)
+    assert migrations.get_migration_by_key(records_db, _key(chain)) is None
+    assert statuses(records_db) == {}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_finished_migration_run_again_finds_nothing_and_succeeds(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    seed_vaults(chain, Pubkey.new_unique(), 30)
+    await upgrade_directly(chain, chain.binaries["v2"])
+    first = await migrate_accounts(**params(chain, block_names))
+    again = await migrate_accounts(**params(chain, block_names))
+    assert again["migration_id"] == first["migration_id"]
+    assert (again["discovered"], again["worked_on"]) == (0, 0)
+    assert again["accounts"]["verified"] == 30
