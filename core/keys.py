@@ -60,7 +60,8 @@ def load_keypair(path: str | Path) -> Keypair:
     """Read a Solana CLI keypair file."""
     file = Path(path).expanduser()
     try:
-        text = file.read_text()
+        # Not text at all is "not a keypair" too, never a decode error quoting its bytes.
+        text = file.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise InputError(f"keypair file {file}: cannot be read ({exc.strerror})") from None
     return keypair_from_json(text, what=f"keypair file {file}")

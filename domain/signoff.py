@@ -42,6 +42,8 @@ class Attempt(Protocol):
     def accepted(self) -> bool: ...
     @property
     def reason(self) -> str | None: ...
+    @property
+    def envelope(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,11 @@ class Verdict:
     accepted: bool
     reason: str | None = None
     form: SignedForm | None = None  # the envelope the accepted signature was made in
+
+    @property
+    def envelope(self) -> str | None:
+        """``standard`` or ``legacy`` for an accepted signature, as the records keep it."""
+        return self.form.envelope if self.form is not None else None
 
 
 def review(
@@ -145,7 +152,8 @@ def last_attempt_line(last: Attempt, label: Callable[[str], str] = short_key) ->
     """The previous attempt's verdict, so whoever submitted it sees it in the next form."""
     who = label(last.member) if last.member else "an empty key"
     if last.accepted:
-        return f"**Last sign-off: accepted** — {last.decision} from {who}."
+        signed_in = f" ({last.envelope} envelope)" if last.envelope else ""
+        return f"**Last sign-off: accepted** — {last.decision} from {who}{signed_in}."
     return f"**Last sign-off: refused** — {last.decision} from {who}: {last.reason}"
 
 
@@ -193,7 +201,8 @@ def subject_lines(
 
 
 def sign_lines(heading: str, message: str, sign_command: str) -> list[str]:
-    """The exact message under ``heading`` and the two ways to sign it."""
+    """The exact message under ``heading``, the two ways to sign it, and which tools
+    sign which envelope."""
     return [
         f"### {heading}",
         "",
@@ -213,7 +222,17 @@ def sign_lines(heading: str, message: str, sign_command: str) -> list[str]:
         f'solana sign-offchain-message -k ~/.config/solana/id.json "{message}"',
         "```",
         "",
+        *ENVELOPES_NOTE,
+        "",
     ]
+
+
+# Which tools sign which off-chain envelope; both count.
+ENVELOPES_NOTE = (
+    "Both off-chain envelopes are accepted: Agave 3.x CLIs (and a Ledger through them), "
+    "`@solana/kit` and `runbooks sign` sign the standard one; Agave 1.18/2.x CLIs sign "
+    "the legacy one (`runbooks sign --legacy` makes it too).",
+)
 
 
 def check_executable(

@@ -358,8 +358,12 @@ async def review_signoff(
 ) -> Verdict:
     """Review one entry, relay it when accepted (the program's verdict counts), record it."""
     verdict = signoff.review(subject, policy, member, signature, decision, already_signed)
+    form = verdict.form
     if verdict.accepted and relay is not None:
         verdict = await relay(verdict, signature)
+    # The records keep which envelope the member's tool signed (the relay's verdict may
+    # not carry it; the signature is the one reviewed here).
+    form = (verdict.form or form) if verdict.accepted else None
     records.record_approval(
         proposal.id,
         member=verdict.member,
@@ -368,6 +372,7 @@ async def review_signoff(
         signature=signature.strip() or None,
         comment=comment.strip() or None,
         reason=verdict.reason,
+        envelope=form.envelope if form is not None else None,
     )
     return verdict
 

@@ -439,6 +439,7 @@ async def publish_approvals(proposal: ProposalRecord, policy: Policy | None = No
             "member": a.member,
             "decision": a.decision,
             "accepted": "yes" if a.accepted else "refused",
+            "envelope": a.envelope or "",
             "reason": a.reason or "",
             "comment": a.comment or "",
         }

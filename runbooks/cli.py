@@ -20,13 +20,13 @@ def _sign(args: argparse.Namespace) -> int:
     from core.errors import InputError
     from core.keys import load_keypair
 
+    if args.message:  # a line that is not an approval line is named before any key is read
+        message = args.message.strip()
+        approval.check_approval_line(message)  # a truncated paste is named, not signed
     keypair = load_keypair(args.keypair)
     if args.onchain_proposal:
         return _sign_onchain(args, keypair)
-    if args.message:
-        message = args.message.strip()
-        approval.check_approval_line(message)  # a truncated paste is named, not signed
-    else:
+    if not args.message:
         from flows._signoff import signing_subject
         from store.records.proposals import get_proposal
         from tasks.records import records_engine
@@ -38,11 +38,25 @@ def _sign(args: argparse.Namespace) -> int:
                 "pause form and that DATABASE_URL points at the runbooks' database"
             )
         message = signing_subject(proposal).message(args.action)
-    signature = approval.sign(keypair, message)
     print(f"message:   {message}")
-    print(f"pubkey:    {keypair.pubkey()}")
-    print(f"signature: {signature}")
+    _print_signature(args, keypair, message)
     return 0
+
+
+def _print_signature(args: argparse.Namespace, keypair: Keypair, message: str) -> None:
+    """The pubkey, the envelope signed and the signature, in the form the member picked:
+    standard (as Agave 3.x `solana sign-offchain-message` signs: zero application domain,
+    the key as the one signer) or, with ``--legacy``, the Agave 1.18/2.x header."""
+    from core import approval
+
+    form = approval.LEGACY if args.legacy else approval.STANDARD
+    signed = approval.envelope(message, keypair.pubkey(), form)
+    print(f"pubkey:    {keypair.pubkey()}")
+    print(f"envelope:  {form.envelope}")
+    if args.print_envelope:
+        # The exact bytes signed, to compare with what the member's own tool signs.
+        print(f"bytes:     {signed.hex()}")
+    print(f"signature: {approval.sign(keypair, message, form=form)}")
 
 
 def _sign_onchain(args: argparse.Namespace, keypair: Keypair) -> int:
@@ -51,7 +65,6 @@ def _sign_onchain(args: argparse.Namespace, keypair: Keypair) -> int:
 
     from solana.rpc.async_api import AsyncClient
 
-    from core import approval
     from core.errors import InputError, ProposalClosed
     from core.keys import parse_pubkey
     from domain.governance import closed_status, decisions, onchain_approval_line
@@ -78,8 +91,7 @@ def _sign_onchain(args: argparse.Namespace, keypair: Keypair) -> int:
     print(f"proposal:  {proposal.index} ({proposal.kind.name.lower()}, {address})")
     print(f"approvals: {approved} of {governance.threshold_for(proposal.kind)}")
     print(f"message:   {message}")
-    print(f"pubkey:    {me}")
-    print(f"signature: {approval.sign(keypair, message)}")
+    _print_signature(args, keypair, message)
     return 0
 
 
@@ -168,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sign",
         help="sign a proposal's approval message with your own keypair file",
         description="Prints the message, your pubkey and the signature to paste into the "
-        "paused run's Resume form. The keypair never leaves this machine.",
+        "paused run's Resume form, signed in the standard off-chain message envelope as "
+        "`solana sign-offchain-message` of Agave 3.x signs it (--legacy: as 1.18/2.x). "
+        "The keypair never leaves this machine.",
     )
     what = sign.add_mutually_exclusive_group(required=True)
     what.add_argument("--proposal", type=int, help="proposal id (shown in the pause form)")
@@ -186,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["approve", "reject", "cancel"],
         default="approve",
         help="what your signature says (default: approve)",
+    )
+    sign.add_argument(
+        "--legacy",
+        action="store_true",
+        help="sign the legacy off-chain envelope of Agave 1.18/2.x CLIs instead of the "
+        "standard one (Agave 3.x CLI, Ledger, @solana/kit); both are accepted",
+    )
+    sign.add_argument(
+        "--print-envelope",
+        action="store_true",
+        help="also print the exact bytes signed (hex), to compare with your own tool",
     )
     sign.set_defaults(run=_sign)
 

@@ -1,4 +1,5 @@
-"""Proposals and their sign-offs, executions and Slack threads (Alembic ``0001``, ``0004``).
+"""Proposals and their sign-offs, executions and Slack threads (Alembic ``0001``,
+``0004``, ``0005``).
 
 A proposal is one request to change a program (upgrade, rollback, authority change,
 kill-switch release); approvals are the sign-off attempts on it, an execution what
@@ -94,6 +95,9 @@ class Approval(Audited, Base):
     comment: Mapped[str | None] = mapped_column(Text)
     accepted: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(Text)
+    # The off-chain envelope an accepted signature was made in ("standard" | "legacy");
+    # None for refused attempts and rows recorded before it was kept (Alembic 0005).
+    envelope: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.approval import ENVELOPES
 from core.errors import DuplicateApproval, InputError, ProposalClosed, RecordsError
 from store.db import redacted, session_scope
 from store.models import (
@@ -89,6 +90,7 @@ class ApprovalRecord(Record):
     comment: str | None
     accepted: bool
     reason: str | None
+    envelope: str | None
     created_at: datetime
     flow_run_id: str | None
 
@@ -385,6 +387,7 @@ def record_approval(
     signature: str | None = None,
     comment: str | None = None,
     reason: str | None = None,
+    envelope: str | None = None,
     flow_run_id: str | None = None,
     at: datetime | None = None,
 ) -> ApprovalRecord:
@@ -394,9 +397,10 @@ def record_approval(
     (``accepted=False``) needs a ``reason`` and may repeat. An accepted approve or reject
     is unique per (proposal, member): a second raises ``DuplicateApproval`` and writes
     nothing (record the refusal with ``accepted=False`` if it should be kept); an accepted
-    cancel may follow the member's approval (it closes the proposal). Accepting on a closed
-    proposal raises ``ProposalClosed``. Audit: ``approval.accepted`` /
-    ``approval.refused``, by ``member``.
+    cancel may follow the member's approval (it closes the proposal). ``envelope`` is the
+    off-chain envelope an accepted signature was made in (``standard`` or ``legacy``); a
+    refused attempt has none. Accepting on a closed proposal raises ``ProposalClosed``.
+    Audit: ``approval.accepted`` / ``approval.refused``, by ``member``.
     """
     if not isinstance(member, str):
         raise InputError(f"member must be text, got {type(member).__name__}")
@@ -405,6 +409,12 @@ def record_approval(
         raise InputError(f"accepted must be True or False, got {accepted!r}")
     if not accepted and not (reason and reason.strip()):
         raise InputError("a refused approval needs a reason: the records must say why")
+    if envelope is not None:
+        envelope = _choice("envelope", envelope, ENVELOPES)
+        if not accepted:
+            raise InputError(
+                "a refused approval has no envelope: only an accepted signature was made in one"
+            )
     created = _aware("at", at)
     with session_scope(engine) as session:
         proposal = lock_proposal(session, engine, proposal_id)
@@ -432,6 +442,7 @@ def record_approval(
             comment=comment,
             accepted=accepted,
             reason=reason,
+            envelope=envelope,
             created_at=created,
             flow_run_id=flow_run_id,
         )
@@ -453,6 +464,7 @@ def record_approval(
                 "decision": decision,
                 "accepted": accepted,
                 "reason": reason,
+                "envelope": envelope,
             },
             flow_run_id=flow_run_id,
             at=created,

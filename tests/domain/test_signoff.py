@@ -8,7 +8,7 @@ from solders.keypair import Keypair
 from core import approval
 from core.approval import ApprovalSubject
 from core.errors import ApprovalError, ProposalClosed, TimelockActive
-from domain import signoff
+from domain import signoff, veto
 from domain.policy import Member, Policy
 
 MEMBERS = [Keypair() for _ in range(3)]
@@ -155,6 +155,35 @@ def test_the_form_shows_the_last_attempts_verdict() -> None:
     assert "signature is not Bob's" in form(last=refused)
     accepted = signoff.Verdict(NAMED.members[0], "approve", True)
     assert "**Last sign-off: accepted** — approve from Alice (" in form(last=accepted)
+    # An accepted sign-off names the envelope the member's tool signed.
+    for kind in (approval.STANDARD, approval.LEGACY):
+        signed = signoff.Verdict(NAMED.members[0], "approve", True, form=kind)
+        assert signed.envelope == kind.envelope
+        alice = f"Alice ({NAMED.members[0][:4]}…{NAMED.members[0][-4:]})"
+        assert f"from {alice} ({kind.envelope} envelope)." in form(last=signed)
+    assert "envelope)." not in form(last=accepted)  # recorded before envelopes were kept
+
+
+def test_the_forms_show_both_commands_and_which_tools_sign_which_envelope() -> None:
+    message = SUBJECT.message()
+    cancel = SUBJECT.message("cancel")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    timelock = veto.form_description(
+        proposal_id=7,
+        subject=SUBJECT,
+        description="v2",
+        proposer="carol",
+        cluster="mainnet-beta",
+        approved_by=[],
+        executes_at=now + timedelta(hours=1),
+        now=now,
+    )
+    for text, line in ((form(), message), (timelock, cancel)):
+        assert f'runbooks sign --keypair ~/.config/solana/id.json --message "{line}"' in text
+        assert f'solana sign-offchain-message -k ~/.config/solana/id.json "{line}"' in text
+        note = next(row for row in text.splitlines() if "Both off-chain envelopes" in row)
+        assert "Agave 3.x" in note and "Ledger" in note and "standard" in note
+        assert "Agave 1.18/2.x" in note and "legacy" in note and "--legacy" in note
 
 
 def test_the_sign_command_needs_no_records_database() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ from flow_driver import run_upgrade_flow
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from sqlalchemy import Engine, func, select
+from test_health_flow import run_artifact
 
 from blocks import MultisigPolicy, SolanaKeypair
 from core import approval, errors
@@ -31,7 +33,8 @@ def programdata_hash(chain: DemoChain) -> str:
 
 
 def stock_cli_signature(member: Keypair, message: str) -> str:
-    """What `solana sign-offchain-message` produces: the v0 envelope, written out here."""
+    """What an Agave 1.18/2.x `solana sign-offchain-message` produces: the legacy
+    envelope, written out here."""
     body = message.encode()
     envelope = b"\xffsolana offchain\x00\x00" + len(body).to_bytes(2, "little") + body
     return str(member.sign_message(envelope))
@@ -68,16 +71,20 @@ async def test_upgrade_end_to_end(
     def answers(proposal: proposals_records.ProposalRecord) -> list[dict]:
         message = approval_subject(proposal).message("approve")
         return [
-            # runbooks sign, the stock CLI envelope, and the library: all accepted.
+            # runbooks sign (standard envelope), an older CLI's legacy envelope, and the
+            # library: all accepted, each recorded with its envelope.
             {
                 "member": str(m[0].pubkey()),
                 "signature": cli_signature(m[0], proposal.id, tmp_path, capsys),
             },
             {"member": str(m[1].pubkey()), "signature": stock_cli_signature(m[1], message)},
-            {"member": str(m[0].pubkey()), "signature": str(approval.sign(m[0], message))},
+            {
+                "member": str(m[0].pubkey()),
+                "signature": str(approval.sign(m[0], message, form=approval.STANDARD)),
+            },
             {
                 "member": str(m[2].pubkey()),
-                "signature": str(approval.sign(m[2], message)),
+                "signature": str(approval.sign(m[2], message, form=approval.STANDARD)),
                 "comment": "reviewed the diff",
             },
         ]
@@ -103,6 +110,14 @@ async def test_upgrade_end_to_end(
         (str(m[2].pubkey()), True),
     ]
     assert "already signed off" in (history[2].reason or "")
+    assert [a.envelope for a in history] == ["standard", "legacy", None, "standard"]
+    # The run's approvals table shows the envelope of each sign-off.
+    table = json.loads(
+        (await run_artifact(outcome.run_id, f"upgrade-approvals-{proposal.id}"))["data"]
+    )
+    assert [(r["member"], r["envelope"]) for r in table] == [
+        (a.member, a.envelope or "") for a in history
+    ]
     execution = proposals_records.get_execution(records_db, proposal.id)
     assert execution is not None and execution.signature == result["signature"]
     assert (execution.old_hash, execution.new_hash) == (v1_hash, v2_hash)
