@@ -16,10 +16,11 @@ The helpers build the same scenario for tests and benches.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from solana.rpc.async_api import AsyncClient
 from solders.account import Account
@@ -31,6 +32,10 @@ from programs import rpc
 from programs.demo_vault import client as vault
 from programs.loader import verifiable_hash
 from runbooks.demo import DemoChain, find_run, save_blocks, start_demo_chain, write_buffer
+
+if TYPE_CHECKING:
+    from domain.signoff import Signable
+    from store.records.proposals import ProposalRecord
 
 DEMO_VAULTS = 1_000
 # Vaults created per transaction: each signs (64 B) and adds two instructions.
@@ -134,10 +139,11 @@ async def set_emergency_policy(policy_block: str, *, threshold: int, timelock_se
 async def run_signed_flow(
     start: Callable[[], Coroutine[Any, Any, Any]],
     signers: Sequence[Sequence[Keypair]],
-    message_for: Callable[[uuid.UUID, int], str],
+    message_for: Callable[[uuid.UUID, int], str | Awaitable[str]],
 ) -> Any:
     """Run a flow that pauses for sign-offs; at its n-th sign-off round, ``signers[n]``
-    sign ``message_for(run_id, n)`` and submit the Resume form, as members would."""
+    sign ``message_for(run_id, n)`` (a line, or an awaitable of one) and submit the Resume
+    form, as members would."""
     from prefect import tags
     from prefect.client.orchestration import get_client
 
@@ -154,6 +160,8 @@ async def run_signed_flow(
             for round_, members in enumerate(signers):
                 await wait_for_pause(client, run_id, not_key=key, timeout_seconds=120)
                 message = message_for(run_id, round_)
+                if inspect.isawaitable(message):
+                    message = await message
                 for member in members:
                     key = await sign_off(
                         client,
@@ -175,9 +183,32 @@ async def run_signed_flow(
 
 def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     """The approve message of the newest proposal of ``kind`` this run recorded."""
+    return signing_subject_of(_newest_proposal(run_id, kind)).message("approve")
+
+
+async def current_onchain_message(run_id: uuid.UUID, kind: str, rpc_url: str) -> str:
+    """As ``current_proposal_message``, but an on-chain proposal's line is read from its
+    account, as `runbooks sign --onchain-proposal` reads it (its kind names itself)."""
+    from domain.governance import onchain_approval_line
+
+    proposal = _newest_proposal(run_id, kind)
+    if proposal.backend != "onchain" or not proposal.onchain_address:
+        return signing_subject_of(proposal).message("approve")
+    async with AsyncClient(rpc_url) as client:
+        address = Pubkey.from_string(proposal.onchain_address)
+        line, _, _ = await onchain_approval_line(client, address)
+    return line
+
+
+def signing_subject_of(proposal: ProposalRecord) -> Signable:
+    from flows._signoff import signing_subject
+
+    return signing_subject(proposal)
+
+
+def _newest_proposal(run_id: uuid.UUID, kind: str) -> ProposalRecord:
     from sqlalchemy import select
 
-    from flows._signoff import signing_subject
     from store.db import session_scope
     from store.models import Proposal
     from store.records.proposals import get_proposal
@@ -193,7 +224,7 @@ def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     proposal = get_proposal(engine, proposal_id) if proposal_id else None
     if proposal is None:
         raise RuntimeError(f"flow run {run_id} paused without a {kind} proposal")
-    return signing_subject(proposal).message("approve")
+    return proposal
 
 
 async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -> dict[str, Any]:
