@@ -497,3 +497,15 @@ async def execute_set_authority(
             ) from None
     logger.info("upgrade authority of %s handed to %s: %s", target, new_authority, signature)
     return str(signature)
+
+
+@task(name="read-governance-authority", **READ_RETRIES)
+async def governance_authority(cluster: SolanaCluster, governance: str, program_id: str) -> str:
+    """The authority PDA of the governance at ``governance`` (read and checked on chain)."""
+    async with rpc_client(cluster) as client:
+        state = await gov_rpc.read_governance(
+            client,
+            parse_pubkey(governance, "governance"),
+            parse_pubkey(program_id, "governance program"),
+        )
+    return str(state.authority)
