@@ -28,9 +28,9 @@ from sqlalchemy import Engine, func, select, update
 
 from blocks import SlackChannel, SolanaCluster
 from core import approval
-from core.errors import HashMismatch, ProposalClosed, RecordsError
+from core.errors import HashMismatch, InputError, ProposalClosed, RecordsError
 from domain.governance import onchain_approval_line
-from flows._signoff import approval_subject
+from flows._signoff import approval_subject, signing_subject
 from flows.rollback import emergency_rollback
 from programs import loader
 from programs.demo_vault import client as vault
@@ -216,6 +216,9 @@ async def test_onchain_rollback_restores_the_archived_hash_without_an_upgrade_ke
     [verified] = audit.audit_events(records_db, action="rollback.verified")
     assert verified.details["archived_sha256"] == verified.details["restored_sha256"] == v1_hash
     assert verified.details["backend"] == "onchain"
+    # `runbooks sign --proposal` does not guess the kind's line: it names the on-chain way.
+    with pytest.raises(InputError, match=f"--onchain-proposal {proposal.onchain_address}"):
+        signing_subject(proposal)
     # The refused upgrade-shaped sign-off is recorded with its reason; four were relayed.
     history = proposals.approvals(records_db, proposal.id)
     assert [a.accepted for a in history] == [False, True, True, True, True]
