@@ -26,9 +26,9 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine, func, select, update
 
-from blocks import SlackChannel, SolanaCluster
+from blocks import MultisigPolicy, SlackChannel, SolanaCluster
 from core import approval
-from core.errors import HashMismatch, InputError, ProposalClosed, RecordsError
+from core.errors import HashMismatch, InputError, PolicyViolation, ProposalClosed, RecordsError
 from domain.governance import onchain_approval_line
 from flows._signoff import approval_subject, signing_subject
 from flows.rollback import emergency_rollback
@@ -303,6 +303,14 @@ async def test_bad_input_is_refused_before_any_chain_write(
         await emergency_rollback(**params, to_sha256=v1_hash)
     with pytest.raises(HashMismatch, match="no longer match"):
         await emergency_rollback(**params)  # the newest archive, chosen: the same one
+
+    # A block whose emergency rules differ from the governance's would tell members wrong.
+    block = await MultisigPolicy.aload(params["policy_block"])
+    block.emergency_threshold, block.emergency_timelock_seconds = 2, 0
+    await block.asave(params["policy_block"], overwrite=True)
+    differs = r"emergency threshold 2 but governance .* requires 4"
+    with pytest.raises(PolicyViolation, match=differs):
+        await emergency_rollback(**params)
 
     # Nothing written: no fee paid, no on-chain proposal, no record, no switch, no pause.
     assert lamports(chain, payer) == balance
