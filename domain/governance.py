@@ -9,15 +9,23 @@ cluster's Clock.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
+from dataclasses import dataclass
 
 from solana.rpc.async_api import AsyncClient
 from solders.pubkey import Pubkey
 from solders.sysvar import CLOCK
 
-from core.approval import Action
-from core.errors import AccountNotFound, ChainError, PolicyViolation, TransactionFailed
+from core.approval import ACTIONS, Action, ApprovalSubject
+from core.errors import (
+    AccountNotFound,
+    ChainError,
+    InputError,
+    PolicyViolation,
+    TransactionFailed,
+)
 from domain.policy import Policy
 from programs.rpc import fetch_account
 from programs.upgrade_manager import client as um
@@ -137,6 +145,31 @@ def check_policy_matches(policy: Policy, governance: Governance, address: Pubkey
         )
 
 
+def with_chain_emergency(policy: Policy, governance: Governance, address: str) -> Policy:
+    """``policy`` with the emergency threshold and timelock the governance enforces; a block
+    that sets other values is refused (it would tell members the wrong rules)."""
+    findings = []
+    if policy.emergency_threshold not in (None, governance.emergency_threshold):
+        findings.append(
+            f"emergency threshold {policy.emergency_threshold} but governance {address} "
+            f"requires {governance.emergency_threshold}"
+        )
+    if policy.emergency_timelock_seconds not in (None, governance.emergency_timelock):
+        findings.append(
+            f"emergency timelock {policy.emergency_timelock_seconds} s but governance "
+            f"{address} enforces {governance.emergency_timelock} s"
+        )
+    if findings:
+        raise PolicyViolation(
+            [*findings, "update the block to the governance on chain (or leave them empty)"]
+        )
+    return dataclasses.replace(
+        policy,
+        emergency_threshold=governance.emergency_threshold,
+        emergency_timelock_seconds=governance.emergency_timelock,
+    )
+
+
 def decisions(governance: Governance, proposal: Proposal) -> dict[str, str]:
     """Member -> "approve" / "reject", as the proposal's bitmaps record them on chain."""
     out = {str(m): "approve" for m in proposal.approved_by(governance)}
@@ -174,3 +207,33 @@ def refusal(exc: TransactionFailed, program_id: Pubkey = um.PROGRAM_ID) -> str:
     if any("Ed25519SigVerify" in line for line in exc.logs) or "Custom(2)" in str(exc):
         return "the signature does not verify (Ed25519SigVerify refused it)"
     return f"the chain refused it: {exc}"
+
+
+@dataclass(frozen=True)
+class ChainLine(ApprovalSubject):
+    """What members sign for an on-chain proposal of any kind, as upgrade_manager rebuilds
+    it from its accounts (``um.approval_text``): read from the chain, never rebuilt here,
+    so the form and the relay always show the program's own line."""
+
+    lines: tuple[tuple[str, str], ...] = ()  # (action, line) for approve, reject, cancel
+
+    def message(self, action: Action = "approve") -> str:
+        for name, line in self.lines:
+            if name == action:
+                return line
+        raise InputError(f"action: {action!r} is not one of {', '.join(n for n, _ in self.lines)}")
+
+
+def chain_line(governance: Pubkey, proposal: Proposal) -> ChainLine:
+    """The lines of ``proposal`` (a decoded on-chain proposal of ``governance``)."""
+    return ChainLine(
+        governance=str(governance),
+        proposal=str(proposal.index),
+        program=str(proposal.program),
+        buffer=str(proposal.buffer) if proposal.kind in _BUFFER_KINDS else "",
+        sha256=proposal.buffer_hash.hex() if proposal.kind in _BUFFER_KINDS else "",
+        lines=tuple((a, um.approval_text(governance, proposal, a)) for a in ACTIONS),
+    )
+
+
+_BUFFER_KINDS = (um.ProposalKind.UPGRADE, um.ProposalKind.EMERGENCY_UPGRADE)

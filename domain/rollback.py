@@ -8,8 +8,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from core.errors import RollbackRefused
+from core.errors import HashMismatch, RollbackRefused
 from programs.loader import verifiable_hash
+from store.records.archives import ArchiveRecord
 from store.records.migrations import MigratedAccount
 
 _SHT_NOBITS = 8
@@ -56,6 +57,19 @@ def archived_bytes(program: bytes) -> bytes:
     return program.rstrip(b"\x00")
 
 
+def check_archive(archive: ArchiveRecord) -> None:
+    """The archived bytes must still hash to the hash they were archived under: a changed
+    row (a bad restore, an edit) is refused before anything is written to the chain."""
+    actual = verifiable_hash(archive.data)
+    if actual != archive.sha256:
+        raise HashMismatch(
+            f"archive #{archive.id} of {archive.program_id} (its stored bytes no longer match "
+            "the hash they were archived under; restore the records from a backup)",
+            archive.sha256,
+            actual,
+        )
+
+
 def refuse_over_migrated(
     target_hash: str, accounts: Sequence[MigratedAccount], *, force_reason: str | None
 ) -> None:
@@ -75,4 +89,10 @@ def refuse_over_migrated(
     )
 
 
-__all__ = ["RollbackRefused", "archived_bytes", "elf_length", "refuse_over_migrated"]
+__all__ = [
+    "RollbackRefused",
+    "archived_bytes",
+    "check_archive",
+    "elf_length",
+    "refuse_over_migrated",
+]

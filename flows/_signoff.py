@@ -73,6 +73,13 @@ def signing_subject(proposal: ProposalRecord) -> Signable:
     """The subject whose ``message(action)`` members sign for ``proposal``."""
     if proposal.kind == RELEASE_KIND:
         return KillSwitchRelease.for_proposal(proposal)
+    if proposal.backend == "onchain" and proposal.kind != "upgrade" and proposal.onchain_address:
+        # upgrade_manager's line for other kinds names the kind: the chain is the source.
+        raise InputError(
+            f"proposal #{proposal.id} is an on-chain {proposal.kind} proposal: sign the line "
+            f"upgrade_manager rebuilds with `runbooks sign --onchain-proposal "
+            f"{proposal.onchain_address} --url <rpc> --keypair <file>`"
+        )
     if proposal.kind in ("set-authority", "make-immutable"):
         # The new authority is not a field of the record: the form's line is the source.
         raise InputError(

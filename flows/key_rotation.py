@@ -13,6 +13,14 @@ Rotate a program's upgrade authority (seed 001's authority transfer):
    unchanged code), record the rotation, retire the old key in the registry, register
    the new one, point the managed-programs block at it, report.
 
+With the onchain backend the governance's authority PDA is the current authority:
+moving it away (to a key, or to another governance's PDA) is an upgrade_manager
+set-authority proposal, signed off and relayed like an upgrade's, executed by the
+program after the timelock. upgrade_manager cannot make a program immutable (its
+set-authority always names a new authority), so that is refused. Moving a program *to*
+the governance is the checked adopt (``adopt=true``): the program's current key hands it
+over and upgrade_manager signs for its own PDA, so a typo cannot strand the program.
+
 Review (monthly): every registered key with its due date — program upgrade keys every
 6 months, governance every 12, emergency every 3 — and a Slack reminder for keys due
 within ``remind_days`` or overdue.
@@ -37,6 +45,7 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from blocks.programs import ManagedPrograms
+from core.approval import ApprovalSubject
 from core.errors import (
     AuthorityMismatch,
     InputError,
@@ -52,10 +61,10 @@ from domain.policy import Policy
 from domain.report import fields_table
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome
-from flows.upgrade import wait_out_timelock
+from flows.upgrade import onchain_hooks, wait_out_timelock
 from store.records import key_rotation as key_rotation_records
 from store.records.proposals import ProposalRecord, proposal_subject
-from tasks import chain, records
+from tasks import chain, governance, records
 from tasks import key_rotation as key_tasks
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id, records_engine
@@ -93,6 +102,8 @@ async def rotate_upgrade_authority(
     proposer: str,
     new_authority: str | None = None,
     new_authority_block: str | None = None,
+    new_governance: str | None = None,
+    adopt: bool = False,
     make_immutable: bool = False,
     confirm_program_id: str | None = None,
     cluster_block: str = "localnet",
@@ -110,13 +121,19 @@ async def rotate_upgrade_authority(
         proposer: Who proposes: your name or key.
         new_authority: The new upgrade authority's public key (base58).
         new_authority_block: The SolanaKeypair block holding the new authority's key:
-            SetAuthorityChecked needs its signature.
+            SetAuthorityChecked needs its signature (onchain backend: it proves the key
+            is held; the governance's PDA signs).
+        new_governance: Onchain backend: hand the program to this other upgrade_manager
+            governance (its authority PDA), in place of new_authority.
+        adopt: Onchain backend: hand the program to this policy's governance; its
+            current upgrade authority (authority_block) hands it over, checked.
         make_immutable: Remove the upgrade authority forever. Needs the program id typed
             again below and every member's sign-off.
         confirm_program_id: To make the program immutable, type its program id again.
         cluster_block: The SolanaCluster block of the cluster the program is on.
         policy_block: The MultisigPolicy block: members, threshold, timelock, backend.
-        authority_block: The SolanaKeypair block of the current upgrade authority.
+        authority_block: The SolanaKeypair block of the current upgrade authority
+            (keypair backend, or the key a program is adopted from).
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
         programs_block: The ManagedPrograms block to update with the new authority; empty
             updates none.
@@ -126,11 +143,18 @@ async def rotate_upgrade_authority(
     parse_pubkey(program_id, "program id")
 
     # 1. The request itself, before anything is read or recorded.
+    if sum(map(bool, (new_authority, new_governance, adopt, make_immutable))) > 1:
+        raise InputError(
+            "give one of new_authority, new_governance, adopt or make_immutable: each moves "
+            "the authority somewhere else"
+        )
+    target: str | None = None
     if make_immutable:
         if new_authority or new_authority_block:
             raise InputError("make_immutable removes the authority: give no new authority")
         key_rotation.check_immutable_confirmation(program_id, confirm_program_id)
-        target: str | None = None
+    elif new_governance or adopt:
+        pass  # the target is a governance's PDA, read from the chain below
     else:
         if not new_authority:
             raise InputError("give new_authority (or make_immutable with its confirmation)")
@@ -142,12 +166,47 @@ async def rotate_upgrade_authority(
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
     policy_audit.audit(policy, reason)
-    if policy.backend != "keypair":
-        raise InputError(
-            f"the multisig policy uses the {policy.backend} backend: the upgrade authority is a "
-            "program account there; move it through that program, not with a keypair"
+    onchain = None
+    if policy.backend == "onchain":
+        if make_immutable:
+            raise InputError(
+                "upgrade_manager cannot make a program immutable: its execute_set_authority "
+                "always names a new authority, and the loader removes an authority only when "
+                "none is named. Move the program to a key (new_authority) and make it "
+                "immutable from there with the keypair backend"
+            )
+        onchain = await governance.load_governance(
+            cluster,
+            policy,
+            policy_config.governance,
+            policy_config.governance_program,
+            fee_payer_block,
         )
-    current = str((await load_block(SolanaKeypair, authority_block)).keypair().pubkey())
+        if adopt:
+            return await adopt_into_governance(
+                cluster,
+                onchain,
+                program_id,
+                reason,
+                proposer,
+                cluster_block,
+                policy_block,
+                authority_block,
+                programs_block,
+                slack_block,
+            )
+        if new_governance:
+            target = await governance_authority(
+                cluster, onchain, new_governance, policy_config.governance_program
+            )
+        current = onchain.authority
+    else:
+        if new_governance or adopt:
+            raise InputError(
+                f"new_governance and adopt need a multisig policy with the onchain backend; "
+                f"{policy_block!r} uses {policy.backend}"
+            )
+        current = str((await load_block(SolanaKeypair, authority_block)).keypair().pubkey())
     if target == current:
         raise InputError(f"{target} is already the upgrade authority this runbook holds")
     threshold = len(policy.members) if make_immutable else policy.threshold
@@ -160,6 +219,13 @@ async def rotate_upgrade_authority(
         if info.authority is None:
             raise ProgramImmutable(f"{program_id} is immutable already: it has no authority")
         if info.authority != current:
+            if onchain is not None:
+                raise AuthorityMismatch(
+                    f"{program_id}'s upgrade authority is {info.authority}, not governance "
+                    f"{onchain.governance}'s authority {current}: the governance does not "
+                    "manage it. To hand it to the governance, run this with adopt=true and "
+                    "authority_block holding its current key (the checked adopt)"
+                )
             raise AuthorityMismatch(
                 f"{program_id}'s upgrade authority is {info.authority}, not the key of block "
                 f"{authority_block!r} ({current}); use the block that holds it"
@@ -169,7 +235,7 @@ async def rotate_upgrade_authority(
             kind="make-immutable" if make_immutable else "set-authority",
             cluster=cluster.cluster,
             backend=policy.backend,
-            governance=current,
+            governance=onchain.governance if onchain is not None else current,
             program_id=program_id,
             buffer_hash=info.sha256,
             description=f"{reason} (new upgrade authority: {target or 'none, immutable'})",
@@ -184,7 +250,7 @@ async def rotate_upgrade_authority(
             {"old_authority": current, "new_authority": target, "make_immutable": make_immutable},
             actor=proposer,
         )
-        subject = change_subject(proposal, target)
+        proposal, subject = await signing_subject(cluster, onchain, proposal, target)
         await open_thread(
             proposal.id,
             *messages.authority_change_proposed(
@@ -199,8 +265,17 @@ async def rotate_upgrade_authority(
             ),
             slack_block,
         )
+    else:
+        proposal, subject = await signing_subject(cluster, onchain, proposal, target)
     outcome = await collect_signoffs(
-        proposal, target, policy, threshold, slack_block, policy_config.signoff_timeout_seconds
+        proposal,
+        target,
+        policy,
+        threshold,
+        slack_block,
+        policy_config.signoff_timeout_seconds,
+        subject=subject,
+        hooks=onchain_hooks(cluster, onchain, proposal),
     )
     if outcome.closed == "cancelled":
         records.set_proposal_status(proposal.id, "cancelled", reason=outcome.reason)
@@ -208,7 +283,11 @@ async def rotate_upgrade_authority(
     if outcome.closed == "rejected":
         records.set_proposal_status(proposal.id, "rejected", reason=outcome.reason)
         raise ProposalClosed(f"proposal #{proposal.id} rejected: {outcome.reason}")
-    proposal = records.mark_threshold_met(proposal.id)
+    proposal = (
+        await governance.mark_threshold_met(cluster, onchain, proposal)
+        if onchain is not None
+        else records.mark_threshold_met(proposal.id)
+    )
     ends = proposal.timelock_ends_at
     await notify(
         *messages.timelock_started(
@@ -222,7 +301,8 @@ async def rotate_upgrade_authority(
         policy,
         cluster,
         slack_block,
-        subject=change_subject(proposal, target),
+        onchain,
+        subject=subject,
         kind="authority change",
     )
     if veto.closed is not None:
@@ -231,9 +311,13 @@ async def rotate_upgrade_authority(
 
     # 4. Execute, verify, record. The kill switch does not stop this: moving the authority
     # away from a compromised key is what an incident needs, and it is signed off.
-    signature = await key_tasks.send_authority_change(
-        cluster, program_id, target, authority_block, new_authority_block, fee_payer_block
-    )
+    if onchain is not None:
+        assert target is not None  # refused above: upgrade_manager names a new authority
+        signature = await governance.execute_set_authority(cluster, onchain, proposal, target)
+    else:
+        signature = await key_tasks.send_authority_change(
+            cluster, program_id, target, authority_block, new_authority_block, fee_payer_block
+        )
     after = await key_tasks.verify_authority(cluster, program_id, target, proposal.buffer_hash)
     key_tasks.record_rotation(
         cluster=cluster.cluster,
@@ -258,6 +342,8 @@ async def rotate_upgrade_authority(
         proposal_id=proposal.id,
     )
     result = {
+        "backend": policy.backend,
+        "onchain_proposal": proposal.onchain_address,
         "proposal_id": proposal.id,
         "program_id": program_id,
         "old_authority": current,
@@ -301,9 +387,15 @@ async def collect_signoffs(
     threshold: int,
     slack_block: str | None,
     timeout_seconds: int,
+    *,
+    subject: ApprovalSubject | None = None,
+    hooks: tuple[signoffs.ChainSignoffs | None, signoffs.Relay | None] = (None, None),
 ) -> SignOffOutcome:
-    """One pause per sign-off until ``threshold`` members approve, or they reject/cancel."""
-    subject = change_subject(proposal, target)
+    """One pause per sign-off until ``threshold`` members approve, or they reject/cancel.
+    ``subject`` and ``hooks``: an on-chain proposal's line and its relay (onchain backend)."""
+    if subject is None:
+        subject = change_subject(proposal, target)
+    chain_signoffs, relay = hooks
     return await signoffs.collect_signoffs(
         proposal,
         policy,
@@ -315,12 +407,30 @@ async def collect_signoffs(
         ),
         slack_block=slack_block,
         runbook="key-rotation",
+        chain_signoffs=chain_signoffs,
+        relay=relay,
     )
+
+
+async def signing_subject(
+    cluster: SolanaCluster,
+    onchain: governance.OnchainGovernance | None,
+    proposal: ProposalRecord,
+    target: str | None,
+) -> tuple[ProposalRecord, ApprovalSubject]:
+    """The line members sign: upgrade_manager's own for an on-chain proposal (created here
+    once, found again on a restart; the record gains its address), else the runbook's
+    authority-change line."""
+    if onchain is None:
+        return proposal, change_subject(proposal, target)
+    assert target is not None
+    proposal = await governance.create_set_authority_proposal(cluster, onchain, proposal, target)
+    return proposal, await governance.signing_line(cluster, onchain, proposal)
 
 
 def form_description(
     proposal: ProposalRecord,
-    subject: AuthorityChangeSubject,
+    subject: ApprovalSubject,
     target: str | None,
     policy: Policy,
     threshold: int,
@@ -328,6 +438,17 @@ def form_description(
 ) -> str:
     """The markdown a member reads in the pause form before signing."""
     message = subject.message("approve")
+    number = (
+        f"{subject.proposal} (on chain; records #{proposal.id})"
+        if proposal.onchain_address
+        else f"#{proposal.id}"
+    )
+    sign_command = (
+        f"runbooks sign --onchain-proposal {proposal.onchain_address} --url <rpc> "
+        "--keypair ~/.config/solana/id.json"
+        if proposal.onchain_address
+        else f'runbooks sign --keypair ~/.config/solana/id.json --message "{message}"'
+    )
     change = (
         "**make the program IMMUTABLE** — no upgrade will ever be possible again"
         if target is None
@@ -335,7 +456,7 @@ def form_description(
     )
     return "\n".join(
         [
-            f"## Sign off authority proposal #{proposal.id}",
+            f"## Sign off authority proposal {number}",
             "",
             *fields_table(
                 [
@@ -354,8 +475,7 @@ def form_description(
                 members=policy.members,
                 approved_by=approved,
                 message=message,
-                sign_command="runbooks sign --keypair ~/.config/solana/id.json "
-                f'--message "{message}"',
+                sign_command=sign_command,
             ),
             "To reject or cancel, sign the same line with `action: reject` / `action: cancel`.",
         ]
@@ -449,6 +569,87 @@ async def register_key(
         key_tasks.retire_key(cluster=cluster, pubkey=replaces, reason=f"replaced by {key}")
     due = key_rotation.due_at(registered.role, registered.rotated_at)
     return {"pubkey": key, "role": registered.role, "due_at": due.isoformat()}
+
+
+async def governance_authority(
+    cluster: SolanaCluster,
+    onchain: governance.OnchainGovernance,
+    other: str,
+    program_id: str,
+) -> str:
+    """The authority PDA of ``other``, an upgrade_manager governance read on chain (a
+    typo names no governance and is refused)."""
+    address = str(parse_pubkey(other, "new governance"))
+    if address == onchain.governance:
+        raise InputError(f"{address} is this policy's governance already: nothing to move")
+    return await governance.governance_authority(cluster, address, program_id)
+
+
+async def adopt_into_governance(
+    cluster: SolanaCluster,
+    onchain: governance.OnchainGovernance,
+    program_id: str,
+    reason: str,
+    proposer: str,
+    cluster_block: str,
+    policy_block: str,
+    authority_block: str,
+    programs_block: str | None,
+    slack_block: str | None,
+) -> dict[str, Any]:
+    """Hand ``program_id`` from the key in ``authority_block`` to the governance: the
+    checked adopt, where upgrade_manager signs for its own PDA as the new authority (a
+    typo cannot strand the program). The current key holder may do this alone (it only
+    gives up its power), so no sign-off; it is verified on chain and recorded."""
+    info = await chain.read_program(cluster, program_id)
+    if info.authority == onchain.authority:
+        raise InputError(
+            f"{program_id} is managed by governance {onchain.governance} already "
+            f"(authority {onchain.authority}): nothing to adopt"
+        )
+    if info.authority is None:
+        raise ProgramImmutable(f"{program_id} is immutable: it has no authority to hand over")
+    # ADOPT: the one call site of the "onchain" part's upgrade_manager adopt_program task.
+    signature = await governance.adopt_program(
+        cluster_block, policy_block, program_id, authority_block
+    )
+    after = await key_tasks.verify_authority(cluster, program_id, onchain.authority, info.sha256)
+    key_tasks.record_rotation(
+        cluster=cluster.cluster,
+        program_id=program_id,
+        old_authority=info.authority,
+        new_authority=onchain.authority,
+        proposal_id=None,
+        signature=signature,
+    )
+    records.audit(
+        "key_rotation.adopted",
+        f"program:{cluster.cluster}:{program_id}",
+        {
+            "old_authority": info.authority,
+            "governance": onchain.governance,
+            "new_authority": onchain.authority,
+            "reason": reason,
+            "signature": signature,
+        },
+        actor=proposer,
+    )
+    updated_block = await _point_block_at(programs_block, program_id, onchain.authority)
+    await notify(
+        f"{program_id} adopted by governance {onchain.governance}: upgrade authority moved "
+        f"from {info.authority} to its PDA {onchain.authority} ({reason})",
+        slack_block=slack_block,
+    )
+    return {
+        "backend": "onchain",
+        "program_id": program_id,
+        "old_authority": info.authority,
+        "new_authority": onchain.authority,
+        "governance": onchain.governance,
+        "signature": signature,
+        "code_sha256": after.sha256,
+        "programs_block_updated": updated_block,
+    }
 
 
 async def _check_new_authority_signs(target: str, block: str | None) -> None:

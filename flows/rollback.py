@@ -2,14 +2,20 @@
 
 Seed 000's "Emergency Rollback", with its "pause system operations" as the kill switch:
 
-1. Engage the kill switch (recorded, and the program's own pause): nothing else writes.
-2. Pick the archived binary (the one the last upgrade replaced, or ``to_sha256``).
+1. Pick the archived binary (the one the last upgrade replaced, or ``to_sha256``); it
+   must still hash to its archived hash. Bad input stops here, before any write.
+2. Engage the kill switch (recorded, and the program's own pause): nothing else writes.
 3. Refuse when accounts were migrated to a layout the target binary may not read,
    naming them, unless forced with a recorded reason.
 4. Write the archived binary to a new buffer; check its hash equals the archived hash.
+   With the onchain backend the buffer is handed to the governance's authority PDA.
 5. Record a ``rollback`` proposal; members sign off under the emergency policy (its own
-   threshold and timelock), in the same pause form as an upgrade.
-6. Wait out the emergency timelock; archive the binary being replaced; upgrade.
+   threshold and timelock), in the same pause form as an upgrade. With the onchain
+   backend it is an emergency-upgrade proposal of upgrade_manager, which enforces the
+   governance's emergency threshold and timelock; each sign-off is relayed to it.
+6. Wait out the emergency timelock (any member may still cancel); archive the binary
+   being replaced; upgrade (with the onchain backend upgrade_manager executes it: no
+   upgrade key is held by anyone).
 7. Verify the ProgramData hash equals the archived hash; record the execution.
 8. Release the kill switch after its own sign-off.
 
@@ -24,17 +30,20 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
-from core.errors import InputError, ProposalClosed, RecordsError
+from core.errors import AuthorityMismatch, InputError, ProposalClosed, RecordsError
 from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
+from domain import governance as gov_rules
 from domain import policy as policy_audit
 from domain.report import fields_table
-from domain.rollback import refuse_over_migrated
+from domain.rollback import check_archive, refuse_over_migrated
 from flows.kill_switch import emergency_policy, engage, release_with_signoff
 from flows.upgrade import announce, collect_signoffs, execute_verified, wait_out_timelock
 from programs.plugin import get_migrator
@@ -43,7 +52,7 @@ from store.records import migrations as migrations_records
 from store.records.archives import ArchiveRecord
 from store.records.migrations import MigratedAccount
 from store.records.proposals import ProposalRecord
-from tasks import archive, chain, records
+from tasks import archive, chain, governance, records
 from tasks.chain import rpc_client
 from tasks.migration import FETCH_LIMIT, fetch_accounts
 from tasks.records import current_run_id, records_engine
@@ -69,7 +78,7 @@ async def emergency_rollback(
     fee_payer_block: str = "localnet-fee-payer",
     program_pause_block: str | None = None,
     slack_block: str | None = None,
-) -> dict[str, Any]:
+) -> Any:
     """Roll a program back to the binary its last upgrade replaced, under the emergency
     policy, with the kill switch engaged.
 
@@ -86,7 +95,7 @@ async def emergency_rollback(
         cluster_block: The SolanaCluster block of the cluster the program is on.
         policy_block: The MultisigPolicy block; its emergency threshold and timelock apply.
         authority_block: The SolanaKeypair block of the upgrade authority (keypair
-            backend).
+            backend only; the onchain backend never loads it).
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
         program_pause_block: The ProgramPause block of the program's own pause; empty
             engages only the records' switch.
@@ -100,17 +109,38 @@ async def emergency_rollback(
     cluster = await load_block(SolanaCluster, cluster_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
-    if policy.backend != "keypair":
-        raise InputError(
-            f"the emergency rollback runs with the keypair backend; policy {policy_block!r} uses "
-            f"{policy.backend}, where the governance program must execute it (not supported "
-            "here yet): propose the rollback buffer with the upgrade runbook instead"
+    onchain = None
+    if policy.backend == "onchain":
+        # upgrade_manager holds the authority: no upgrade key is loaded, and the emergency
+        # threshold and timelock are the ones the governance enforces.
+        onchain = await governance.load_governance(
+            cluster,
+            policy,
+            policy_config.governance,
+            policy_config.governance_program,
+            fee_payer_block,
         )
+        state = await governance.governance_state(cluster, onchain)
+        policy = gov_rules.with_chain_emergency(policy, state, onchain.governance)
+        authority = onchain.authority
+    else:
+        authority = str((await load_block(SolanaKeypair, authority_block)).keypair().pubkey())
     policy_audit.audit(policy, reason)
     emergency = emergency_policy(policy)
-    authority = (await load_block(SolanaKeypair, authority_block)).keypair().pubkey()
 
-    # 1. Kill switch on.
+    # 1. The request: the archived binary, intact, of a program this authority holds
+    # (refused before anything is written).
+    before = await chain.read_program(cluster, program_id)
+    if onchain is not None and before.authority != authority:
+        raise AuthorityMismatch(
+            f"{program_id}'s upgrade authority is {before.authority}, not governance "
+            f"{onchain.governance}'s authority {authority}: its upgrade_manager cannot roll it "
+            "back; use the governance (multisig block) that holds it"
+        )
+    target = choose_target(cluster.cluster, program_id, to_sha256, before.sha256)
+    logger.info("rolling %s back from %s to archived %s", program_id, before.sha256, target.sha256)
+
+    # 2. Kill switch on.
     await engage(
         cluster,
         program_id,
@@ -120,11 +150,6 @@ async def emergency_rollback(
         fee_payer_block,
         slack_block,
     )
-
-    # 2. The archived binary.
-    before = await chain.read_program(cluster, program_id)
-    target = choose_target(cluster.cluster, program_id, to_sha256, before.sha256)
-    logger.info("rolling %s back from %s to archived %s", program_id, before.sha256, target.sha256)
 
     # 3. Accounts the target may not read.
     at_risk = await migrated_on_chain(cluster, program_id, target.sha256)
@@ -146,13 +171,20 @@ async def emergency_rollback(
     # 4-5. Buffer and proposal (once per run), then sign-off under the emergency policy.
     key = rollback_key(cluster.cluster, program_id, target.sha256, current_run_id())
     proposal = records.proposal_by_key(key)
+    subject = None
     if proposal is None:
         buffer = await archive.write_archived_buffer(
-            cluster, program_id, target.sha256, authority_block, fee_payer_block
+            cluster,
+            program_id,
+            target.sha256,
+            None if onchain is not None else authority_block,
+            fee_payer_block,
+            governance_authority=authority if onchain is not None else None,
         )
         description = (
             f"EMERGENCY ROLLBACK of {program_id} to archived binary {target.sha256} "
-            f"(archive #{target.id}): {reason}"
+            f"(archive #{target.id}) under the emergency policy: {emergency.threshold} of "
+            f"{len(emergency.members)} members, timelock {emergency.timelock_seconds} s: {reason}"
         )
         if at_risk:
             description += f" FORCED over {len(at_risk)} migrated accounts: {force_reason}"
@@ -161,7 +193,7 @@ async def emergency_rollback(
             kind="rollback",
             cluster=cluster.cluster,
             backend=policy.backend,
-            governance=str(authority),
+            governance=onchain.governance if onchain is not None else authority,
             program_id=program_id,
             buffer=buffer.address,
             buffer_hash=buffer.sha256,
@@ -171,35 +203,68 @@ async def emergency_rollback(
             threshold=emergency.threshold,
             timelock_seconds=emergency.timelock_seconds,
         )
-        await announce(proposal, emergency, cluster, slack_block)
+        if onchain is not None:  # an emergency-upgrade proposal on chain
+            proposal = await governance.create_proposal(cluster, onchain, proposal)
+            subject = await governance.signing_line(cluster, onchain, proposal)
+        await announce(proposal, emergency, cluster, slack_block, subject=subject)
+    elif onchain is not None:  # finds the on-chain proposal this run created, or creates it
+        proposal = await governance.create_proposal(cluster, onchain, proposal)
+        subject = await governance.signing_line(cluster, onchain, proposal)
     outcome = await collect_signoffs(
-        proposal, emergency, policy_config.signoff_timeout_seconds, cluster, slack_block
+        proposal,
+        emergency,
+        policy_config.signoff_timeout_seconds,
+        cluster,
+        slack_block,
+        onchain,
+        subject=subject,
+        kind="emergency rollback",
     )
     if outcome.closed is not None:
-        records.set_proposal_status(proposal.id, outcome.closed, reason=outcome.reason)
-        raise ProposalClosed(
-            f"rollback proposal #{proposal.id} {outcome.closed}: {outcome.reason}. The kill "
-            "switch stays engaged; release it with the kill-switch runbook when safe."
-        )
-    proposal = records.mark_threshold_met(proposal.id)
+        return closed(proposal, outcome.closed, f"{outcome.closed}: {outcome.reason}")
+    proposal = (
+        await governance.mark_threshold_met(cluster, onchain, proposal)
+        if onchain is not None
+        else records.mark_threshold_met(proposal.id)
+    )
 
     # 6-7. Timelock (a member may still cancel), archive what is replaced, upgrade,
     # verify against the archive.
-    timelock = await wait_out_timelock(proposal, emergency, cluster, slack_block)
+    timelock = await wait_out_timelock(
+        proposal,
+        emergency,
+        cluster,
+        slack_block,
+        onchain,
+        subject=subject,
+        kind="emergency rollback",
+    )
     if timelock.closed is not None:
-        records.set_proposal_status(proposal.id, timelock.closed, reason=timelock.reason)
-        raise ProposalClosed(
-            f"rollback proposal #{proposal.id} {timelock.closed} during its timelock: "
-            f"{timelock.reason}. The kill switch stays engaged; release it with the "
-            "kill-switch runbook when safe."
+        return closed(
+            proposal, timelock.closed, f"{timelock.closed} during its timelock: {timelock.reason}"
         )
 
     async def send() -> str | None:
+        if onchain is not None:
+            return await governance.execute_upgrade(cluster, onchain, proposal)
         return await chain.send_upgrade(
             cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
         )
 
     before, after, signature = await execute_verified(cluster, proposal, target.sha256, send)
+    records.audit(
+        "rollback.verified",
+        f"program:{cluster.cluster}:{program_id}",
+        {
+            "proposal_id": proposal.id,
+            "archive_id": target.id,
+            "archived_sha256": target.sha256,
+            "restored_sha256": after.sha256,
+            "backend": policy.backend,
+            "onchain_proposal": proposal.onchain_address,
+        },
+        actor=proposer,
+    )
 
     # 8. Release the kill switch, after its own sign-off.
     released = None
@@ -216,13 +281,19 @@ async def emergency_rollback(
             slack_block=slack_block,
         )
     result = {
+        "backend": policy.backend,
+        "onchain_proposal": proposal.onchain_address,
         "proposal_id": proposal.id,
         "program_id": program_id,
         "old_hash": before.sha256,
         "new_hash": after.sha256,
+        "archived_hash": target.sha256,
+        "restored_hash": after.sha256,
         "archive_id": target.id,
         "signature": signature,
         "approvals": outcome.approved_by,
+        "emergency_threshold": emergency.threshold,
+        "emergency_timelock_seconds": emergency.timelock_seconds,
         "forced_over_accounts": len(at_risk),
         "kill_switch_engaged": released is None,
         "release_proposal_id": released.release_proposal_id if released else None,
@@ -230,6 +301,19 @@ async def emergency_rollback(
     }
     await publish_report(proposal, result, at_risk, force_reason, cluster)
     return result
+
+
+def closed(proposal: ProposalRecord, status: str, why: str) -> State:
+    """End the run as the upgrade's does: cancelled, or failed when rejected; the kill
+    switch stays engaged either way."""
+    records.set_proposal_status(proposal.id, status, reason=why)
+    message = (
+        f"rollback proposal #{proposal.id} {why}. The kill switch stays engaged; release it "
+        "with the kill-switch runbook when safe."
+    )
+    if status == "rejected":
+        raise ProposalClosed(message)
+    return Cancelled(message=message)
 
 
 def choose_target(
@@ -253,6 +337,7 @@ def choose_target(
             )
     if target.sha256 == current:
         raise InputError(f"{program_id} already runs archived binary {current}")
+    check_archive(target)
     return target
 
 
@@ -311,6 +396,8 @@ async def publish_report(
                     "Kill switch",
                     f"{'still engaged' if result['kill_switch_engaged'] else 'released'}",
                 ),
+                ("Backend", result["backend"]),
+                ("On-chain proposal", f"`{result['onchain_proposal'] or 'none'}`"),
                 ("Reason", proposal.description),
             ]
         ),

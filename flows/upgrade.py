@@ -258,11 +258,18 @@ async def execute_verified(
 
 
 async def announce(
-    proposal: ProposalRecord, policy: Policy, cluster: SolanaCluster, slack_block: str | None
+    proposal: ProposalRecord,
+    policy: Policy,
+    cluster: SolanaCluster,
+    slack_block: str | None,
+    *,
+    subject: ApprovalSubject | None = None,
 ) -> None:
     """Open the proposal's Slack thread: what to sign and how, and who must sign (the
-    members with a Slack user id are @mentioned)."""
-    subject = approval_subject(proposal)
+    members with a Slack user id are @mentioned). ``subject``: the line to sign, when it
+    is not an upgrade's (an on-chain emergency upgrade's, read from the chain)."""
+    if subject is None:
+        subject = approval_subject(proposal)
     text, blocks = messages.proposal_created(
         proposal_id=proposal.id,
         program=proposal.program_id,
@@ -299,14 +306,19 @@ async def collect_signoffs(
     cluster: SolanaCluster,
     slack_block: str | None,
     onchain: governance.OnchainGovernance | None = None,
+    *,
+    subject: ApprovalSubject | None = None,
+    kind: str | None = None,
 ) -> SignOffOutcome:
     """Pause for sign-offs on an upgrade (or rollback) proposal until ``policy``'s
     threshold is met, or members reject or cancel.
 
     With the onchain backend each accepted sign-off is relayed to upgrade_manager, whose
-    verdict is recorded, and who signed off is read back from the chain.
+    verdict is recorded, and who signed off is read back from the chain. ``subject`` and
+    ``kind``: the line to sign and what the form calls the proposal, when not an upgrade's.
     """
-    subject = approval_subject(proposal)
+    if subject is None:
+        subject = approval_subject(proposal)
 
     def describe(approved_by: list[str]) -> str:
         attempts = records.proposal_approvals(proposal.id)
@@ -321,7 +333,7 @@ async def collect_signoffs(
             approved_by=approved_by,
             rpc_url=cluster.rpc_urls[0],
             explorer_link=cluster.explorer_link(proposal.program_id),
-            kind=proposal.kind,
+            kind=kind or proposal.kind,
             label=policy.label,
             last=attempts[-1] if attempts else None,
             onchain_address=proposal.onchain_address,

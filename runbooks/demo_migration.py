@@ -1,14 +1,17 @@
 """The migration and rollback demos, on the same embedded localnet as the upgrade demo.
 
 ``runbooks demo --scenario migration``: deploy demo_vault v1 with a config and 1,000
-vaults (real transactions), upgrade to v2 through the upgrade runbook (sign-offs, timelock,
-archive of v1), migrate every vault through the migration runbook, verify.
+vaults (real transactions), hand its upgrade authority to an upgrade_manager governance
+(3 of 5, emergency 4 of 5), upgrade to v2 through the upgrade runbook with the ``onchain``
+backend (sign-offs relayed to the program, timelock, archive of v1), migrate every vault
+through the migration runbook, verify.
 
 ``runbooks demo --scenario rollback``: the same, then the emergency rollback: kill switch
 on (recorded and the program's pause), the rollback refused over the migrated vaults,
-then forced with a recorded reason; the archived v1 written to a buffer, signed off under
-the emergency policy, upgraded, its hash checked against the archive, and the kill switch
-released after a second sign-off.
+then forced with a recorded reason; the archived v1 written to a buffer handed to the
+governance, proposed on chain as an emergency upgrade, signed off under the governance's
+emergency threshold and timelock, executed by upgrade_manager (no upgrade key), its hash
+checked against the archive, and the kill switch released after a second sign-off.
 
 The helpers build the same scenario for tests and benches.
 """
@@ -16,10 +19,11 @@ The helpers build the same scenario for tests and benches.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from solana.rpc.async_api import AsyncClient
 from solders.account import Account
@@ -32,7 +36,12 @@ from programs.demo_vault import client as vault
 from programs.loader import verifiable_hash
 from runbooks.demo import DemoChain, find_run, save_blocks, start_demo_chain, write_buffer
 
+if TYPE_CHECKING:
+    from domain.signoff import Signable
+    from store.records.proposals import ProposalRecord
+
 DEMO_VAULTS = 1_000
+DEMO_TIMELOCK_SECONDS = 1
 # Vaults created per transaction: each signs (64 B) and adds two instructions.
 _VAULTS_PER_TRANSACTION = 4
 
@@ -134,10 +143,11 @@ async def set_emergency_policy(policy_block: str, *, threshold: int, timelock_se
 async def run_signed_flow(
     start: Callable[[], Coroutine[Any, Any, Any]],
     signers: Sequence[Sequence[Keypair]],
-    message_for: Callable[[uuid.UUID, int], str],
+    message_for: Callable[[uuid.UUID, int], str | Awaitable[str]],
 ) -> Any:
     """Run a flow that pauses for sign-offs; at its n-th sign-off round, ``signers[n]``
-    sign ``message_for(run_id, n)`` and submit the Resume form, as members would."""
+    sign ``message_for(run_id, n)`` (a line, or an awaitable of one) and submit the Resume
+    form, as members would."""
     from prefect import tags
     from prefect.client.orchestration import get_client
 
@@ -154,6 +164,8 @@ async def run_signed_flow(
             for round_, members in enumerate(signers):
                 await wait_for_pause(client, run_id, not_key=key, timeout_seconds=120)
                 message = message_for(run_id, round_)
+                if inspect.isawaitable(message):
+                    message = await message
                 for member in members:
                     key = await sign_off(
                         client,
@@ -175,9 +187,32 @@ async def run_signed_flow(
 
 def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     """The approve message of the newest proposal of ``kind`` this run recorded."""
+    return signing_subject_of(_newest_proposal(run_id, kind)).message("approve")
+
+
+async def current_onchain_message(run_id: uuid.UUID, kind: str, rpc_url: str) -> str:
+    """As ``current_proposal_message``, but an on-chain proposal's line is read from its
+    account, as `runbooks sign --onchain-proposal` reads it (its kind names itself)."""
+    from domain.governance import onchain_approval_line
+
+    proposal = _newest_proposal(run_id, kind)
+    if proposal.backend != "onchain" or not proposal.onchain_address:
+        return signing_subject_of(proposal).message("approve")
+    async with AsyncClient(rpc_url) as client:
+        address = Pubkey.from_string(proposal.onchain_address)
+        line, _, _ = await onchain_approval_line(client, address)
+    return line
+
+
+def signing_subject_of(proposal: ProposalRecord) -> Signable:
+    from flows._signoff import signing_subject
+
+    return signing_subject(proposal)
+
+
+def _newest_proposal(run_id: uuid.UUID, kind: str) -> ProposalRecord:
     from sqlalchemy import select
 
-    from flows._signoff import signing_subject
     from store.db import session_scope
     from store.models import Proposal
     from store.records.proposals import get_proposal
@@ -193,13 +228,13 @@ def current_proposal_message(run_id: uuid.UUID, kind: str) -> str:
     proposal = get_proposal(engine, proposal_id) if proposal_id else None
     if proposal is None:
         raise RuntimeError(f"flow run {run_id} paused without a {kind} proposal")
-    return signing_subject(proposal).message("approve")
+    return proposal
 
 
 async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -> dict[str, Any]:
     """Upgrade, migrate ``vaults`` accounts and verify; with ``rollback``, roll back too."""
     from flows.migration import migrate_accounts
-    from runbooks.demo import run_upgrade
+    from runbooks.demo import hand_buffer_to_governance, run_upgrade, setup_governance
 
     started = time.monotonic()
     chain = start_demo_chain()
@@ -210,9 +245,12 @@ async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -
         await create_vaults(chain, config, vaults)
         result["vaults_created"] = vaults
         result["vault_setup_seconds"] = round(time.monotonic() - created, 2)
-        names = await save_blocks(chain)
-        await set_emergency_policy(names["policy_block"], threshold=2, timelock_seconds=1)
+        # 1 s timelocks: the demo's waits are the sign-offs, not the clock.
+        await setup_governance(chain, timelock_seconds=DEMO_TIMELOCK_SECONDS)
+        names = await save_blocks(chain, timelock_seconds=DEMO_TIMELOCK_SECONDS, backend="onchain")
+        result["backend"] = "onchain"
         buffer = await write_buffer(chain, chain.binaries["v2"])
+        await hand_buffer_to_governance(chain, buffer)
         v1_hash, v2_hash = (verifiable_hash(chain.binaries[v]) for v in ("v1", "v2"))
         upgrade = await run_upgrade(
             chain, buffer, chain.members[:3], names, expected_sha256=v2_hash
@@ -226,7 +264,10 @@ async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -
         )
         result["migration"] = migration
         if rollback:
-            result["rollback"] = await demo_rollback(chain, names, config, v1_hash)
+            rolled = await demo_rollback(chain, names, config, v1_hash)
+            result["rollback"] = rolled
+            result["archived_hash"] = rolled["archived_hash"]
+            result["restored_hash"] = rolled["restored_hash"]
     finally:
         chain.server.stop()
     result["seconds"] = round(time.monotonic() - started, 2)
@@ -236,7 +277,8 @@ async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -
 async def demo_rollback(
     chain: DemoChain, names: dict[str, str], config: Pubkey, v1_hash: str
 ) -> dict[str, Any]:
-    """Roll the migrated program back to the archived v1: refused, then forced."""
+    """Roll the migrated program back to the archived v1: refused, then forced; signed
+    off under the governance's emergency threshold by as many members."""
     from core.errors import RollbackRefused
     from flows.rollback import emergency_rollback
 
@@ -253,11 +295,12 @@ async def demo_rollback(
         await emergency_rollback(**params)
     except RollbackRefused as exc:
         refused = f"{len(exc.accounts)} migrated accounts named"
-    emergency = chain.members[:2]
+    emergency = chain.members[: await emergency_threshold(chain)]
 
-    def message(run_id: uuid.UUID, round_: int) -> str:
-        kind = "rollback" if round_ == 0 else "kill-switch-release"
-        return current_proposal_message(run_id, kind)
+    async def message(run_id: uuid.UUID, round_: int) -> str:
+        if round_ == 0:  # upgrade_manager's emergency-upgrade line, read from the chain
+            return await current_onchain_message(run_id, "rollback", chain.url)
+        return current_proposal_message(run_id, "kill-switch-release")
 
     result = await run_signed_flow(
         lambda: emergency_rollback(
@@ -269,8 +312,17 @@ async def demo_rollback(
         message,
     )
     result["refused_first"] = refused
-    result["restored_archived_hash"] = result["new_hash"] == v1_hash
+    result["restored_archived_hash"] = result["restored_hash"] == result["archived_hash"] == v1_hash
     return result
+
+
+async def emergency_threshold(chain: DemoChain) -> int:
+    """The emergency threshold the demo's governance enforces."""
+    from domain.governance import read_governance
+
+    assert chain.governance is not None
+    async with AsyncClient(chain.url) as client:
+        return (await read_governance(client, chain.governance)).emergency_threshold
 
 
 def main(scenario: str = "migration") -> int:

@@ -11,7 +11,7 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from core.errors import AccountNotFound, HashMismatch, RecordsError
+from core.errors import AccountNotFound, ChainError, HashMismatch, InputError, RecordsError
 from domain import rollback
 from programs import loader, rpc
 from programs.rpc import BufferInfo
@@ -63,11 +63,17 @@ async def write_archived_buffer(
     cluster: SolanaCluster,
     program_id: str,
     sha256: str,
-    authority_block: str,
+    authority_block: str | None,
     fee_payer_block: str,
+    *,
+    governance_authority: str | None = None,
 ) -> BufferInfo:
     """Write an archived binary to a new buffer owned by the upgrade authority; checks the
     buffer's hash equals the archived one.
+
+    With ``governance_authority`` (a governance's authority PDA, the onchain backend) no
+    upgrade key is loaded: the fee payer writes the buffer and hands it to the PDA, as
+    `solana program set-buffer-authority` would, which upgrade_manager's proposals require.
 
     A retry after a failure part-way writes a fresh buffer; close the abandoned one
     (`solana program close <buffer>`) to recover its rent.
@@ -78,11 +84,27 @@ async def write_archived_buffer(
             f"no archived binary {sha256} of {program_id} on {cluster.cluster}; "
             "the upgrade runbook archives the binary it replaces before executing"
         )
-    authority = (await load_block(SolanaKeypair, authority_block)).keypair()
+    rollback.check_archive(archive)
     payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
+    if governance_authority is not None:
+        authority = payer
+    elif authority_block:
+        authority = (await load_block(SolanaKeypair, authority_block)).keypair()
+    else:
+        raise InputError("writing a buffer for the upgrade authority needs its keypair block")
     async with rpc_client(cluster) as client:
         buffer = await rpc.write_buffer(client, payer, Keypair(), authority, archive.data)
+        if governance_authority is not None:
+            hand_over = loader.set_authority(
+                buffer, payer.pubkey(), Pubkey.from_string(governance_authority)
+            )
+            await rpc.send_and_confirm(client, [hand_over], payer)
         info = await rpc.read_buffer(client, buffer)
+    if governance_authority is not None and info.authority != governance_authority:
+        raise ChainError(
+            f"buffer {buffer}'s authority is {info.authority}, not the governance's "
+            f"{governance_authority}, after the hand-over"
+        )
     if info.sha256 != archive.sha256:
         raise HashMismatch(
             f"buffer {buffer} written from archive #{archive.id}", sha256, info.sha256

@@ -41,7 +41,7 @@ from domain.policy import Policy
 from domain.signoff import Verdict
 from programs import rpc
 from programs.upgrade_manager import client as um
-from programs.upgrade_manager.client import Proposal
+from programs.upgrade_manager.client import Governance, Proposal
 from store import records
 from store.records import audit as audit_records
 from store.records import proposals
@@ -52,6 +52,8 @@ from tasks.records import current_run_id, records_engine
 # The audit row that ties a records proposal to its on-chain number (written before the
 # on-chain proposal is created, so a retry reuses the number instead of taking another).
 NUMBER_ACTION = "proposal.onchain_number"
+# The records kind proposed on chain as an emergency upgrade (emergency threshold, timelock).
+EMERGENCY_KIND = "rollback"
 DEFAULT_CU_LIMIT = 200_000
 MAX_CU_LIMIT = 1_400_000
 
@@ -186,6 +188,7 @@ async def create_proposal(
                 Pubkey.from_string(proposal.buffer or ""),
                 proposal.buffer_hash or "",
                 payer.pubkey(),
+                emergency=proposal.kind == EMERGENCY_KIND,
                 program_id=program_key,
             )
             try:
@@ -205,9 +208,12 @@ async def create_proposal(
 
 def _check_is_this_proposal(state: Proposal | None, proposal: ProposalRecord, number: int) -> None:
     """The account at the reserved address must hold this upgrade, not someone else's."""
+    emergency = proposal.kind == EMERGENCY_KIND
+    kind = um.ProposalKind.EMERGENCY_UPGRADE if emergency else um.ProposalKind.UPGRADE
     if (
         state is None
         or state.index != number
+        or state.kind != kind
         or str(state.program) != proposal.program_id
         or str(state.buffer) != proposal.buffer
         or state.buffer_hash.hex() != proposal.buffer_hash
@@ -336,3 +342,170 @@ async def execute_upgrade(
             ) from None
     logger.info("upgrade of %s executed by upgrade_manager: %s", target, signature)
     return str(signature)
+
+
+# --- Reading the governance and a proposal's signed line; authority changes -------------
+
+
+@task(name="read-governance-state", **READ_RETRIES)
+async def governance_state(cluster: SolanaCluster, onchain_gov: OnchainGovernance) -> Governance:
+    """The governance account as the chain holds it (members, thresholds, timelocks)."""
+    program_key, gov_key = onchain_gov.keys
+    async with rpc_client(cluster) as client:
+        return await gov_rpc.read_governance(client, gov_key, program_key)
+
+
+@task(name="read-onchain-signing-line", **READ_RETRIES)
+async def signing_line(
+    cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> gov_rpc.ChainLine:
+    """The lines members sign for ``proposal``'s on-chain proposal, as the program rebuilds
+    them (any kind: emergency upgrade, set-authority)."""
+    async with rpc_client(cluster) as client:
+        p = await _read(client, onchain_gov, proposal)
+    return gov_rpc.chain_line(onchain_gov.keys[1], p)
+
+
+async def _reserve_number(
+    client: AsyncClient, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> tuple[int, Pubkey, ProposalRecord]:
+    """The on-chain number of ``proposal`` (reserved in the records once, before anything
+    is sent), its address, and the record with that address set."""
+    program_key, gov_key = onchain_gov.keys
+    engine = records_engine()
+    number = _reserved_number(proposal)
+    if number is None:
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+        number = state.proposal_count + 1
+        audit_records.audit(
+            engine,
+            records.DEFAULT_ACTOR,
+            NUMBER_ACTION,
+            proposals.proposal_subject(proposal.id),
+            {
+                "governance": str(gov_key),
+                "index": number,
+                "address": str(um.proposal_address(gov_key, number, program_key)),
+            },
+            current_run_id(),
+        )
+    address = um.proposal_address(gov_key, number, program_key)
+    proposal = proposals.set_onchain_address(
+        engine, proposal.id, str(address), flow_run_id=current_run_id()
+    )
+    return number, address, proposal
+
+
+@task(name="create-onchain-set-authority", **WRITE_RETRIES)
+async def create_set_authority_proposal(
+    cluster: SolanaCluster,
+    onchain_gov: OnchainGovernance,
+    proposal: ProposalRecord,
+    new_authority: str,
+) -> ProposalRecord:
+    """Create the on-chain proposal (once) to hand ``proposal``'s program from the
+    governance to ``new_authority``, and record its address."""
+    program_key, gov_key = onchain_gov.keys
+    payer = await _payer(onchain_gov)
+    target = Pubkey.from_string(proposal.program_id)
+    new_key = Pubkey.from_string(new_authority)
+    async with rpc_client(cluster) as client:
+        number, address, proposal = await _reserve_number(client, onchain_gov, proposal)
+        existing = await gov_rpc.read_proposal(client, address)
+        if existing is None:
+            ix = um.propose_set_authority(
+                gov_key, number, target, new_key, payer.pubkey(), program_key
+            )
+            try:
+                signature = await rpc.send_and_confirm(client, [ix], payer)
+            except TransactionFailed as exc:
+                code = gov_rpc.program_error(exc, program_key)
+                if code == um.UpgradeManagerError.InvalidPda:
+                    raise ChainError(
+                        f"on-chain proposal number {number} of governance {gov_key} was taken "
+                        "by another proposer meanwhile; start a new key-rotation run"
+                    ) from None
+                if code is None:
+                    raise
+                raise TransactionFailed(
+                    f"upgrade_manager refused propose_set_authority: {code.name} ({code.value})",
+                    exc.logs,
+                ) from None
+            get_run_logger().info(
+                "on-chain set-authority proposal %d created at %s: %s", number, address, signature
+            )
+            existing = await gov_rpc.read_proposal(client, address)
+    if (
+        existing is None
+        or existing.index != number
+        or existing.kind != um.ProposalKind.SET_AUTHORITY
+        or existing.program != target
+        or existing.new_authority != new_key
+    ):
+        raise ChainError(
+            f"on-chain proposal {number} ({address}) does not hold proposal #{proposal.id}'s "
+            "authority change; another proposer took that number. Start a new run"
+        )
+    return proposal
+
+
+@task(name="execute-onchain-set-authority", **WRITE_RETRIES)
+async def execute_set_authority(
+    cluster: SolanaCluster,
+    onchain_gov: OnchainGovernance,
+    proposal: ProposalRecord,
+    new_authority: str,
+) -> str | None:
+    """Have upgrade_manager hand the program to ``new_authority`` once the chain's timelock
+    has run out; None when the program already has that authority (a retry)."""
+    logger = get_run_logger()
+    program_key, gov_key = onchain_gov.keys
+    payer = await _payer(onchain_gov)
+    target = Pubkey.from_string(proposal.program_id)
+    async with rpc_client(cluster) as client:
+        program = await rpc.read_program(client, target)
+        if program.authority == new_authority:
+            logger.info("%s already has upgrade authority %s: nothing sent", target, new_authority)
+            return None
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+        p = await _read(client, onchain_gov, proposal)
+        closed = gov_rpc.closed_status(p)
+        if closed is not None:
+            raise ProposalClosed(f"on-chain proposal {p.index} is {closed}; it cannot execute")
+        executable_at = p.executable_at(state)
+        if executable_at is None:
+            raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain")
+        while (left := executable_at - await gov_rpc.chain_time(client)) > 0:
+            logger.info("on-chain timelock: %d s left", left)
+            await asyncio.sleep(min(left, 30))
+        ix = um.execute_set_authority(
+            gov_key,
+            Pubkey.from_string(proposal.onchain_address or ""),
+            target,
+            Pubkey.from_string(new_authority),
+            program_key,
+        )
+        try:
+            signature = await rpc.send_and_confirm(client, [ix], payer)
+        except TransactionFailed as exc:
+            code = gov_rpc.program_error(exc, program_key)
+            if code is None:
+                raise
+            raise TransactionFailed(
+                f"upgrade_manager refused execute_set_authority: {code.name} ({code.value})",
+                exc.logs,
+            ) from None
+    logger.info("upgrade authority of %s handed to %s: %s", target, new_authority, signature)
+    return str(signature)
+
+
+@task(name="read-governance-authority", **READ_RETRIES)
+async def governance_authority(cluster: SolanaCluster, governance: str, program_id: str) -> str:
+    """The authority PDA of the governance at ``governance`` (read and checked on chain)."""
+    async with rpc_client(cluster) as client:
+        state = await gov_rpc.read_governance(
+            client,
+            parse_pubkey(governance, "governance"),
+            parse_pubkey(program_id, "governance program"),
+        )
+    return str(state.authority)

@@ -106,6 +106,7 @@ def test_demo_first_run_on_a_loaded_machine_with_a_slow_prefect_start(
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("RESULT "), output
     result = json.loads(last.removeprefix("RESULT "))
+    assert result["backend"] == "onchain", result
     assert result["new_hash"] == verifiable_hash(demo_binaries["v2"]), result
     assert result["old_hash"] == verifiable_hash(demo_binaries["v1"]), result
     # The server's database was created by this run, in the fresh home.
