@@ -146,8 +146,9 @@ def envelope(message: str, signer: Pubkey | None = None, form: SignedForm = LEGA
     return standard_envelope(message, signer, form.application_domain)
 
 
-def sign(keypair: Keypair, message: str, form: SignedForm = LEGACY) -> Signature:
-    """Sign ``message`` as `solana sign-offchain-message` would (``form``: which CLI)."""
+def sign(keypair: Keypair, message: str, form: SignedForm = STANDARD) -> Signature:
+    """Sign ``message`` as `solana sign-offchain-message` would (``form``: which CLI; the
+    standard envelope of current CLIs by default)."""
     return keypair.sign_message(envelope(message, keypair.pubkey(), form))
 
 

@@ -28,6 +28,7 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
+from core.approval import STANDARD
 from core.errors import (
     ApprovalError,
     ChainError,
@@ -257,6 +258,8 @@ async def relay_signoff(
             parse_signature(signature),
             verdict.decision,
             program_key,
+            # The envelope the review found the signature in; the program accepts both.
+            form=verdict.form or STANDARD,
         )
         try:
             tx = await rpc.send_and_confirm(client, ixs, payer)

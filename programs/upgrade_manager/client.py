@@ -48,7 +48,15 @@ from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.sysvar import CLOCK, INSTRUCTIONS, RENT
 
-from core.approval import Action, ApprovalSubject, check_restricted_ascii, envelope
+from core.approval import (
+    LEGACY,
+    STANDARD,
+    Action,
+    ApprovalSubject,
+    SignedForm,
+    check_restricted_ascii,
+    envelope,
+)
 from programs import loader
 from programs.anchor import (
     Reader,
@@ -122,6 +130,12 @@ class UpgradeManagerError(IntEnum):
     NotProposerOrMember = 6025
     NewAuthorityMismatch = 6026
     Overflow = 6027
+    # A relayed signature's standard off-chain envelope, when it is not the one accepted.
+    EnvelopeSignerCount = 6028
+    EnvelopeSigner = 6029
+    EnvelopeFormat = 6030
+    EnvelopeApplicationDomain = 6031
+    EnvelopeLength = 6032
 
 
 # --------------------------------------------------------------------------- accounts
@@ -358,9 +372,16 @@ def approval_text(governance: Pubkey, proposal: Proposal, action: Action = "appr
     return text
 
 
-def approval_envelope(governance: Pubkey, proposal: Proposal, action: Action = "approve") -> bytes:
-    """The exact bytes a member's key signs (off-chain message envelope v0)."""
-    return envelope(approval_text(governance, proposal, action))
+def approval_envelope(
+    governance: Pubkey,
+    proposal: Proposal,
+    action: Action = "approve",
+    signer: Pubkey | None = None,
+    form: SignedForm = LEGACY,
+) -> bytes:
+    """The exact bytes ``signer``'s key signs in ``form`` (the standard envelope names its
+    signer and application domain: zero, or ``governance``'s address)."""
+    return envelope(approval_text(governance, proposal, action), signer, form)
 
 
 # ----------------------------------------------------------------------- instructions
@@ -558,13 +579,15 @@ def relayed_vote_instructions(
     signature: Signature,
     action: Action = "approve",
     program_id: Pubkey = PROGRAM_ID,
+    form: SignedForm = STANDARD,
 ) -> list[Instruction]:
     """[Ed25519SigVerify of ``member``'s signature, the vote], for one transaction.
 
     The signed message is rebuilt from the decoded ``proposal``, exactly as the program
-    rebuilds it; a signature over anything else fails in the precompile.
+    rebuilds it, in the envelope ``form`` the member signed (the sign-off review found
+    it); a signature over anything else fails in the precompile.
     """
-    message = approval_envelope(governance, proposal, action)
+    message = approval_envelope(governance, proposal, action, member, form)
     return [
         ed25519_instruction(member, signature, message),
         vote(governance, proposal_account, action, program_id),
@@ -578,10 +601,11 @@ def relayed_approval_instructions(
     member: Pubkey,
     signature: Signature,
     program_id: Pubkey = PROGRAM_ID,
+    form: SignedForm = STANDARD,
 ) -> list[Instruction]:
     """[ed25519_ix, approve_ix]: relay one member's approval (the runbook's main path)."""
     return relayed_vote_instructions(
-        governance, proposal_account, proposal, member, signature, "approve", program_id
+        governance, proposal_account, proposal, member, signature, "approve", program_id, form
     )
 
 

@@ -23,7 +23,7 @@ from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from core.approval import Action
+from core.approval import STANDARD, Action, SignedForm
 from programs import loader
 from programs.toolchain.build import build_program
 from programs.upgrade_manager import client
@@ -200,27 +200,33 @@ class Sandbox:
         self.ok([client.propose_config(self.governance, index, config, self.payer.pubkey())])
         return index
 
-    def sign(self, member: Keypair, index: int, action: Action = "approve") -> Signature:
+    def sign(
+        self, member: Keypair, index: int, action: Action = "approve", form: SignedForm = STANDARD
+    ) -> Signature:
         """``member``'s signature over proposal ``index``'s message, as `runbooks sign` makes it."""
+        p = self.proposal(index)
         return member.sign_message(
-            client.approval_envelope(self.governance, self.proposal(index), action)
+            client.approval_envelope(self.governance, p, action, member.pubkey(), form)
         )
 
     def relay_instructions(
-        self, index: int, member: Keypair, action: Action = "approve"
+        self, index: int, member: Keypair, action: Action = "approve", form: SignedForm = STANDARD
     ) -> list[Instruction]:
         return client.relayed_vote_instructions(
             self.governance,
             self.proposal_account(index),
             self.proposal(index),
             member.pubkey(),
-            self.sign(member, index, action),
+            self.sign(member, index, action, form),
             action,
+            form=form,
         )
 
-    def relay(self, index: int, member: Keypair, action: Action = "approve") -> Sent:
+    def relay(
+        self, index: int, member: Keypair, action: Action = "approve", form: SignedForm = STANDARD
+    ) -> Sent:
         """A member's vote relayed by the payer: the member sends and pays nothing."""
-        return self.send(self.relay_instructions(index, member, action))
+        return self.send(self.relay_instructions(index, member, action, form))
 
     def approve_all(self, index: int, members: Sequence[Keypair] | None = None) -> None:
         proposal = self.proposal(index)

@@ -52,8 +52,10 @@
  * instruction". Offsets that name another instruction are refused even when they name
  * the precompile's own index: accepting one spelling only leaves nothing to get wrong,
  * and 0xFFFF is what the standard builders (solana-sdk, web3.js) write. The public key
- * must be a member who has not voted, and the message bytes must equal the envelope
- * this program rebuilds from on-chain state (message.c).
+ * must be a member who has not voted, and the message bytes must be the text this
+ * program rebuilds from on-chain state in one of the two off-chain envelopes members'
+ * tools sign: the standard v0 (one signer, the member; application domain zero or the
+ * governance address; format 0) or the legacy header (message.c).
  */
 #include "upgrade_manager.h"
 
@@ -62,6 +64,7 @@
 #define HEAP_ACCOUNTS ((SolAccountInfo *)SOL_HEAP_START)
 #define HEAP_MESSAGE (SOL_HEAP_START + 1024)
 #define MESSAGE_CAP 2048
+_Static_assert(MESSAGE_CAP >= MAX_TEXT, "room for the approval text");
 
 #define ED25519_OFFSETS_START 2
 #define ED25519_OFFSETS_SIZE 14
@@ -516,12 +519,10 @@ static uint64_t relayed_member(const SolParameters *params, const Governance *g,
   if (action != ACTION_CANCEL && ((p->approvals | p->rejections) >> index) & 1) {
     return E_ALREADY_VOTED;
   }
-  uint8_t *expected = HEAP_MESSAGE;
-  uint64_t len = build_envelope(governance_key, p, action, expected, MESSAGE_CAP);
-  if (len == 0) return E_OVERFLOW;
-  int diff = 1;
-  if (len == message_size) sol_memcmp_(expected, d + message_offset, len, &diff);
-  if (diff != 0) return E_MESSAGE_MISMATCH;
+  SignedMessage signed_message = {(const SolPubkey *)(d + pubkey_offset), d + message_offset,
+                                  message_size};
+  uint64_t err = check_signed_message(governance_key, p, action, &signed_message, HEAP_MESSAGE);
+  if (err) return err;
   *member = index;
   return SUCCESS;
 }

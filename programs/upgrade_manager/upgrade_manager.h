@@ -68,6 +68,11 @@
 #define E_NOT_PROPOSER_OR_MEMBER 6025
 #define E_NEW_AUTHORITY_MISMATCH 6026
 #define E_OVERFLOW 6027
+#define E_ENVELOPE_SIGNER_COUNT 6028
+#define E_ENVELOPE_SIGNER 6029
+#define E_ENVELOPE_FORMAT 6030
+#define E_ENVELOPE_APPLICATION_DOMAIN 6031
+#define E_ENVELOPE_LENGTH 6032
 
 /* Twelve members keep the worst-case config-change approval (every member's base58 key
  * in the signed text) inside one relayed transaction of 1232 bytes. */
@@ -142,10 +147,21 @@ typedef struct {
 _Static_assert(sizeof(Governance) == 496, "Governance layout");
 _Static_assert(sizeof(Proposal) == 656, "Proposal layout");
 
-/* Builds the signed bytes for `action` on `proposal`: the off-chain message envelope v0
- * around the restricted-ASCII approval text (core/approval.py). Returns the length
- * written to `out`, or 0 if `cap` is too small. */
-uint64_t build_envelope(const SolPubkey *governance, const Proposal *proposal, uint8_t action,
-                        uint8_t *out, uint64_t cap);
+/* The longest approval text; `scratch` below must hold this many bytes. */
+#define MAX_TEXT 1100
+
+/* What the Ed25519 precompile verified: `size` bytes at `msg` signed by `signer`. */
+typedef struct {
+  const SolPubkey *signer;
+  const uint8_t *msg;
+  uint64_t size;
+} SignedMessage;
+
+/* SUCCESS if `m` is the approval text for `action` on `proposal` (rebuilt into
+ * `scratch`) in an off-chain message envelope this program accepts: the legacy header,
+ * or the standard v0 one with the signer as its one signer, format 0 and an application
+ * domain of zero or the governance's address. Otherwise the error naming what differs. */
+uint64_t check_signed_message(const SolPubkey *governance, const Proposal *proposal,
+                              uint8_t action, const SignedMessage *m, uint8_t *scratch);
 
 #endif /* UPGRADE_MANAGER_H */

@@ -25,7 +25,7 @@ from solders.sysvar import INSTRUCTIONS
 from solders.transaction import Transaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from core.approval import ApprovalSubject
+from core.approval import LEGACY, ApprovalSubject
 from programs import loader
 from programs.anchor import AnchorError, account_discriminator, instruction_discriminator
 from programs.demo_vault import client as vault_client
@@ -800,7 +800,7 @@ def test_config_proposal_with_every_member_fits_one_relayed_transaction(box: San
         tuple(m.pubkey() for m in members), 12, 4_294_967_296, 12, 4_294_967_296
     )
     index = box.propose_config(config)
-    ixs = box.relay_instructions(index, box.members[0])
+    ixs = box.relay_instructions(index, box.members[0], form=LEGACY)
     tx = Transaction([box.payer], Message(ixs, box.payer.pubkey()), box.svm.latest_blockhash())
     assert len(bytes(tx)) <= PACKET_DATA_SIZE
     assert box.send(ixs).ok
