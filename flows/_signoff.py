@@ -67,6 +67,8 @@ def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
         program=proposal.program_id,
         buffer=proposal.buffer or "",
         sha256=proposal.buffer_hash or "",
+        # None for proposals recorded before the records kept it: line_head refuses those.
+        cluster=proposal.genesis_hash or "",
     )
 
 

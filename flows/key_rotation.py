@@ -55,7 +55,7 @@ from flows._signoff import SignOffOutcome
 from flows.upgrade import wait_out_timelock
 from store.records import key_rotation as key_rotation_records
 from store.records.proposals import ProposalRecord, proposal_subject
-from tasks import chain, records
+from tasks import chain, governance, records
 from tasks import key_rotation as key_tasks
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id, records_engine
@@ -83,6 +83,7 @@ def change_subject(proposal: ProposalRecord, new_authority: str | None) -> Autho
         buffer="",
         sha256=proposal.buffer_hash or "",
         new_authority=new_authority or IMMUTABLE,
+        cluster=proposal.genesis_hash or "",  # none recorded: the line refuses to form
     )
 
 
@@ -177,6 +178,7 @@ async def rotate_upgrade_authority(
             members=list(policy.members),
             threshold=threshold,
             timelock_seconds=policy.timelock_seconds,
+            genesis_hash=await governance.cluster_genesis(cluster),
         )
         records.audit(
             "key_rotation.proposed",

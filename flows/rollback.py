@@ -43,7 +43,7 @@ from store.records import migrations as migrations_records
 from store.records.archives import ArchiveRecord
 from store.records.migrations import MigratedAccount
 from store.records.proposals import ProposalRecord
-from tasks import archive, chain, records
+from tasks import archive, chain, governance, records
 from tasks.chain import rpc_client
 from tasks.migration import FETCH_LIMIT, fetch_accounts
 from tasks.records import current_run_id, records_engine
@@ -170,6 +170,7 @@ async def emergency_rollback(
             members=list(emergency.members),
             threshold=emergency.threshold,
             timelock_seconds=emergency.timelock_seconds,
+            genesis_hash=await governance.cluster_genesis(cluster),
         )
         await announce(proposal, emergency, cluster, slack_block)
     outcome = await collect_signoffs(

@@ -101,6 +101,31 @@ async def load_governance(
     return OnchainGovernance(str(program_key), str(address), str(state.authority), fee_payer_block)
 
 
+@task(name="read-cluster-genesis", **READ_RETRIES)
+async def cluster_genesis(
+    cluster: SolanaCluster, onchain_gov: OnchainGovernance | None = None
+) -> str:
+    """The cluster's genesis hash (``getGenesisHash``), which the signed line names. With
+    the onchain backend it must be the one the governance was created for: otherwise the
+    RPC URL points at another cluster and the proposal is refused before anything is
+    written."""
+    async with rpc_client(cluster) as client:
+        genesis = await rpc.genesis_hash(client)
+        if onchain_gov is None:
+            return genesis
+        program_key, gov_key = onchain_gov.keys
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+    if state.cluster != genesis:
+        raise ChainError(
+            f"cluster block {cluster.cluster!r} answers with genesis hash {genesis}, but "
+            f"governance {gov_key} was created for the cluster whose genesis hash is "
+            f"{state.cluster}: check the cluster block's RPC URL "
+            f"({', '.join(cluster.rpc_urls)}), it points at another cluster, or the multisig "
+            "block's governance; nothing was proposed"
+        )
+    return genesis
+
+
 def proposal_number(proposal: ProposalRecord) -> str:
     """The proposal number members sign: the on-chain index for the onchain backend
     (what the program rebuilds), else the records id."""
@@ -187,12 +212,23 @@ async def create_proposal(
                 Pubkey.from_string(proposal.buffer or ""),
                 proposal.buffer_hash or "",
                 payer.pubkey(),
+                # The buffer's lamports come back to the fee payer that paid for it; the
+                # program refuses any other spill at execution.
+                spill=payer.pubkey(),
                 program_id=program_key,
             )
             try:
                 signature = await rpc.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
             except TransactionFailed as exc:
-                if gov_rpc.program_error(exc, program_key) == um.UpgradeManagerError.InvalidPda:
+                code = gov_rpc.program_error(exc, program_key)
+                if code == um.UpgradeManagerError.NotAllowedToPropose:
+                    raise ChainError(
+                        f"governance {gov_key} refused the proposal: the fee payer "
+                        f"{payer.pubkey()} ({onchain_gov.fee_payer_block}) is neither a member "
+                        "nor the governance's proposer; set it as proposer with a config "
+                        "change, or use a member's key as fee payer"
+                    ) from None
+                if code == um.UpgradeManagerError.InvalidPda:
                     raise ChainError(
                         f"on-chain proposal number {number} of governance {gov_key} was taken "
                         "by another proposer meanwhile; start a new upgrade run"
@@ -325,7 +361,7 @@ async def execute_upgrade(
             Pubkey.from_string(proposal.onchain_address or ""),
             target,
             buffer,
-            payer.pubkey(),
+            p.spill,  # fixed at proposal; the program refuses any other
             program_key,
         )
         try:
@@ -338,4 +374,49 @@ async def execute_upgrade(
                 f"upgrade_manager refused execute_upgrade: {code.name} ({code.value})", exc.logs
             ) from None
     logger.info("upgrade of %s executed by upgrade_manager: %s", target, signature)
+    return str(signature)
+
+
+@task(name="adopt-program", **WRITE_RETRIES)
+async def adopt_program(
+    cluster: SolanaCluster,
+    onchain_gov: OnchainGovernance,
+    program_id: str,
+    authority_block: str,
+) -> str | None:
+    """Hand ``program_id`` to the governance with upgrade_manager's checked adopt: the
+    current upgrade authority (``authority_block``'s keypair) signs, and the program
+    signs for the governance's authority PDA as the new authority, so the program can
+    only go to a real governance (a mistyped address fails and changes nothing).
+
+    The transaction signature; None when the PDA already is the program's authority (a
+    retry, or adopted before).
+    """
+    program_key, gov_key = onchain_gov.keys
+    target = parse_pubkey(program_id, "program id")
+    current = (await load_block(SolanaKeypair, authority_block)).keypair()
+    payer = await _payer(onchain_gov)
+    async with rpc_client(cluster) as client:
+        # Reading the governance first: an address that is not one is refused here.
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+        program = await rpc.read_program(client, target)
+        if program.authority == str(state.authority):
+            get_run_logger().info("%s is already managed by governance %s", target, gov_key)
+            return None
+        if program.authority != str(current.pubkey()):
+            raise InputError(
+                f"{target}'s upgrade authority is {program.authority or 'none (immutable)'}, "
+                f"not {current.pubkey()} (block {authority_block!r}): only the current "
+                "authority can hand it to the governance"
+            )
+        ix = um.adopt_program(gov_key, target, current.pubkey(), program_key)
+        signers = [current] if current.pubkey() != payer.pubkey() else []
+        signature = await rpc.send_and_confirm(client, [ix], payer, signers)
+    get_run_logger().info(
+        "%s adopted by governance %s (authority %s): %s",
+        target,
+        gov_key,
+        state.authority,
+        signature,
+    )
     return str(signature)

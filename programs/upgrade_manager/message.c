@@ -28,7 +28,7 @@ typedef struct {
   uint8_t *w;
 } Text;
 
-_Static_assert(160 + 60 + 45 * MAX_MEMBERS + 5 * 20 < MAX_TEXT, "approval text fits");
+_Static_assert(220 + 60 + 45 * MAX_MEMBERS + 5 * 20 < MAX_TEXT, "approval text fits");
 
 static inline void put(Text *t, const char *s, uint64_t n) {
   uint8_t *w = t->w;
@@ -109,7 +109,7 @@ static void put_upgrade_target(Text *t, const Proposal *p) {
 static uint64_t build_text(const SolPubkey *governance, const Proposal *p, uint8_t action,
                            uint8_t *text) {
   Text t = {text};
-  PUT(&t, "solana-runbooks v1; action: ");
+  PUT(&t, "solana-runbooks v2; action: ");
   if (action == ACTION_APPROVE) {
     PUT(&t, "approve");
   } else if (action == ACTION_REJECT) {
@@ -117,6 +117,9 @@ static uint64_t build_text(const SolPubkey *governance, const Proposal *p, uint8
   } else {
     PUT(&t, "cancel");
   }
+  /* The genesis hash: a sign-off given on one cluster never counts on another. */
+  PUT(&t, "; cluster: ");
+  put_pubkey(&t, (const SolPubkey *)p->genesis_hash);
   PUT(&t, "; governance: ");
   put_pubkey(&t, governance);
   PUT(&t, "; proposal: ");
@@ -170,25 +173,11 @@ static bool all_zero(const uint8_t *bytes, uint64_t n) {
   return true;
 }
 
-uint64_t check_signed_message(const SolPubkey *governance, const Proposal *p, uint8_t action,
-                              const SignedMessage *m, uint8_t *scratch) {
+/* The standard v0 envelope around the `len` text bytes in `scratch`, one signer. */
+static uint64_t check_standard(const SolPubkey *governance, const SignedMessage *m,
+                               const uint8_t *scratch, uint64_t len) {
   const uint8_t *msg = m->msg;
   uint64_t size = m->size;
-  uint64_t len = build_text(governance, p, action, scratch);
-  if (len == 0) return E_OVERFLOW;
-  if (size < LEGACY_HEADER || !same_bytes(msg, (const uint8_t *)SIGNING_DOMAIN, 16) ||
-      msg[16] != 0) {
-    return E_MESSAGE_MISMATCH;
-  }
-  /* Legacy: format 0 where the standard form has its domain, and a length that spans
-   * exactly the rest. (A standard envelope cannot pass for one: its text would have to
-   * start inside the domain.) */
-  if (msg[17] == 0 && LEGACY_HEADER + sol_read_u16(msg + 18) == size) {
-    if (size != LEGACY_HEADER + len || !same_bytes(msg + LEGACY_HEADER, scratch, len)) {
-      return E_MESSAGE_MISMATCH;
-    }
-    return SUCCESS;
-  }
   if (size < STANDARD_SIGNER_AT) return E_MESSAGE_MISMATCH;
   const uint8_t *domain = msg + STANDARD_DOMAIN_AT;
   if (!all_zero(domain, 32) && !same_bytes(domain, governance->x, 32)) {
@@ -202,4 +191,28 @@ uint64_t check_signed_message(const SolPubkey *governance, const Proposal *p, ui
   if (declared != len || size != STANDARD_HEADER + declared) return E_ENVELOPE_LENGTH;
   if (!same_bytes(msg + STANDARD_HEADER, scratch, len)) return E_MESSAGE_MISMATCH;
   return SUCCESS;
+}
+
+uint64_t check_signed_message(const SolPubkey *governance, const Proposal *p, uint8_t action,
+                              const SignedMessage *m, uint8_t *scratch) {
+  const uint8_t *msg = m->msg;
+  uint64_t size = m->size;
+  uint64_t len = build_text(governance, p, action, scratch);
+  if (len == 0) return E_OVERFLOW;
+  if (size < LEGACY_HEADER || !same_bytes(msg, (const uint8_t *)SIGNING_DOMAIN, 16) ||
+      msg[16] != 0) {
+    return E_MESSAGE_MISMATCH;
+  }
+  /* Legacy-shaped: format 0 where the standard form has its domain, and a length that
+   * spans exactly the rest. */
+  if (msg[17] == 0 && LEGACY_HEADER + sol_read_u16(msg + 18) == size) {
+    if (size == LEGACY_HEADER + len && same_bytes(msg + LEGACY_HEADER, scratch, len)) {
+      return SUCCESS;
+    }
+    /* A standard envelope whose application domain happens to look like that header
+     * (a governance address starting with a zero byte) still counts. */
+    return check_standard(governance, m, scratch, len) == SUCCESS ? SUCCESS
+                                                                  : E_MESSAGE_MISMATCH;
+  }
+  return check_standard(governance, m, scratch, len);
 }

@@ -31,6 +31,10 @@ from programs.upgrade_manager.client import Governance, GovernanceConfig, Propos
 
 START_TIME = 1_700_000_000  # LiteSVM's clock starts at 0; a realistic time catches sign bugs
 SOL = 1_000_000_000
+# getGenesisHash of the public clusters: a LiteSVM has no genesis of its own, so a sandbox
+# governance is made for one of these (mainnet unless a test says otherwise).
+MAINNET_GENESIS = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d"
+DEVNET_GENESIS = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG"
 
 
 def manager_so() -> bytes:
@@ -180,7 +184,10 @@ class Sandbox:
 
     # ------------------------------------------------------------------ proposals
 
-    def propose_upgrade(self, buffer: Pubkey, *, emergency: bool = False) -> int:
+    def propose_upgrade(
+        self, buffer: Pubkey, *, emergency: bool = False, spill: Pubkey | None = None
+    ) -> int:
+        """Proposed by the payer (the governance's proposer); ``spill``: the payer's."""
         index = self.gov().proposal_count + 1
         digest = loader.buffer_hash(self.data(buffer))
         ix = client.propose_upgrade(
@@ -190,6 +197,7 @@ class Sandbox:
             buffer,
             digest,
             self.payer.pubkey(),
+            spill=spill,
             emergency=emergency,
         )
         self.ok([ix])
@@ -239,14 +247,17 @@ class Sandbox:
         assert executable_at is not None, "the proposal is not approved"
         self.set_time(executable_at)
 
-    def execute_upgrade(self, index: int, buffer: Pubkey | None = None) -> Sent:
+    def execute_upgrade(
+        self, index: int, buffer: Pubkey | None = None, spill: Pubkey | None = None
+    ) -> Sent:
+        """Execute (sent by the payer) with the proposal's spill unless ``spill`` is given."""
         p = self.proposal(index)
         ix = client.execute_upgrade(
             self.governance,
             self.proposal_account(index),
             self.program,
             buffer or p.buffer,
-            self.payer.pubkey(),
+            spill or p.spill,
         )
         return self.send([ix])
 
@@ -260,8 +271,10 @@ def new_sandbox(
     emergency_timelock: int = 600,
     managed_so: bytes | None = None,
     max_len: int | None = None,
+    genesis: str = MAINNET_GENESIS,
 ) -> Sandbox:
-    """upgrade_manager at its address, a governance, and demo_vault v1 managed by it.
+    """upgrade_manager at its address, a governance (the payer its proposer), and
+    demo_vault v1 managed by it.
 
     ``max_len`` is the managed program's ProgramData capacity (default 3x its size).
     """
@@ -277,10 +290,10 @@ def new_sandbox(
         timelock,
         emergency_threshold,
         emergency_timelock,
+        proposer=payer.pubkey(),  # the operator's key proposes; members may too
     )
-    box.ok(
-        [client.create_governance(box.create_key.pubkey(), payer.pubkey(), config)], box.create_key
-    )
+    create = client.create_governance(box.create_key.pubkey(), payer.pubkey(), config, genesis)
+    box.ok([create], box.create_key)
     so = managed_so if managed_so is not None else vault_so(1)
     box.deploy_managed(so, max_len or 3 * len(so))
     return box

@@ -24,6 +24,7 @@
 #define IX_EXECUTE_UPGRADE 0x18d72742da64dbcdULL
 #define IX_EXECUTE_SET_AUTHORITY 0x720de647e8aff1eaULL
 #define IX_EXECUTE_CONFIG 0x86080a75e76324bdULL
+#define IX_ADOPT_PROGRAM 0xbb84276700af0460ULL
 #define ACCOUNT_GOVERNANCE 0x312fd9490d588f12ULL
 #define ACCOUNT_PROPOSAL 0x21358874bbbd5e1aULL
 
@@ -73,10 +74,15 @@
 #define E_ENVELOPE_FORMAT 6030
 #define E_ENVELOPE_APPLICATION_DOMAIN 6031
 #define E_ENVELOPE_LENGTH 6032
+#define E_NOT_ALLOWED_TO_PROPOSE 6033
+#define E_SPILL_MISMATCH 6034
+#define E_EMERGENCY_THRESHOLD_BELOW_THRESHOLD 6035
+#define E_INVALID_MEMBER_KEY 6036
 
-/* Twelve members keep the worst-case config-change approval (every member's base58 key
- * in the signed text) inside one relayed transaction of 1232 bytes. */
-#define MAX_MEMBERS 12
+/* Nine members keep the worst-case config-change approval (every member's base58 key
+ * and the cluster's genesis hash in the signed text, in the standard envelope that also
+ * names the signer) inside one relayed transaction of 1232 bytes. */
+#define MAX_MEMBERS 9
 /* Keeps approved_at + timelock far from i64 overflow (2^32 s is 136 years). */
 #define MAX_TIMELOCK_SECONDS (1ULL << 32)
 
@@ -97,7 +103,7 @@ enum ProposalStatus {
 
 enum Action { ACTION_APPROVE = 0, ACTION_REJECT = 1, ACTION_CANCEL = 2 };
 
-/* Governance, PDA ["governance", create_key]; 496 bytes. */
+/* Governance, PDA ["governance", create_key]; 464 bytes. */
 typedef struct {
   uint64_t discriminator;
   SolPubkey create_key;      /* signer of create_governance; seed of this PDA */
@@ -113,6 +119,8 @@ typedef struct {
   uint8_t authority_bump;
   uint8_t reserved[7];
   SolPubkey members[MAX_MEMBERS];
+  uint8_t genesis_hash[32];  /* the cluster's, given at creation: named in every signed line */
+  SolPubkey proposer;        /* besides members, the one key that may propose; 0: none */
 } Governance;
 
 /* Proposal, PDA ["proposal", governance, index u64 LE]; 656 bytes. */
@@ -142,9 +150,12 @@ typedef struct {
   uint8_t new_member_count;
   uint8_t reserved1[5];
   SolPubkey new_members[MAX_MEMBERS];
+  uint8_t genesis_hash[32];  /* the governance's: the signed line names the cluster */
+  SolPubkey spill;           /* upgrade: where the buffer's lamports go, fixed at proposal */
+  SolPubkey new_proposer;    /* config */
 } Proposal;
 
-_Static_assert(sizeof(Governance) == 496, "Governance layout");
+_Static_assert(sizeof(Governance) == 464, "Governance layout");
 _Static_assert(sizeof(Proposal) == 656, "Proposal layout");
 
 /* The longest approval text; `scratch` below must hold this many bytes. */

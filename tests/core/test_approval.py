@@ -11,12 +11,16 @@ from core import approval
 from core.approval import ApprovalSubject
 from core.errors import InputError, InvalidSignature
 
+MAINNET = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d"  # getGenesisHash of mainnet-beta
+DEVNET = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG"
+
 SUBJECT = ApprovalSubject(
     governance=str(Keypair().pubkey()),
     proposal="7",
     program=str(Keypair().pubkey()),
     buffer=str(Keypair().pubkey()),
     sha256="ab" * 32,
+    cluster=MAINNET,
 )
 
 
@@ -32,7 +36,7 @@ def test_message_names_everything_signed() -> None:
     for part in (SUBJECT.governance, SUBJECT.program, SUBJECT.buffer, SUBJECT.sha256):
         assert part in text
     assert "proposal: 7;" in text
-    assert text.startswith("solana-runbooks v1; action: approve;")
+    assert text.startswith(f"solana-runbooks v2; action: approve; cluster: {MAINNET}; governance:")
     assert all(0x20 <= ord(c) <= 0x7E for c in text)
 
 
@@ -160,7 +164,7 @@ def test_unknown_action_is_refused() -> None:
 def test_a_pasted_line_is_checked_before_signing(cut, complaint: str) -> None:
     subject = ApprovalSubject(
         governance=str(Keypair().pubkey()), proposal="4", program=str(Keypair().pubkey()),
-        buffer=str(Keypair().pubkey()), sha256="ef" * 32,
+        buffer=str(Keypair().pubkey()), sha256="ef" * 32, cluster=MAINNET,
     )  # fmt: skip
     line = subject.message("approve")
     assert approval.check_approval_line(line)["proposal"] == "4"

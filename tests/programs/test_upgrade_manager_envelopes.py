@@ -8,16 +8,24 @@ verifies it; the program is what must refuse it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
+from solders.hash import Hash
 from solders.keypair import Keypair
 
 from core.approval import LEGACY, STANDARD, SignedForm
 from programs.upgrade_manager import client
 from programs.upgrade_manager.client import ProposalStatus
 from programs.upgrade_manager.client import UpgradeManagerError as E
-from programs.upgrade_manager.sandbox import Sandbox, new_sandbox, vault_so
+from programs.upgrade_manager.sandbox import (
+    DEVNET_GENESIS,
+    MAINNET_GENESIS,
+    Sandbox,
+    new_sandbox,
+    vault_so,
+)
 
 
 @pytest.fixture
@@ -142,3 +150,22 @@ def test_a_malformed_envelope_is_refused_and_changes_nothing(
     assert box.relay(proposed, member).ok
     assert box.proposal(proposed).approvals == 1
     assert box.proposal(proposed).status == ProposalStatus.ACTIVE
+
+
+def test_a_devnet_signature_is_refused_for_the_mainnet_proposal() -> None:
+    """The same governance keys, program and buffer bytes on two clusters: the member's
+    signature over the devnet proposal's line does not approve the mainnet one."""
+    mainnet = new_sandbox(genesis=MAINNET_GENESIS)
+    index = mainnet.propose_upgrade(mainnet.write_buffer(vault_so(2)))
+    p = mainnet.proposal(index)
+    assert p.cluster == MAINNET_GENESIS
+    devnet_line = dataclasses.replace(p, genesis_hash=bytes(Hash.from_string(DEVNET_GENESIS)))
+    member = mainnet.members[0]
+    signed = client.approval_envelope(
+        mainnet.governance, devnet_line, "approve", member.pubkey(), STANDARD
+    )
+    assert DEVNET_GENESIS.encode() in signed
+    before = mainnet.data(mainnet.proposal_account(index))
+    sent = relay_bytes(mainnet, index, member, signed)
+    assert sent.custom_code == E.MessageMismatch
+    assert mainnet.data(mainnet.proposal_account(index)) == before
