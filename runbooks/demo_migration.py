@@ -211,7 +211,7 @@ async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -
         result["vaults_created"] = vaults
         result["vault_setup_seconds"] = round(time.monotonic() - created, 2)
         names = await save_blocks(chain)
-        await set_emergency_policy(names["policy_block"], threshold=2, timelock_seconds=1)
+        await set_emergency_policy(names["policy_block"], threshold=3, timelock_seconds=1)
         buffer = await write_buffer(chain, chain.binaries["v2"])
         v1_hash, v2_hash = (verifiable_hash(chain.binaries[v]) for v in ("v1", "v2"))
         upgrade = await run_upgrade(
@@ -253,7 +253,7 @@ async def demo_rollback(
         await emergency_rollback(**params)
     except RollbackRefused as exc:
         refused = f"{len(exc.accounts)} migrated accounts named"
-    emergency = chain.members[:2]
+    emergency = chain.members[:3]  # the emergency threshold is not below the normal one
 
     def message(run_id: uuid.UUID, round_: int) -> str:
         kind = "rollback" if round_ == 0 else "kill-switch-release"
