@@ -42,7 +42,7 @@ LEGACY_HEADER_LEN = 20
 # Ledger's limit for an off-chain message; our lines are far shorter.
 MAX_MESSAGE_LEN = 1179
 DOMAIN_TAG = "solana-runbooks"
-MESSAGE_VERSION = "v1"
+MESSAGE_VERSION = "v2"
 
 Action = Literal["approve", "reject", "cancel"]
 ACTIONS: tuple[Action, ...] = ("approve", "reject", "cancel")
@@ -57,18 +57,32 @@ class ApprovalSubject:
     program: str
     buffer: str
     sha256: str  # verifiable-build hash of the buffer, lowercase hex
+    # The cluster's genesis hash (base58): the same upgrade on devnet and mainnet (same
+    # keys, program id and bytes) is two different lines.
+    cluster: str
 
     def message(self, action: Action = "approve") -> str:
         """The restricted-ASCII line a member signs for ``action``."""
-        if action not in ACTIONS:
-            raise InputError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
         text = (
-            f"{DOMAIN_TAG} {MESSAGE_VERSION}; action: {action}; governance: {self.governance}; "
+            f"{line_head(action, self.cluster)}governance: {self.governance}; "
             f"proposal: {self.proposal}; program: {self.program}; buffer: {self.buffer}; "
             f"sha256: {self.sha256}"
         )
         check_restricted_ascii(text)
         return text
+
+
+def line_head(action: Action, cluster: str) -> str:
+    """``solana-runbooks v2; action: <action>; cluster: <genesis hash>; ``: how every
+    approval line starts (upgrade_manager's message.c writes the same)."""
+    if action not in ACTIONS:
+        raise InputError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
+    if not cluster:
+        raise InputError(
+            "the approval line needs the cluster's genesis hash; this proposal has none "
+            "recorded (made before the records kept it): start a new run to propose again"
+        )
+    return f"{DOMAIN_TAG} {MESSAGE_VERSION}; action: {action}; cluster: {cluster}; "
 
 
 def check_restricted_ascii(text: str) -> None:
@@ -146,8 +160,9 @@ def envelope(message: str, signer: Pubkey | None = None, form: SignedForm = LEGA
     return standard_envelope(message, signer, form.application_domain)
 
 
-def sign(keypair: Keypair, message: str, form: SignedForm = LEGACY) -> Signature:
-    """Sign ``message`` as `solana sign-offchain-message` would (``form``: which CLI)."""
+def sign(keypair: Keypair, message: str, form: SignedForm = STANDARD) -> Signature:
+    """Sign ``message`` as `solana sign-offchain-message` would (``form``: which CLI; the
+    standard envelope of current CLIs by default)."""
     return keypair.sign_message(envelope(message, keypair.pubkey(), form))
 
 
@@ -182,7 +197,7 @@ _LINE_FIELDS: dict[str, tuple[str, ...]] = {
     "set-authority": ("program", "new_authority"),
     "config": ("threshold", "timelock", "emergency_threshold", "emergency_timelock", "members"),
 }
-_KEY_FIELDS = ("program", "buffer", "new_authority", "new-authority")
+_KEY_FIELDS = ("cluster", "program", "buffer", "new_authority", "new-authority")
 # Values that stand for no key in a key field: "none" (immutable), a kill-switch release.
 _WORD = re.compile(r"[a-z*][a-z*-]*")
 
@@ -210,11 +225,13 @@ def check_approval_line(text: str) -> dict[str, str]:
     if fields.get("action") not in ACTIONS:
         raise InputError(
             f"action: {fields.get('action')!r} is not one of {', '.join(ACTIONS)}; the line "
-            "must start 'solana-runbooks v1; action: approve; ...'"
+            f"must start '{prefix}action: approve; cluster: ...'"
         )
     kind = fields.get("kind") or ("authority-change" if "change" in fields else "upgrade")
     missing = [
-        f for f in ("governance", "proposal", *_LINE_FIELDS.get(kind, ())) if f not in fields
+        f
+        for f in ("cluster", "governance", "proposal", *_LINE_FIELDS.get(kind, ()))
+        if f not in fields
     ]
     if missing:
         raise InputError(

@@ -43,6 +43,15 @@ REFUSALS: dict[E, str] = {
     E.ProposalExecuted: "the program refused it: the proposal has already executed",
     E.ProposalCancelled: "the program refused it: the proposal was cancelled on chain",
     E.ProposalRejected: "the program refused it: the proposal was rejected on chain",
+    E.EnvelopeSignerCount: (
+        "the program refused it: the signed envelope must name exactly one signer, you"
+    ),
+    E.EnvelopeSigner: "the program refused it: the signed envelope names another signer key",
+    E.EnvelopeFormat: "the program refused it: the message format is not 0 (restricted ASCII)",
+    E.EnvelopeApplicationDomain: (
+        "the program refused it: the application domain is neither zero nor the governance"
+    ),
+    E.EnvelopeLength: "the program refused it: the envelope's length disagrees with the line",
     E.StaleProposal: (
         "the program refused it: the governance's members or thresholds changed after "
         "this proposal was made; cancel it and propose again"

@@ -13,12 +13,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from core.approval import (
-    ACTIONS,
-    DOMAIN_TAG,
-    MESSAGE_VERSION,
     Action,
     ApprovalSubject,
     check_restricted_ascii,
+    line_head,
 )
 from core.errors import InputError
 from store.records.key_rotation import KeyRecord
@@ -80,11 +78,9 @@ class AuthorityChangeSubject(ApprovalSubject):
     new_authority: str = IMMUTABLE
 
     def message(self, action: Action = "approve") -> str:
-        if action not in ACTIONS:
-            raise InputError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
         what = "make-immutable" if self.new_authority == IMMUTABLE else "set-authority"
         text = (
-            f"{DOMAIN_TAG} {MESSAGE_VERSION}; action: {action}; governance: {self.governance}; "
+            f"{line_head(action, self.cluster)}governance: {self.governance}; "
             f"proposal: {self.proposal}; program: {self.program}; change: {what}; "
             f"new-authority: {self.new_authority}; sha256: {self.sha256}"
         )

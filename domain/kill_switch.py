@@ -19,13 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from core.approval import (
-    ACTIONS,
-    DOMAIN_TAG,
-    MESSAGE_VERSION,
-    Action,
-    check_restricted_ascii,
-)
+from core.approval import Action, check_restricted_ascii, line_head
 from core.errors import InputError, KillSwitchEngaged
 from store.models import ALL_PROGRAMS
 from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
@@ -57,7 +51,7 @@ class KillSwitchRelease:
     users once released.
     """
 
-    cluster: str
+    cluster: str  # the cluster's genesis hash (base58), as in every approval line
     program: str  # base58, or * for every program of the cluster
     proposal: str  # the release proposal's id in the records
     sha256: str  # the program's verifiable-build hash now; "none" for *
@@ -67,19 +61,16 @@ class KillSwitchRelease:
         if proposal.kind != RELEASE_KIND:
             raise InputError(f"proposal #{proposal.id} is a {proposal.kind}, not a {RELEASE_KIND}")
         return cls(
-            cluster=proposal.cluster,
+            cluster=proposal.genesis_hash or "",
             program=proposal.program_id,
             proposal=str(proposal.id),
             sha256=proposal.buffer_hash or NO_HASH,
         )
 
     def message(self, action: Action = "approve") -> str:
-        if action not in ACTIONS:
-            raise InputError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
         text = (
-            f"{DOMAIN_TAG} {MESSAGE_VERSION}; action: {action}; kill-switch: release; "
-            f"cluster: {self.cluster}; program: {self.program}; proposal: {self.proposal}; "
-            f"sha256: {self.sha256}"
+            f"{line_head(action, self.cluster)}kill-switch: release; "
+            f"program: {self.program}; proposal: {self.proposal}; sha256: {self.sha256}"
         )
         check_restricted_ascii(text)
         return text
@@ -121,9 +112,9 @@ def release_form_description(
             f"## Sign off the release of the kill switch (proposal #{subject.proposal})",
             "",
             f"**You are signing the release of the kill switch of {scope} on "
-            f"{subject.cluster}.** Once {threshold} members sign, the runbooks may write to "
-            "it again (upgrade, migration, scheduled writes) and its own pause is lifted, "
-            "so users' transactions go through again.",
+            f"{switch.cluster}** (genesis hash `{subject.cluster}`). Once {threshold} members "
+            "sign, the runbooks may write to it again (upgrade, migration, scheduled "
+            "writes) and its own pause is lifted, so users' transactions go through again.",
             "",
             f"| Release proposal | #{subject.proposal} |",
             "|---|---|",

@@ -1,10 +1,12 @@
 """The multisig policy and its audit (the security checks every proposal passes first).
 
 Checks, all reported together so an operator fixes the policy in one go:
-at least 3 members; no duplicate members; every member a valid public key; a threshold
-of at least half the members and at most their number; a timelock of at least the
-policy minimum (48 h by default; a localnet policy may lower the minimum); a non-empty
-description.
+at least 3 members; no duplicate members; every member a valid public key (an ed25519
+point of large order: the identity and other small-order points have no holder, or
+every holder); a threshold of at least half the members and at most their number; an
+emergency threshold, when set, no lower than the threshold (an emergency path must not
+need fewer people); a timelock of at least the policy minimum (48 h by default; a
+localnet policy may lower the minimum); a non-empty description.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from solders.pubkey import Pubkey
 
+from core.ed25519 import is_large_order_point
 from core.errors import PolicyViolation
 
 MIN_MEMBERS = 3
@@ -101,9 +104,16 @@ def audit_findings(policy: Policy, description: str) -> list[str]:
         findings.append(f"duplicate members: {', '.join(duplicates)}")
     for member in members:
         try:
-            Pubkey.from_string(member)
+            key = Pubkey.from_string(member)
         except Exception:
             findings.append(f"member {member[:60]!r} is not a base58 public key")
+            continue
+        if not is_large_order_point(bytes(key)):
+            findings.append(
+                f"member {member} is not an ed25519 public key anyone holds alone (not a "
+                "curve point of large order, e.g. the identity point): nobody, or everybody, "
+                "can sign for it"
+            )
     if policy.threshold > len(members):
         findings.append(
             f"threshold {policy.threshold} is above the member count {len(members)}: "
@@ -112,6 +122,13 @@ def audit_findings(policy: Policy, description: str) -> list[str]:
     if policy.threshold < 1 or 2 * policy.threshold < len(members):
         findings.append(
             f"threshold {policy.threshold} of {len(members)} is below half of the members"
+        )
+    emergency = policy.emergency_threshold
+    if emergency is not None and emergency < policy.threshold:
+        findings.append(
+            f"emergency threshold {emergency} is below the threshold {policy.threshold}: "
+            "the emergency path (shorter timelock) would let fewer members do what the "
+            "normal path needs more for; set it to at least the threshold"
         )
     if policy.timelock_seconds < policy.min_timelock_seconds:
         findings.append(

@@ -30,8 +30,9 @@ from prefect.runtime import flow_run
 from prefect.states import Running
 from pydantic import Field
 
-from core.approval import Action, ApprovalSubject
+from core.approval import ZERO_DOMAIN, Action, ApprovalSubject
 from core.errors import ApprovalError, InputError
+from core.keys import parse_pubkey
 from core.settings import settings
 from domain import messages, signoff
 from domain.kill_switch import KillSwitchRelease
@@ -66,6 +67,8 @@ def approval_subject(proposal: ProposalRecord) -> ApprovalSubject:
         program=proposal.program_id,
         buffer=proposal.buffer or "",
         sha256=proposal.buffer_hash or "",
+        # None for proposals recorded before the records kept it: line_head refuses those.
+        cluster=proposal.genesis_hash or "",
     )
 
 
@@ -364,7 +367,14 @@ async def review_signoff(
     relay: Relay | None,
 ) -> Verdict:
     """Review one entry, relay it when accepted (the program's verdict counts), record it."""
-    verdict = signoff.review(subject, policy, member, signature, decision, already_signed)
+    # On chain the program also accepts the governance address as application domain
+    # (wallets that let the caller set it); off chain only the CLI's zero domain.
+    domains = (ZERO_DOMAIN,)
+    if relay is not None and proposal.governance:
+        domains += (bytes(parse_pubkey(proposal.governance, "governance")),)
+    verdict = signoff.review(
+        subject, policy, member, signature, decision, already_signed, domains=domains
+    )
     form = verdict.form
     if verdict.accepted and relay is not None:
         verdict = await relay(verdict, signature)

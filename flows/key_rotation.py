@@ -92,6 +92,7 @@ def change_subject(proposal: ProposalRecord, new_authority: str | None) -> Autho
         buffer="",
         sha256=proposal.buffer_hash or "",
         new_authority=new_authority or IMMUTABLE,
+        cluster=proposal.genesis_hash or "",  # none recorded: the line refuses to form
     )
 
 
@@ -189,8 +190,6 @@ async def rotate_upgrade_authority(
                 program_id,
                 reason,
                 proposer,
-                cluster_block,
-                policy_block,
                 authority_block,
                 programs_block,
                 slack_block,
@@ -243,6 +242,7 @@ async def rotate_upgrade_authority(
             members=list(policy.members),
             threshold=threshold,
             timelock_seconds=policy.timelock_seconds,
+            genesis_hash=await governance.cluster_genesis(cluster),
         )
         records.audit(
             "key_rotation.proposed",
@@ -591,8 +591,6 @@ async def adopt_into_governance(
     program_id: str,
     reason: str,
     proposer: str,
-    cluster_block: str,
-    policy_block: str,
     authority_block: str,
     programs_block: str | None,
     slack_block: str | None,
@@ -609,10 +607,7 @@ async def adopt_into_governance(
         )
     if info.authority is None:
         raise ProgramImmutable(f"{program_id} is immutable: it has no authority to hand over")
-    # ADOPT: the one call site of the "onchain" part's upgrade_manager adopt_program task.
-    signature = await governance.adopt_program(
-        cluster_block, policy_block, program_id, authority_block
-    )
+    signature = await governance.adopt_program(cluster, onchain, program_id, authority_block)
     after = await key_tasks.verify_authority(cluster, program_id, onchain.authority, info.sha256)
     key_tasks.record_rotation(
         cluster=cluster.cluster,

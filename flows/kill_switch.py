@@ -39,7 +39,7 @@ from domain.policy import Policy
 from flows import _signoff as signoffs
 from store.models import ALL_PROGRAMS
 from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
-from tasks import chain, records
+from tasks import chain, governance, records
 from tasks import kill_switch as switch
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id
@@ -201,6 +201,7 @@ async def release_with_signoff(
             members=list(signers.members),
             threshold=signers.threshold,
             timelock_seconds=0,
+            genesis_hash=await governance.cluster_genesis(cluster),
         )
         text = (
             f"Kill-switch release proposed for {program_id} (proposal #{proposal.id}): "

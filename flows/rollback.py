@@ -202,6 +202,7 @@ async def emergency_rollback(
             members=list(emergency.members),
             threshold=emergency.threshold,
             timelock_seconds=emergency.timelock_seconds,
+            genesis_hash=await governance.cluster_genesis(cluster),
         )
         if onchain is not None:  # an emergency-upgrade proposal on chain
             proposal = await governance.create_proposal(cluster, onchain, proposal)

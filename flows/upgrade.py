@@ -129,6 +129,8 @@ async def upgrade_program(
     key = proposal_key(cluster.cluster, program_id, buffer, current_run_id())
     proposal = records.proposal_by_key(key)
     if proposal is None:
+        # The signed line names the cluster; onchain: it must be the governance's cluster.
+        genesis = await governance.cluster_genesis(cluster, onchain)
         _, buf = await chain.inspect_upgrade(
             cluster, program_id, buffer, str(authority), expected_sha256
         )
@@ -146,6 +148,7 @@ async def upgrade_program(
             members=list(policy.members),
             threshold=policy.threshold,
             timelock_seconds=policy.timelock_seconds,
+            genesis_hash=genesis,
         )
         if onchain is not None:
             proposal = await governance.create_proposal(cluster, onchain, proposal)

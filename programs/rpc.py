@@ -56,6 +56,11 @@ class ProgramInfo:
     capacity: int  # bytes after the 45-byte header
 
 
+async def genesis_hash(client: AsyncClient) -> str:
+    """The cluster's genesis hash (base58): what approval lines name as ``cluster``."""
+    return str((await client.get_genesis_hash()).value)
+
+
 async def fetch_account(client: AsyncClient, address: Pubkey) -> Account | None:
     resp = await client.get_account_info(address, commitment=Confirmed, encoding="base64")
     return resp.value

@@ -91,14 +91,17 @@ async def write_buffer(chain: DemoChain, elf: bytes, authority: Keypair | None =
 
 
 async def setup_governance(
-    chain: DemoChain, *, threshold: int = 3, timelock_seconds: int = 5
+    chain: DemoChain, *, threshold: int = 3, timelock_seconds: int = 5, adopt: bool = True
 ) -> Pubkey:
-    """Deploy upgrade_manager, create a governance of ``chain.members`` and make its
-    authority PDA demo_vault's upgrade authority; returns the governance address.
+    """Deploy upgrade_manager, create a governance of ``chain.members`` for this cluster
+    (its genesis hash) with the fee payer as proposer (the runbook proposes with it),
+    and (``adopt``) make its authority PDA demo_vault's upgrade authority with
+    upgrade_manager's checked adopt; returns the governance address.
 
-    The hand-over is the one-time step an operator does with `solana program
-    set-upgrade-authority <program> --new-upgrade-authority <PDA>
-    --skip-new-upgrade-authority-signer-check` (a PDA cannot co-sign the checked form).
+    The adopt is the one-time hand-over: the current authority signs and the program
+    signs for its PDA as the new authority, so a mistyped governance cannot strand the
+    program (the unchecked `solana program set-upgrade-authority ...
+    --skip-new-upgrade-authority-signer-check` could).
     """
     from programs.toolchain.build import build_program
 
@@ -111,16 +114,19 @@ async def setup_governance(
         timelock=timelock_seconds,
         emergency_threshold=min(threshold + 1, len(chain.members)),
         emergency_timelock=min(timelock_seconds, 60),
+        proposer=chain.authority.pubkey(),
     )
     governance = upgrade_manager.governance_address(create_key.pubkey())
-    authority_pda = upgrade_manager.authority_address(governance)
-    programdata = loader.programdata_address(chain.program_id)
     payer = chain.authority
     async with AsyncClient(chain.url) as client:
-        create = upgrade_manager.create_governance(create_key.pubkey(), payer.pubkey(), config)
+        genesis = await rpc.genesis_hash(client)
+        create = upgrade_manager.create_governance(
+            create_key.pubkey(), payer.pubkey(), config, genesis
+        )
         await rpc.send_and_confirm(client, [create], payer, [create_key])
-        hand_over = loader.set_authority(programdata, payer.pubkey(), authority_pda)
-        await rpc.send_and_confirm(client, [hand_over], payer)
+        if adopt:
+            hand_over = upgrade_manager.adopt_program(governance, chain.program_id, payer.pubkey())
+            await rpc.send_and_confirm(client, [hand_over], payer)
     chain.governance = governance
     return governance
 

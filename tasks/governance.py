@@ -28,6 +28,7 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
+from core.approval import STANDARD
 from core.errors import (
     ApprovalError,
     ChainError,
@@ -100,6 +101,31 @@ async def load_governance(
         state.authority,
     )
     return OnchainGovernance(str(program_key), str(address), str(state.authority), fee_payer_block)
+
+
+@task(name="read-cluster-genesis", **READ_RETRIES)
+async def cluster_genesis(
+    cluster: SolanaCluster, onchain_gov: OnchainGovernance | None = None
+) -> str:
+    """The cluster's genesis hash (``getGenesisHash``), which the signed line names. With
+    the onchain backend it must be the one the governance was created for: otherwise the
+    RPC URL points at another cluster and the proposal is refused before anything is
+    written."""
+    async with rpc_client(cluster) as client:
+        genesis = await rpc.genesis_hash(client)
+        if onchain_gov is None:
+            return genesis
+        program_key, gov_key = onchain_gov.keys
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+    if state.cluster != genesis:
+        raise ChainError(
+            f"cluster block {cluster.cluster!r} answers with genesis hash {genesis}, but "
+            f"governance {gov_key} was created for the cluster whose genesis hash is "
+            f"{state.cluster}: check the cluster block's RPC URL "
+            f"({', '.join(cluster.rpc_urls)}), it points at another cluster, or the multisig "
+            "block's governance; nothing was proposed"
+        )
+    return genesis
 
 
 def proposal_number(proposal: ProposalRecord) -> str:
@@ -189,12 +215,23 @@ async def create_proposal(
                 proposal.buffer_hash or "",
                 payer.pubkey(),
                 emergency=proposal.kind == EMERGENCY_KIND,
+                # The buffer's lamports come back to the fee payer that paid for it; the
+                # program refuses any other spill at execution.
+                spill=payer.pubkey(),
                 program_id=program_key,
             )
             try:
                 signature = await rpc.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
             except TransactionFailed as exc:
-                if gov_rpc.program_error(exc, program_key) == um.UpgradeManagerError.InvalidPda:
+                code = gov_rpc.program_error(exc, program_key)
+                if code == um.UpgradeManagerError.NotAllowedToPropose:
+                    raise ChainError(
+                        f"governance {gov_key} refused the proposal: the fee payer "
+                        f"{payer.pubkey()} ({onchain_gov.fee_payer_block}) is neither a member "
+                        "nor the governance's proposer; set it as proposer with a config "
+                        "change, or use a member's key as fee payer"
+                    ) from None
+                if code == um.UpgradeManagerError.InvalidPda:
                     raise ChainError(
                         f"on-chain proposal number {number} of governance {gov_key} was taken "
                         "by another proposer meanwhile; start a new upgrade run"
@@ -263,6 +300,8 @@ async def relay_signoff(
             parse_signature(signature),
             verdict.decision,
             program_key,
+            # The envelope the review found the signature in; the program accepts both.
+            form=verdict.form or STANDARD,
         )
         try:
             tx = await rpc.send_and_confirm(client, ixs, payer)
@@ -328,7 +367,7 @@ async def execute_upgrade(
             Pubkey.from_string(proposal.onchain_address or ""),
             target,
             buffer,
-            payer.pubkey(),
+            p.spill,  # fixed at proposal; the program refuses any other
             program_key,
         )
         try:
@@ -509,3 +548,48 @@ async def governance_authority(cluster: SolanaCluster, governance: str, program_
             parse_pubkey(program_id, "governance program"),
         )
     return str(state.authority)
+
+
+@task(name="adopt-program", **WRITE_RETRIES)
+async def adopt_program(
+    cluster: SolanaCluster,
+    onchain_gov: OnchainGovernance,
+    program_id: str,
+    authority_block: str,
+) -> str | None:
+    """Hand ``program_id`` to the governance with upgrade_manager's checked adopt: the
+    current upgrade authority (``authority_block``'s keypair) signs, and the program
+    signs for the governance's authority PDA as the new authority, so the program can
+    only go to a real governance (a mistyped address fails and changes nothing).
+
+    The transaction signature; None when the PDA already is the program's authority (a
+    retry, or adopted before).
+    """
+    program_key, gov_key = onchain_gov.keys
+    target = parse_pubkey(program_id, "program id")
+    current = (await load_block(SolanaKeypair, authority_block)).keypair()
+    payer = await _payer(onchain_gov)
+    async with rpc_client(cluster) as client:
+        # Reading the governance first: an address that is not one is refused here.
+        state = await gov_rpc.read_governance(client, gov_key, program_key)
+        program = await rpc.read_program(client, target)
+        if program.authority == str(state.authority):
+            get_run_logger().info("%s is already managed by governance %s", target, gov_key)
+            return None
+        if program.authority != str(current.pubkey()):
+            raise InputError(
+                f"{target}'s upgrade authority is {program.authority or 'none (immutable)'}, "
+                f"not {current.pubkey()} (block {authority_block!r}): only the current "
+                "authority can hand it to the governance"
+            )
+        ix = um.adopt_program(gov_key, target, current.pubkey(), program_key)
+        signers = [current] if current.pubkey() != payer.pubkey() else []
+        signature = await rpc.send_and_confirm(client, [ix], payer, signers)
+    get_run_logger().info(
+        "%s adopted by governance %s (authority %s): %s",
+        target,
+        gov_key,
+        state.authority,
+        signature,
+    )
+    return str(signature)

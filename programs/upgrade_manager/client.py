@@ -11,12 +11,13 @@ PDAs (under the upgrade_manager program id)::
     authority   ["authority", governance]       the upgrade authority of managed programs
     proposal    ["proposal", governance, index u64 LE]   index 1, 2, ...
 
-``Governance``, 496 bytes (C layout, every field little-endian)::
+``Governance``, 464 bytes (C layout, every field little-endian)::
 
     0 disc[8] | 8 create_key[32] | 40 authority[32] | 72 proposal_count u64
     | 80 timelock u64 | 88 emergency_timelock u64 | 96 config_version u32
     | 100 threshold u8 | 101 emergency_threshold u8 | 102 member_count u8 | 103 bump u8
-    | 104 authority_bump u8 | 105 reserved[7] | 112 members[12][32]
+    | 104 authority_bump u8 | 105 reserved[7] | 112 members[9][32]
+    | 400 genesis_hash[32] | 432 proposer[32]
 
 ``Proposal``, 656 bytes::
 
@@ -27,7 +28,7 @@ PDAs (under the upgrade_manager program id)::
     | 120 program[32] | 152 buffer[32] | 184 buffer_hash[32] | 216 new_authority[32]
     | 248 new_timelock u64 | 256 new_emergency_timelock u64 | 264 new_threshold u8
     | 265 new_emergency_threshold u8 | 266 new_member_count u8 | 267 reserved[5]
-    | 272 new_members[12][32]
+    | 272 new_members[9][32] | 560 genesis_hash[32] | 592 spill[32] | 624 new_proposer[32]
 
 Instructions: see the table in ``upgrade_manager.c`` and the builders below. A relayed
 vote is two instructions in one transaction, ``[ed25519_instruction(...), approve(...)]``
@@ -42,13 +43,24 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
+from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.sysvar import CLOCK, INSTRUCTIONS, RENT
 
-from core.approval import Action, ApprovalSubject, check_restricted_ascii, envelope
+from core.approval import (
+    LEGACY,
+    STANDARD,
+    Action,
+    ApprovalSubject,
+    SignedForm,
+    check_restricted_ascii,
+    envelope,
+    line_head,
+)
+from core.ed25519 import is_large_order_point
 from programs import loader
 from programs.anchor import (
     Reader,
@@ -67,7 +79,8 @@ BUILD_NAME = "upgrade_manager"
 PROGRAM_ID = Pubkey.from_string("UpgradeManager11111111111111111111111111111")
 ED25519_PROGRAM_ID = Pubkey.from_string("Ed25519SigVerify111111111111111111111111111")
 
-MAX_MEMBERS = 12
+MAX_MEMBERS = 9
+NO_PROPOSER = Pubkey.default()  # a governance without a proposer: members propose
 MAX_TIMELOCK_SECONDS = 2**32
 GOVERNANCE_DISCRIMINATOR = account_discriminator("Governance")
 PROPOSAL_DISCRIMINATOR = account_discriminator("Proposal")
@@ -122,6 +135,16 @@ class UpgradeManagerError(IntEnum):
     NotProposerOrMember = 6025
     NewAuthorityMismatch = 6026
     Overflow = 6027
+    # A relayed signature's standard off-chain envelope, when it is not the one accepted.
+    EnvelopeSignerCount = 6028
+    EnvelopeSigner = 6029
+    EnvelopeFormat = 6030
+    EnvelopeApplicationDomain = 6031
+    EnvelopeLength = 6032
+    NotAllowedToPropose = 6033  # neither a member nor the governance's proposer
+    SpillMismatch = 6034  # execute_upgrade's spill is not the one fixed at proposal
+    EmergencyThresholdBelowThreshold = 6035
+    InvalidMemberKey = 6036  # not an ed25519 point of large order
 
 
 # --------------------------------------------------------------------------- accounts
@@ -134,21 +157,27 @@ def _members(r: Reader, count: int) -> tuple[Pubkey, ...]:
 
 @dataclass(frozen=True)
 class GovernanceConfig:
-    """Members, thresholds and timelocks: what create_governance and a config change set."""
+    """Members, thresholds, timelocks and the proposer: what create_governance and a
+    config change set."""
 
     members: tuple[Pubkey, ...]
     threshold: int
     timelock: int  # seconds from approval to execution
     emergency_threshold: int
     emergency_timelock: int
+    # Besides the members, the one key that may create proposals (the runbook's fee
+    # payer, typically); the default key: members only.
+    proposer: Pubkey = NO_PROPOSER
 
     def pack(self) -> bytes:
-        """Borsh arguments: threshold u8, timelock u64, emergency u8/u64, Vec<Pubkey>."""
+        """Borsh arguments: threshold u8, timelock u64, emergency u8/u64, proposer Pubkey,
+        Vec<Pubkey>."""
         return (
             pack_u8(self.threshold)
             + pack_u64(self.timelock)
             + pack_u8(self.emergency_threshold)
             + pack_u64(self.emergency_timelock)
+            + bytes(self.proposer)
             + pack_u32(len(self.members))
             + b"".join(bytes(m) for m in self.members)
         )
@@ -167,8 +196,10 @@ class Governance:
     bump: int
     authority_bump: int
     members: tuple[Pubkey, ...]
+    genesis_hash: bytes  # the cluster's, given at creation
+    proposer: Pubkey
 
-    SIZE: ClassVar[int] = 496
+    SIZE: ClassVar[int] = 464
 
     @classmethod
     def decode(cls, data: bytes) -> Governance:
@@ -194,6 +225,8 @@ class Governance:
             bump=bump,
             authority_bump=authority_bump,
             members=_members(r, member_count),
+            genesis_hash=r.take(32),
+            proposer=r.pubkey(),
         )
 
     @property
@@ -204,7 +237,13 @@ class Governance:
             self.timelock,
             self.emergency_threshold,
             self.emergency_timelock,
+            self.proposer,
         )
+
+    @property
+    def cluster(self) -> str:
+        """The genesis hash (base58) of the cluster this governance was created for."""
+        return str(Hash(self.genesis_hash))
 
     def threshold_for(self, kind: ProposalKind) -> int:
         return (
@@ -234,6 +273,8 @@ class Proposal:
     buffer_hash: bytes
     new_authority: Pubkey
     new_config: GovernanceConfig | None  # config changes only
+    genesis_hash: bytes  # the governance's: the signed line names this cluster
+    spill: Pubkey  # upgrades: where the buffer's lamports go at execution
 
     SIZE: ClassVar[int] = 656
 
@@ -253,6 +294,7 @@ class Proposal:
         new_threshold, new_emergency_threshold, new_count = r.u8(), r.u8(), r.u8()
         r.skip(5)
         new_members = _members(r, new_count)
+        genesis_hash, spill, new_proposer = r.take(32), r.pubkey(), r.pubkey()
         new_config = (
             GovernanceConfig(
                 new_members,
@@ -260,6 +302,7 @@ class Proposal:
                 new_timelock,
                 new_emergency_threshold,
                 new_emergency_timelock,
+                new_proposer,
             )
             if kind == ProposalKind.CONFIG
             else None
@@ -282,7 +325,14 @@ class Proposal:
             buffer_hash=buffer_hash,
             new_authority=new_authority,
             new_config=new_config,
+            genesis_hash=genesis_hash,
+            spill=spill,
         )
+
+    @property
+    def cluster(self) -> str:
+        """The genesis hash (base58) its signed line names."""
+        return str(Hash(self.genesis_hash))
 
     def approved_by(self, governance: Governance) -> list[Pubkey]:
         """Members whose approvals are recorded (meaningful while the proposal is current)."""
@@ -331,8 +381,9 @@ def approval_text(governance: Pubkey, proposal: Proposal, action: Action = "appr
             program=str(proposal.program),
             buffer=str(proposal.buffer),
             sha256=proposal.buffer_hash.hex(),
+            cluster=proposal.cluster,
         ).message(action)
-    head = f"solana-runbooks v1; action: {action}; governance: {governance}; "
+    head = f"{line_head(action, proposal.cluster)}governance: {governance}; "
     head += f"proposal: {proposal.index}; "
     if proposal.kind == ProposalKind.EMERGENCY_UPGRADE:
         body = (
@@ -358,9 +409,16 @@ def approval_text(governance: Pubkey, proposal: Proposal, action: Action = "appr
     return text
 
 
-def approval_envelope(governance: Pubkey, proposal: Proposal, action: Action = "approve") -> bytes:
-    """The exact bytes a member's key signs (off-chain message envelope v0)."""
-    return envelope(approval_text(governance, proposal, action))
+def approval_envelope(
+    governance: Pubkey,
+    proposal: Proposal,
+    action: Action = "approve",
+    signer: Pubkey | None = None,
+    form: SignedForm = LEGACY,
+) -> bytes:
+    """The exact bytes ``signer``'s key signs in ``form`` (the standard envelope names its
+    signer and application domain: zero, or ``governance``'s address)."""
+    return envelope(approval_text(governance, proposal, action), signer, form)
 
 
 # ----------------------------------------------------------------------- instructions
@@ -403,12 +461,20 @@ def _r(key: Pubkey, signer: bool = False) -> AccountMeta:
     return AccountMeta(key, is_signer=signer, is_writable=False)
 
 
-def _check_config(config: GovernanceConfig) -> None:
+def check_config(config: GovernanceConfig) -> None:
+    """What the program refuses at create_governance and config changes, before sending."""
     n = len(config.members)
     if not 1 <= n <= MAX_MEMBERS:
         raise ValueError(f"a governance has 1..{MAX_MEMBERS} members, got {n}")
     if len(set(config.members)) != n:
         raise ValueError("members must be distinct")
+    for member in config.members:
+        if not is_large_order_point(bytes(member)):
+            raise ValueError(
+                f"member {member} is not an ed25519 public key of large order (the identity "
+                "or another small-order point, or not on the curve): nobody, or everybody, "
+                "can sign for it"
+            )
     for name in ("threshold", "emergency_threshold"):
         value = getattr(config, name)
         if not 1 <= value <= n:
@@ -417,19 +483,43 @@ def _check_config(config: GovernanceConfig) -> None:
         value = getattr(config, name)
         if not 0 <= value <= MAX_TIMELOCK_SECONDS:
             raise ValueError(f"{name} must be 0..{MAX_TIMELOCK_SECONDS} seconds, got {value}")
+    if config.emergency_threshold < config.threshold:
+        raise ValueError(
+            f"emergency_threshold {config.emergency_threshold} is below threshold "
+            f"{config.threshold}: the emergency path must not need fewer members"
+        )
+
+
+def genesis_bytes(genesis_hash: str | bytes | Hash) -> bytes:
+    """32 bytes of a genesis hash given as base58 (``getGenesisHash``), bytes or Hash."""
+    if isinstance(genesis_hash, Hash):
+        return bytes(genesis_hash)
+    if isinstance(genesis_hash, str):
+        try:
+            return bytes(Hash.from_string(genesis_hash))
+        except ValueError:
+            raise ValueError(f"genesis hash {genesis_hash!r} is not base58 of 32 bytes") from None
+    if len(genesis_hash) != 32:
+        raise ValueError(f"genesis hash must be 32 bytes, got {len(genesis_hash)}")
+    return bytes(genesis_hash)
 
 
 def create_governance(
     create_key: Pubkey,
     payer: Pubkey,
     config: GovernanceConfig,
+    genesis_hash: str | bytes | Hash,
     program_id: Pubkey = PROGRAM_ID,
 ) -> Instruction:
-    """Bootstrap a governance (signers: create_key, payer); later changes are proposals."""
-    _check_config(config)
+    """Bootstrap a governance for the cluster whose ``getGenesisHash`` is
+    ``genesis_hash`` (signers: create_key, payer); later changes are proposals."""
+    check_config(config)
+    genesis = genesis_bytes(genesis_hash)
+    if genesis == bytes(32):
+        raise ValueError("genesis hash is all zero: pass the cluster's getGenesisHash")
     return Instruction(
         program_id,
-        instruction_data("create_governance", config.pack()),
+        instruction_data("create_governance", genesis, config.pack()),
         [
             _w(governance_address(create_key, program_id)),
             _r(create_key, signer=True),
@@ -447,6 +537,7 @@ def propose_upgrade(
     buffer_hash: bytes | str,
     proposer: Pubkey,
     *,
+    spill: Pubkey | None = None,
     emergency: bool = False,
     program_id: Pubkey = PROGRAM_ID,
 ) -> Instruction:
@@ -454,6 +545,8 @@ def propose_upgrade(
 
     ``index`` is the governance's proposal_count + 1; the buffer's authority must already
     be the governance's authority PDA and its verifiable-build hash ``buffer_hash``.
+    ``proposer`` (a member or the governance's proposer) signs and pays; ``spill``
+    (default: the proposer) is where the buffer's lamports go at execution, fixed now.
     """
     digest = bytes.fromhex(buffer_hash) if isinstance(buffer_hash, str) else bytes(buffer_hash)
     if len(digest) != 32:
@@ -467,6 +560,7 @@ def propose_upgrade(
             _r(program),
             _r(loader.programdata_address(program)),
             _r(buffer),
+            _r(spill or proposer),
             _w(proposer, signer=True),
             _r(SYSTEM_PROGRAM_ID),
         ],
@@ -505,7 +599,7 @@ def propose_config(
     program_id: Pubkey = PROGRAM_ID,
 ) -> Instruction:
     """Propose new members, thresholds and timelocks."""
-    _check_config(config)
+    check_config(config)
     return Instruction(
         program_id,
         instruction_data("propose_config", config.pack()),
@@ -558,13 +652,15 @@ def relayed_vote_instructions(
     signature: Signature,
     action: Action = "approve",
     program_id: Pubkey = PROGRAM_ID,
+    form: SignedForm = STANDARD,
 ) -> list[Instruction]:
     """[Ed25519SigVerify of ``member``'s signature, the vote], for one transaction.
 
     The signed message is rebuilt from the decoded ``proposal``, exactly as the program
-    rebuilds it; a signature over anything else fails in the precompile.
+    rebuilds it, in the envelope ``form`` the member signed (the sign-off review found
+    it); a signature over anything else fails in the precompile.
     """
-    message = approval_envelope(governance, proposal, action)
+    message = approval_envelope(governance, proposal, action, member, form)
     return [
         ed25519_instruction(member, signature, message),
         vote(governance, proposal_account, action, program_id),
@@ -578,10 +674,11 @@ def relayed_approval_instructions(
     member: Pubkey,
     signature: Signature,
     program_id: Pubkey = PROGRAM_ID,
+    form: SignedForm = STANDARD,
 ) -> list[Instruction]:
     """[ed25519_ix, approve_ix]: relay one member's approval (the runbook's main path)."""
     return relayed_vote_instructions(
-        governance, proposal_account, proposal, member, signature, "approve", program_id
+        governance, proposal_account, proposal, member, signature, "approve", program_id, form
     )
 
 
@@ -595,8 +692,9 @@ def execute_upgrade(
 ) -> Instruction:
     """Upgrade ``program`` from ``buffer`` by CPI, signed by the authority PDA.
 
-    The buffer's lamports go to ``spill``. Anyone may send it once the proposal is
-    approved and its timelock has run out.
+    The buffer's lamports go to ``spill``, which must be the proposal's (fixed when it was
+    proposed). Anyone may send it once the proposal is approved and its timelock has run
+    out.
     """
     return Instruction(
         program_id,
@@ -648,6 +746,29 @@ def execute_config(
     )
 
 
+def adopt_program(
+    governance: Pubkey,
+    program: Pubkey,
+    current_authority: Pubkey,
+    program_id: Pubkey = PROGRAM_ID,
+) -> Instruction:
+    """Hand ``program`` to ``governance``: its current upgrade authority signs, and
+    upgrade_manager signs for the governance's authority PDA as the new authority
+    (the loader's SetAuthorityChecked), so only a real governance can receive it."""
+    return Instruction(
+        program_id,
+        instruction_data("adopt_program"),
+        [
+            _r(governance),
+            _r(program),
+            _w(loader.programdata_address(program)),
+            _r(current_authority, signer=True),
+            _r(authority_address(governance, program_id)),
+            _r(loader.LOADER_ID),
+        ],
+    )
+
+
 def instruction_names() -> Sequence[str]:
     """Every instruction the program dispatches on, in the IDL's order."""
     return (
@@ -664,4 +785,5 @@ def instruction_names() -> Sequence[str]:
         "execute_upgrade",
         "execute_set_authority",
         "execute_config",
+        "adopt_program",
     )

@@ -7,21 +7,28 @@
  */
 #include "upgrade_manager.h"
 
-#define ENVELOPE_HEADER 20 /* "\xffsolana offchain" | version 0 | format 0 | u16 length */
+/* Legacy (Agave 1.18/2.x): "\xffsolana offchain" | version 0 | format 0 | u16 length. */
+#define LEGACY_HEADER 20
+/* Standard v0: "\xffsolana offchain" | version 0 | application domain (32) | format
+ * | signer count | signers (32 each) | u16 length; this program accepts one signer. */
+#define STANDARD_DOMAIN_AT 17
+#define STANDARD_FORMAT_AT 49
+#define STANDARD_COUNT_AT 50
+#define STANDARD_SIGNER_AT 51
+#define STANDARD_HEADER (STANDARD_SIGNER_AT + 32 + 2)
 
 static const char BASE58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 static const char HEX[] = "0123456789abcdef";
 static const char SIGNING_DOMAIN[] = "\xffsolana offchain";
 
 /* A write cursor. No bounds checks per byte: the longest text (a config change naming
- * MAX_MEMBERS keys) is under 1,000 bytes, and build_envelope is only called with room
- * for MAX_TEXT; _Static_assert below keeps that true. */
+ * MAX_MEMBERS keys) is under 1,000 bytes, and build_text is only called with room for
+ * MAX_TEXT (MESSAGE_CAP); _Static_assert below keeps that true. */
 typedef struct {
   uint8_t *w;
 } Text;
 
-#define MAX_TEXT 1100
-_Static_assert(160 + 60 + 45 * MAX_MEMBERS + 5 * 20 < MAX_TEXT, "approval text fits");
+_Static_assert(220 + 60 + 45 * MAX_MEMBERS + 5 * 20 < MAX_TEXT, "approval text fits");
 
 static inline void put(Text *t, const char *s, uint64_t n) {
   uint8_t *w = t->w;
@@ -97,12 +104,12 @@ static void put_upgrade_target(Text *t, const Proposal *p) {
   put_hex(t, p->buffer_hash, 32);
 }
 
-uint64_t build_envelope(const SolPubkey *governance, const Proposal *p, uint8_t action,
-                        uint8_t *out, uint64_t cap) {
-  if (cap < ENVELOPE_HEADER + MAX_TEXT) return 0;
-  uint8_t *text = out + ENVELOPE_HEADER;
+/* The approval text for `action` on `p` in `text` (room for MAX_TEXT); its length, or
+ * 0 if it would not fit. */
+static uint64_t build_text(const SolPubkey *governance, const Proposal *p, uint8_t action,
+                           uint8_t *text) {
   Text t = {text};
-  PUT(&t, "solana-runbooks v1; action: ");
+  PUT(&t, "solana-runbooks v2; action: ");
   if (action == ACTION_APPROVE) {
     PUT(&t, "approve");
   } else if (action == ACTION_REJECT) {
@@ -110,6 +117,9 @@ uint64_t build_envelope(const SolPubkey *governance, const Proposal *p, uint8_t 
   } else {
     PUT(&t, "cancel");
   }
+  /* The genesis hash: a sign-off given on one cluster never counts on another. */
+  PUT(&t, "; cluster: ");
+  put_pubkey(&t, (const SolPubkey *)p->genesis_hash);
   PUT(&t, "; governance: ");
   put_pubkey(&t, governance);
   PUT(&t, "; proposal: ");
@@ -147,11 +157,62 @@ uint64_t build_envelope(const SolPubkey *governance, const Proposal *p, uint8_t 
       break;
   }
   uint64_t len = (uint64_t)(t.w - text);
-  if (len > MAX_TEXT) return 0;
-  sol_memcpy(out, SIGNING_DOMAIN, 16);
-  out[16] = 0; /* envelope version 0 (pinned) */
-  out[17] = 0; /* format 0: restricted ASCII */
-  out[18] = (uint8_t)len;
-  out[19] = (uint8_t)(len >> 8);
-  return ENVELOPE_HEADER + len;
+  return len > MAX_TEXT ? 0 : len;
+}
+
+static bool same_bytes(const uint8_t *a, const uint8_t *b, uint64_t n) {
+  int diff = 1;
+  sol_memcmp_(a, b, n, &diff);
+  return diff == 0;
+}
+
+static bool all_zero(const uint8_t *bytes, uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) {
+    if (bytes[i]) return false;
+  }
+  return true;
+}
+
+/* The standard v0 envelope around the `len` text bytes in `scratch`, one signer. */
+static uint64_t check_standard(const SolPubkey *governance, const SignedMessage *m,
+                               const uint8_t *scratch, uint64_t len) {
+  const uint8_t *msg = m->msg;
+  uint64_t size = m->size;
+  if (size < STANDARD_SIGNER_AT) return E_MESSAGE_MISMATCH;
+  const uint8_t *domain = msg + STANDARD_DOMAIN_AT;
+  if (!all_zero(domain, 32) && !same_bytes(domain, governance->x, 32)) {
+    return E_ENVELOPE_APPLICATION_DOMAIN;
+  }
+  if (msg[STANDARD_FORMAT_AT] != 0) return E_ENVELOPE_FORMAT;
+  if (msg[STANDARD_COUNT_AT] != 1) return E_ENVELOPE_SIGNER_COUNT;
+  if (size < STANDARD_HEADER) return E_ENVELOPE_LENGTH;
+  if (!same_bytes(msg + STANDARD_SIGNER_AT, m->signer->x, 32)) return E_ENVELOPE_SIGNER;
+  uint64_t declared = sol_read_u16(msg + STANDARD_HEADER - 2);
+  if (declared != len || size != STANDARD_HEADER + declared) return E_ENVELOPE_LENGTH;
+  if (!same_bytes(msg + STANDARD_HEADER, scratch, len)) return E_MESSAGE_MISMATCH;
+  return SUCCESS;
+}
+
+uint64_t check_signed_message(const SolPubkey *governance, const Proposal *p, uint8_t action,
+                              const SignedMessage *m, uint8_t *scratch) {
+  const uint8_t *msg = m->msg;
+  uint64_t size = m->size;
+  uint64_t len = build_text(governance, p, action, scratch);
+  if (len == 0) return E_OVERFLOW;
+  if (size < LEGACY_HEADER || !same_bytes(msg, (const uint8_t *)SIGNING_DOMAIN, 16) ||
+      msg[16] != 0) {
+    return E_MESSAGE_MISMATCH;
+  }
+  /* Legacy-shaped: format 0 where the standard form has its domain, and a length that
+   * spans exactly the rest. */
+  if (msg[17] == 0 && LEGACY_HEADER + sol_read_u16(msg + 18) == size) {
+    if (size == LEGACY_HEADER + len && same_bytes(msg + LEGACY_HEADER, scratch, len)) {
+      return SUCCESS;
+    }
+    /* A standard envelope whose application domain happens to look like that header
+     * (a governance address starting with a zero byte) still counts. */
+    return check_standard(governance, m, scratch, len) == SUCCESS ? SUCCESS
+                                                                  : E_MESSAGE_MISMATCH;
+  }
+  return check_standard(governance, m, scratch, len);
 }

@@ -23,7 +23,7 @@ from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from core.approval import Action
+from core.approval import STANDARD, Action, SignedForm
 from programs import loader
 from programs.toolchain.build import build_program
 from programs.upgrade_manager import client
@@ -31,6 +31,10 @@ from programs.upgrade_manager.client import Governance, GovernanceConfig, Propos
 
 START_TIME = 1_700_000_000  # LiteSVM's clock starts at 0; a realistic time catches sign bugs
 SOL = 1_000_000_000
+# getGenesisHash of the public clusters: a LiteSVM has no genesis of its own, so a sandbox
+# governance is made for one of these (mainnet unless a test says otherwise).
+MAINNET_GENESIS = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d"
+DEVNET_GENESIS = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG"
 
 
 def manager_so() -> bytes:
@@ -180,7 +184,10 @@ class Sandbox:
 
     # ------------------------------------------------------------------ proposals
 
-    def propose_upgrade(self, buffer: Pubkey, *, emergency: bool = False) -> int:
+    def propose_upgrade(
+        self, buffer: Pubkey, *, emergency: bool = False, spill: Pubkey | None = None
+    ) -> int:
+        """Proposed by the payer (the governance's proposer); ``spill``: the payer's."""
         index = self.gov().proposal_count + 1
         digest = loader.buffer_hash(self.data(buffer))
         ix = client.propose_upgrade(
@@ -190,6 +197,7 @@ class Sandbox:
             buffer,
             digest,
             self.payer.pubkey(),
+            spill=spill,
             emergency=emergency,
         )
         self.ok([ix])
@@ -200,27 +208,33 @@ class Sandbox:
         self.ok([client.propose_config(self.governance, index, config, self.payer.pubkey())])
         return index
 
-    def sign(self, member: Keypair, index: int, action: Action = "approve") -> Signature:
+    def sign(
+        self, member: Keypair, index: int, action: Action = "approve", form: SignedForm = STANDARD
+    ) -> Signature:
         """``member``'s signature over proposal ``index``'s message, as `runbooks sign` makes it."""
+        p = self.proposal(index)
         return member.sign_message(
-            client.approval_envelope(self.governance, self.proposal(index), action)
+            client.approval_envelope(self.governance, p, action, member.pubkey(), form)
         )
 
     def relay_instructions(
-        self, index: int, member: Keypair, action: Action = "approve"
+        self, index: int, member: Keypair, action: Action = "approve", form: SignedForm = STANDARD
     ) -> list[Instruction]:
         return client.relayed_vote_instructions(
             self.governance,
             self.proposal_account(index),
             self.proposal(index),
             member.pubkey(),
-            self.sign(member, index, action),
+            self.sign(member, index, action, form),
             action,
+            form=form,
         )
 
-    def relay(self, index: int, member: Keypair, action: Action = "approve") -> Sent:
+    def relay(
+        self, index: int, member: Keypair, action: Action = "approve", form: SignedForm = STANDARD
+    ) -> Sent:
         """A member's vote relayed by the payer: the member sends and pays nothing."""
-        return self.send(self.relay_instructions(index, member, action))
+        return self.send(self.relay_instructions(index, member, action, form))
 
     def approve_all(self, index: int, members: Sequence[Keypair] | None = None) -> None:
         proposal = self.proposal(index)
@@ -233,14 +247,17 @@ class Sandbox:
         assert executable_at is not None, "the proposal is not approved"
         self.set_time(executable_at)
 
-    def execute_upgrade(self, index: int, buffer: Pubkey | None = None) -> Sent:
+    def execute_upgrade(
+        self, index: int, buffer: Pubkey | None = None, spill: Pubkey | None = None
+    ) -> Sent:
+        """Execute (sent by the payer) with the proposal's spill unless ``spill`` is given."""
         p = self.proposal(index)
         ix = client.execute_upgrade(
             self.governance,
             self.proposal_account(index),
             self.program,
             buffer or p.buffer,
-            self.payer.pubkey(),
+            spill or p.spill,
         )
         return self.send([ix])
 
@@ -254,8 +271,10 @@ def new_sandbox(
     emergency_timelock: int = 600,
     managed_so: bytes | None = None,
     max_len: int | None = None,
+    genesis: str = MAINNET_GENESIS,
 ) -> Sandbox:
-    """upgrade_manager at its address, a governance, and demo_vault v1 managed by it.
+    """upgrade_manager at its address, a governance (the payer its proposer), and
+    demo_vault v1 managed by it.
 
     ``max_len`` is the managed program's ProgramData capacity (default 3x its size).
     """
@@ -271,10 +290,10 @@ def new_sandbox(
         timelock,
         emergency_threshold,
         emergency_timelock,
+        proposer=payer.pubkey(),  # the operator's key proposes; members may too
     )
-    box.ok(
-        [client.create_governance(box.create_key.pubkey(), payer.pubkey(), config)], box.create_key
-    )
+    create = client.create_governance(box.create_key.pubkey(), payer.pubkey(), config, genesis)
+    box.ok([create], box.create_key)
     so = managed_so if managed_so is not None else vault_so(1)
     box.deploy_managed(so, max_len or 3 * len(so))
     return box

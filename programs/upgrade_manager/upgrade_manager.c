@@ -6,17 +6,18 @@
  *
  * Instructions (data = sha256("global:<name>")[:8] + borsh fields; w writable, s signer):
  *
- *   create_governance(threshold u8, timelock u64, emergency_threshold u8,
- *                     emergency_timelock u64, members Vec<Pubkey>)
+ *   create_governance(genesis_hash [u8; 32], threshold u8, timelock u64,
+ *                     emergency_threshold u8, emergency_timelock u64, proposer Pubkey,
+ *                     members Vec<Pubkey>)
  *       governance(w), create_key(s), payer(w, s), system_program
  *   propose_upgrade(buffer_hash [u8; 32], emergency bool)
- *       governance(w), proposal(w), program, programdata, buffer, proposer(w, s),
- *       system_program
+ *       governance(w), proposal(w), program, programdata, buffer, spill,
+ *       proposer(w, s), system_program
  *   propose_set_authority()
  *       governance(w), proposal(w), program, programdata, new_authority, proposer(w, s),
  *       system_program
  *   propose_config(threshold u8, timelock u64, emergency_threshold u8,
- *                  emergency_timelock u64, members Vec<Pubkey>)
+ *                  emergency_timelock u64, proposer Pubkey, members Vec<Pubkey>)
  *       governance(w), proposal(w), proposer(w, s), system_program
  *   approve() / reject() / cancel()           relayed: the instruction right before is an
  *       governance, proposal(w), instructions   Ed25519SigVerify of a member's signature
@@ -30,8 +31,23 @@
  *       governance, proposal(w), authority, program, programdata(w), new_authority,
  *       bpf_loader_upgradeable
  *   execute_config()                          governance(w), proposal(w)
+ *   adopt_program()
+ *       governance, program, programdata(w), current_authority(s), authority,
+ *       bpf_loader_upgradeable
  *
  * Rules:
+ * - Only a member or the governance's proposer (if it has one) creates proposals, so
+ *   nobody else can take the next proposal number from the operator.
+ * - An upgrade's spill (where the buffer's lamports go) is fixed at proposal time and
+ *   execute_upgrade refuses any other: whoever executes gains nothing.
+ * - Emergency threshold >= threshold, and every member key an ed25519 point of large
+ *   order (not the identity or another small-order point), at creation and config change.
+ * - adopt_program hands a program to this governance with the loader's SetAuthorityChecked,
+ *   the authority PDA signing as the new authority: a program can only be handed to a
+ *   real governance of this program (a mistyped address cannot strand it).
+ * - The governance keeps the genesis hash of its cluster (given at creation: a program
+ *   cannot read it) and every proposal copies it; the signed line names it, so a
+ *   sign-off given on one cluster never counts on another.
  * - Votes (approve, reject) count while a proposal is active or approved; the threshold
  *   and timelock are the emergency ones for emergency upgrades. The timelock runs from
  *   the moment the threshold is met (approved_at, Clock unix_timestamp).
@@ -52,8 +68,10 @@
  * instruction". Offsets that name another instruction are refused even when they name
  * the precompile's own index: accepting one spelling only leaves nothing to get wrong,
  * and 0xFFFF is what the standard builders (solana-sdk, web3.js) write. The public key
- * must be a member who has not voted, and the message bytes must equal the envelope
- * this program rebuilds from on-chain state (message.c).
+ * must be a member who has not voted, and the message bytes must be the text this
+ * program rebuilds from on-chain state in one of the two off-chain envelopes members'
+ * tools sign: the standard v0 (one signer, the member; application domain zero or the
+ * governance address; format 0) or the legacy header (message.c).
  */
 #include "upgrade_manager.h"
 
@@ -62,6 +80,7 @@
 #define HEAP_ACCOUNTS ((SolAccountInfo *)SOL_HEAP_START)
 #define HEAP_MESSAGE (SOL_HEAP_START + 1024)
 #define MESSAGE_CAP 2048
+_Static_assert(MESSAGE_CAP >= MAX_TEXT, "room for the approval text");
 
 #define ED25519_OFFSETS_START 2
 #define ED25519_OFFSETS_SIZE 14
@@ -74,6 +93,14 @@
 #define PROGRAMDATA_METADATA_SIZE 45
 #define LOADER_IX_UPGRADE 3
 #define LOADER_IX_SET_AUTHORITY 4
+#define LOADER_IX_SET_AUTHORITY_CHECKED 7
+#define CURVE25519_EDWARDS 0
+#define CURVE_OP_MUL 2
+
+/* Curve syscalls (SIMD-0033 curve25519): 0 when the point decodes / the op succeeded. */
+uint64_t sol_curve_validate_point(uint64_t curve_id, const uint8_t *point, uint8_t *result);
+uint64_t sol_curve_group_op(uint64_t curve_id, uint64_t group_op, const uint8_t *left,
+                            const uint8_t *right, uint8_t *result);
 
 static const SolPubkey LOADER_ID = BPF_LOADER_UPGRADEABLE_ID;
 static const SolPubkey SYSTEM_ID = SYSTEM_PROGRAM_ID;
@@ -159,7 +186,7 @@ static uint64_t check_current(const Governance *g, const Proposal *p) {
   return SUCCESS;
 }
 
-/* Members, thresholds and timelocks a governance may have. */
+/* Members, thresholds, timelocks and the proposer a governance may have. */
 typedef struct {
   uint8_t threshold;
   uint8_t emergency_threshold;
@@ -167,12 +194,29 @@ typedef struct {
   uint64_t emergency_timelock;
   const uint8_t *members; /* count keys of 32 bytes */
   uint64_t count;
+  const uint8_t *proposer; /* 32 bytes; all zero: members only */
 } ConfigArgs;
+
+/* A key on the curve whose [8]P is not the identity: not one of the eight small-order
+ * points, which nobody (or everybody) can sign for. */
+static bool large_order_point(const uint8_t *key) {
+  uint8_t unused[32];
+  if (sol_curve_validate_point(CURVE25519_EDWARDS, key, unused) != 0) return false;
+  uint8_t cofactor[32] = {8};
+  uint8_t multiple[32];
+  if (sol_curve_group_op(CURVE25519_EDWARDS, CURVE_OP_MUL, cofactor, key, multiple) != 0) {
+    return false;
+  }
+  uint8_t identity[32] = {1};
+  return sol_memcmp(multiple, identity, 32) != 0;
+}
 
 static uint64_t check_config(const ConfigArgs *c) {
   if (c->count == 0 || c->count > MAX_MEMBERS) return E_INVALID_CONFIG;
   if (c->threshold == 0 || c->threshold > c->count) return E_INVALID_CONFIG;
   if (c->emergency_threshold == 0 || c->emergency_threshold > c->count) return E_INVALID_CONFIG;
+  /* An emergency path needing fewer members would bypass the normal threshold. */
+  if (c->emergency_threshold < c->threshold) return E_EMERGENCY_THRESHOLD_BELOW_THRESHOLD;
   if (c->timelock > MAX_TIMELOCK_SECONDS || c->emergency_timelock > MAX_TIMELOCK_SECONDS) {
     return E_INVALID_CONFIG;
   }
@@ -181,22 +225,27 @@ static uint64_t check_config(const ConfigArgs *c) {
       if (sol_memcmp(c->members + 32 * i, c->members + 32 * j, 32) == 0) return E_INVALID_CONFIG;
     }
   }
+  for (uint64_t i = 0; i < c->count; i++) {
+    if (!large_order_point(c->members + 32 * i)) return E_INVALID_MEMBER_KEY;
+  }
   return SUCCESS;
 }
 
-/* Config arguments: threshold u8, timelock u64, emergency_threshold u8,
- * emergency_timelock u64, members Vec<Pubkey> (u32 count + keys). */
+/* Config arguments at `at` in the instruction data: threshold u8, timelock u64,
+ * emergency_threshold u8, emergency_timelock u64, proposer Pubkey, members Vec<Pubkey>
+ * (u32 count + keys), the last field. */
 
-static uint64_t parse_config(const SolParameters *params, ConfigArgs *out) {
-  const uint8_t *d = params->data + 8;
-  uint64_t fixed = 8 + 1 + 8 + 1 + 8 + 4;
+static uint64_t parse_config(const SolParameters *params, uint64_t at, ConfigArgs *out) {
+  const uint8_t *d = params->data + at;
+  uint64_t fixed = at + 1 + 8 + 1 + 8 + 32 + 4;
   if (params->data_len < fixed) return E_INSTRUCTION_DID_NOT_DESERIALIZE;
   out->threshold = d[0];
   out->timelock = sol_read_u64(d + 1);
   out->emergency_threshold = d[9];
   out->emergency_timelock = sol_read_u64(d + 10);
-  out->count = sol_read_u32(d + 18);
-  out->members = d + 22;
+  out->proposer = d + 18;
+  out->count = sol_read_u32(d + 50);
+  out->members = d + 54;
   if (out->count > MAX_MEMBERS || params->data_len != fixed + 32 * out->count) {
     return out->count > MAX_MEMBERS ? E_INVALID_CONFIG : E_INSTRUCTION_DID_NOT_DESERIALIZE;
   }
@@ -322,7 +371,7 @@ static uint64_t check_buffer(const Governance *g, const SolAccountInfo *buffer,
 static __attribute__((noinline)) uint64_t create_governance(SolParameters *params) {
   if (params->ka_num < 4) return E_ACCOUNT_NOT_ENOUGH_KEYS;
   ConfigArgs config;
-  uint64_t err = parse_config(params, &config);
+  uint64_t err = parse_config(params, 8 + 32, &config);
   if (err) return err;
   SolAccountInfo *governance = &params->ka[0];
   SolAccountInfo *create_key = &params->ka[1];
@@ -359,6 +408,8 @@ static __attribute__((noinline)) uint64_t create_governance(SolParameters *param
   g->emergency_timelock = config.emergency_timelock;
   g->member_count = (uint8_t)config.count;
   sol_memcpy(g->members, config.members, 32 * config.count);
+  sol_memcpy(g->genesis_hash, params->data + 8, 32);
+  sol_memcpy(&g->proposer, config.proposer, 32);
   return SUCCESS;
 }
 
@@ -372,6 +423,10 @@ static uint64_t new_proposal(SolParameters *params, Governance *g, uint64_t paye
   SolAccountInfo *proposal = &params->ka[1];
   SolAccountInfo *payer = &params->ka[payer_at];
   if (!payer->is_signer) return E_ACCOUNT_NOT_SIGNER;
+  /* Anyone else could take the next number and make the operator's propose fail. */
+  static const SolPubkey NOBODY = {{0}};
+  bool proposer = !SolPubkey_same(&g->proposer, &NOBODY) && SolPubkey_same(&g->proposer, payer->key);
+  if (!proposer && member_index(g, payer->key) < 0) return E_NOT_ALLOWED_TO_PROPOSE;
   uint64_t index;
   if (!sol_add_u64(g->proposal_count, 1, &index)) return E_OVERFLOW;
   uint8_t index_le[8];
@@ -404,6 +459,7 @@ static uint64_t new_proposal(SolParameters *params, Governance *g, uint64_t paye
   p->bump = bump;
   p->config_version = g->config_version;
   p->created_at = created_at;
+  sol_memcpy(p->genesis_hash, g->genesis_hash, 32);
   g->proposal_count = index;
   *out = p;
   return SUCCESS;
@@ -411,7 +467,7 @@ static uint64_t new_proposal(SolParameters *params, Governance *g, uint64_t paye
 
 static __attribute__((noinline)) uint64_t propose_upgrade(SolParameters *params) {
   if (params->data_len != 8 + 32 + 1) return E_INSTRUCTION_DID_NOT_DESERIALIZE;
-  if (params->ka_num < 7) return E_ACCOUNT_NOT_ENOUGH_KEYS;
+  if (params->ka_num < 8) return E_ACCOUNT_NOT_ENOUGH_KEYS;
   uint8_t emergency = params->data[40];
   if (emergency > 1) return E_INSTRUCTION_DID_NOT_DESERIALIZE;
   Governance *g;
@@ -424,10 +480,11 @@ static __attribute__((noinline)) uint64_t propose_upgrade(SolParameters *params)
   err = check_buffer(g, buffer, params->data + 8);
   if (err) return err;
   Proposal *p;
-  err = new_proposal(params, g, 5, emergency ? KIND_EMERGENCY_UPGRADE : KIND_UPGRADE, &p);
+  err = new_proposal(params, g, 6, emergency ? KIND_EMERGENCY_UPGRADE : KIND_UPGRADE, &p);
   if (err) return err;
   p->program = *program->key;
   p->buffer = *buffer->key;
+  p->spill = *params->ka[5].key;
   sol_memcpy(p->buffer_hash, params->data + 8, 32);
   return SUCCESS;
 }
@@ -452,7 +509,7 @@ static __attribute__((noinline)) uint64_t propose_set_authority(SolParameters *p
 static __attribute__((noinline)) uint64_t propose_config(SolParameters *params) {
   if (params->ka_num < 4) return E_ACCOUNT_NOT_ENOUGH_KEYS;
   ConfigArgs config;
-  uint64_t err = parse_config(params, &config);
+  uint64_t err = parse_config(params, 8, &config);
   if (err) return err;
   Governance *g;
   err = load_governance(&params->ka[0], params->program_id, true, &g);
@@ -466,6 +523,7 @@ static __attribute__((noinline)) uint64_t propose_config(SolParameters *params) 
   p->new_emergency_timelock = config.emergency_timelock;
   p->new_member_count = (uint8_t)config.count;
   sol_memcpy(p->new_members, config.members, 32 * config.count);
+  sol_memcpy(&p->new_proposer, config.proposer, 32);
   return SUCCESS;
 }
 
@@ -516,12 +574,10 @@ static uint64_t relayed_member(const SolParameters *params, const Governance *g,
   if (action != ACTION_CANCEL && ((p->approvals | p->rejections) >> index) & 1) {
     return E_ALREADY_VOTED;
   }
-  uint8_t *expected = HEAP_MESSAGE;
-  uint64_t len = build_envelope(governance_key, p, action, expected, MESSAGE_CAP);
-  if (len == 0) return E_OVERFLOW;
-  int diff = 1;
-  if (len == message_size) sol_memcmp_(expected, d + message_offset, len, &diff);
-  if (diff != 0) return E_MESSAGE_MISMATCH;
+  SignedMessage signed_message = {(const SolPubkey *)(d + pubkey_offset), d + message_offset,
+                                  message_size};
+  uint64_t err = check_signed_message(governance_key, p, action, &signed_message, HEAP_MESSAGE);
+  if (err) return err;
   *member = index;
   return SUCCESS;
 }
@@ -650,6 +706,7 @@ static __attribute__((noinline)) uint64_t execute_upgrade(SolParameters *params)
   if (!SolPubkey_same(authority->key, &g->authority)) return E_INVALID_AUTHORITY;
   if (!SolPubkey_same(program->key, &p->program)) return E_PROGRAM_MISMATCH;
   if (!SolPubkey_same(buffer->key, &p->buffer)) return E_BUFFER_MISMATCH;
+  if (!SolPubkey_same(spill->key, &p->spill)) return E_SPILL_MISMATCH;
   err = check_buffer(g, buffer, p->buffer_hash);
   if (err) return err;
   if (!SolPubkey_same(loader->key, &LOADER_ID)) return ERROR_INCORRECT_PROGRAM_ID;
@@ -717,8 +774,10 @@ static __attribute__((noinline)) uint64_t execute_config(SolParameters *params) 
   int64_t t;
   err = check_executable(g, p, KIND_CONFIG, KIND_CONFIG, &t);
   if (err) return err;
-  ConfigArgs config = {p->new_threshold, p->new_emergency_threshold, p->new_timelock,
-                       p->new_emergency_timelock, p->new_members[0].x, p->new_member_count};
+  ConfigArgs config = {p->new_threshold,      p->new_emergency_threshold,
+                       p->new_timelock,       p->new_emergency_timelock,
+                       p->new_members[0].x,   p->new_member_count,
+                       p->new_proposer.x};
   err = check_config(&config);
   if (err) return err;
   uint32_t version;
@@ -731,10 +790,43 @@ static __attribute__((noinline)) uint64_t execute_config(SolParameters *params) 
   g->member_count = p->new_member_count;
   sol_memset(g->members, 0, sizeof(g->members));
   sol_memcpy(g->members, p->new_members, 32 * (uint64_t)p->new_member_count);
+  g->proposer = p->new_proposer;
   g->config_version = version;
   p->status = STATUS_EXECUTED;
   p->closed_at = t;
   return SUCCESS;
+}
+
+/* -------------------------------------------------------------------- adopt */
+
+/* The current upgrade authority hands `program` to this governance: SetAuthorityChecked
+ * with the authority PDA signing as the new authority (by its seeds). */
+static __attribute__((noinline)) uint64_t adopt_program(SolParameters *params) {
+  if (params->data_len != 8) return E_INSTRUCTION_DID_NOT_DESERIALIZE;
+  if (params->ka_num < 6) return E_ACCOUNT_NOT_ENOUGH_KEYS;
+  SolAccountInfo *ka = params->ka;
+  Governance *g;
+  uint64_t err = load_governance(&ka[0], params->program_id, false, &g);
+  if (err) return err;
+  SolAccountInfo *program = &ka[1], *programdata = &ka[2], *current = &ka[3];
+  SolAccountInfo *authority = &ka[4], *loader = &ka[5];
+  if (!SolPubkey_same(authority->key, &g->authority)) return E_INVALID_AUTHORITY;
+  if (!current->is_signer) return E_ACCOUNT_NOT_SIGNER;
+  if (!programdata->is_writable) return E_ACCOUNT_NOT_MUTABLE;
+  if (!SolPubkey_same(program->owner, &LOADER_ID) || program->data_len < 36 ||
+      sol_read_u32(program->data) != LOADER_TAG_PROGRAM ||
+      sol_memcmp(program->data + 4, programdata->key, 32) != 0) {
+    return E_INVALID_PROGRAM;
+  }
+  if (!SolPubkey_same(loader->key, &LOADER_ID)) return ERROR_INCORRECT_PROGRAM_ID;
+  /* SetAuthorityChecked: programdata(w), current authority(s), new authority(s). */
+  uint8_t data[4] = {LOADER_IX_SET_AUTHORITY_CHECKED, 0, 0, 0};
+  SolAccountMeta metas[3] = {{programdata->key, true, false},
+                             {current->key, false, true},
+                             {authority->key, false, true}};
+  SolInstruction ix = {loader->key, metas, 3, data, sizeof(data)};
+  SolAccountInfo infos[4] = {*programdata, *current, *authority, *loader};
+  return invoke_loader(g, &ka[0], &ix, infos, 4);
 }
 
 /* --------------------------------------------------------------- entrypoint */
@@ -770,6 +862,8 @@ uint64_t entrypoint(const uint8_t *input) {
       return execute_set_authority(&params);
     case IX_EXECUTE_CONFIG:
       return execute_config(&params);
+    case IX_ADOPT_PROGRAM:
+      return adopt_program(&params);
     default:
       return E_INSTRUCTION_FALLBACK_NOT_FOUND;
   }

@@ -24,6 +24,7 @@
 #define IX_EXECUTE_UPGRADE 0x18d72742da64dbcdULL
 #define IX_EXECUTE_SET_AUTHORITY 0x720de647e8aff1eaULL
 #define IX_EXECUTE_CONFIG 0x86080a75e76324bdULL
+#define IX_ADOPT_PROGRAM 0xbb84276700af0460ULL
 #define ACCOUNT_GOVERNANCE 0x312fd9490d588f12ULL
 #define ACCOUNT_PROPOSAL 0x21358874bbbd5e1aULL
 
@@ -68,10 +69,20 @@
 #define E_NOT_PROPOSER_OR_MEMBER 6025
 #define E_NEW_AUTHORITY_MISMATCH 6026
 #define E_OVERFLOW 6027
+#define E_ENVELOPE_SIGNER_COUNT 6028
+#define E_ENVELOPE_SIGNER 6029
+#define E_ENVELOPE_FORMAT 6030
+#define E_ENVELOPE_APPLICATION_DOMAIN 6031
+#define E_ENVELOPE_LENGTH 6032
+#define E_NOT_ALLOWED_TO_PROPOSE 6033
+#define E_SPILL_MISMATCH 6034
+#define E_EMERGENCY_THRESHOLD_BELOW_THRESHOLD 6035
+#define E_INVALID_MEMBER_KEY 6036
 
-/* Twelve members keep the worst-case config-change approval (every member's base58 key
- * in the signed text) inside one relayed transaction of 1232 bytes. */
-#define MAX_MEMBERS 12
+/* Nine members keep the worst-case config-change approval (every member's base58 key
+ * and the cluster's genesis hash in the signed text, in the standard envelope that also
+ * names the signer) inside one relayed transaction of 1232 bytes. */
+#define MAX_MEMBERS 9
 /* Keeps approved_at + timelock far from i64 overflow (2^32 s is 136 years). */
 #define MAX_TIMELOCK_SECONDS (1ULL << 32)
 
@@ -92,7 +103,7 @@ enum ProposalStatus {
 
 enum Action { ACTION_APPROVE = 0, ACTION_REJECT = 1, ACTION_CANCEL = 2 };
 
-/* Governance, PDA ["governance", create_key]; 496 bytes. */
+/* Governance, PDA ["governance", create_key]; 464 bytes. */
 typedef struct {
   uint64_t discriminator;
   SolPubkey create_key;      /* signer of create_governance; seed of this PDA */
@@ -108,6 +119,8 @@ typedef struct {
   uint8_t authority_bump;
   uint8_t reserved[7];
   SolPubkey members[MAX_MEMBERS];
+  uint8_t genesis_hash[32];  /* the cluster's, given at creation: named in every signed line */
+  SolPubkey proposer;        /* besides members, the one key that may propose; 0: none */
 } Governance;
 
 /* Proposal, PDA ["proposal", governance, index u64 LE]; 656 bytes. */
@@ -137,15 +150,29 @@ typedef struct {
   uint8_t new_member_count;
   uint8_t reserved1[5];
   SolPubkey new_members[MAX_MEMBERS];
+  uint8_t genesis_hash[32];  /* the governance's: the signed line names the cluster */
+  SolPubkey spill;           /* upgrade: where the buffer's lamports go, fixed at proposal */
+  SolPubkey new_proposer;    /* config */
 } Proposal;
 
-_Static_assert(sizeof(Governance) == 496, "Governance layout");
+_Static_assert(sizeof(Governance) == 464, "Governance layout");
 _Static_assert(sizeof(Proposal) == 656, "Proposal layout");
 
-/* Builds the signed bytes for `action` on `proposal`: the off-chain message envelope v0
- * around the restricted-ASCII approval text (core/approval.py). Returns the length
- * written to `out`, or 0 if `cap` is too small. */
-uint64_t build_envelope(const SolPubkey *governance, const Proposal *proposal, uint8_t action,
-                        uint8_t *out, uint64_t cap);
+/* The longest approval text; `scratch` below must hold this many bytes. */
+#define MAX_TEXT 1100
+
+/* What the Ed25519 precompile verified: `size` bytes at `msg` signed by `signer`. */
+typedef struct {
+  const SolPubkey *signer;
+  const uint8_t *msg;
+  uint64_t size;
+} SignedMessage;
+
+/* SUCCESS if `m` is the approval text for `action` on `proposal` (rebuilt into
+ * `scratch`) in an off-chain message envelope this program accepts: the legacy header,
+ * or the standard v0 one with the signer as its one signer, format 0 and an application
+ * domain of zero or the governance's address. Otherwise the error naming what differs. */
+uint64_t check_signed_message(const SolPubkey *governance, const Proposal *proposal,
+                              uint8_t action, const SignedMessage *m, uint8_t *scratch);
 
 #endif /* UPGRADE_MANAGER_H */

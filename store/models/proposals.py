@@ -79,6 +79,9 @@ class Proposal(Audited, Base):
     threshold_met_at: Mapped[datetime | None]
     executed_at: Mapped[datetime | None]
     onchain_address: Mapped[str | None] = mapped_column(String)
+    # The cluster's genesis hash (base58), named in the signed line; None for proposals
+    # recorded before migration 0005_cluster_genesis, which can no longer be signed.
+    genesis_hash: Mapped[str | None] = mapped_column(String)
 
 
 class Approval(Audited, Base):

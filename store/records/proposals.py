@@ -67,6 +67,7 @@ class ProposalRecord(Record):
     executed_at: datetime | None
     flow_run_id: str | None
     onchain_address: str | None
+    genesis_hash: str | None = None  # the cluster's; the signed line names it
 
     @property
     def closed(self) -> bool:
@@ -128,6 +129,7 @@ _PROPOSAL_CONTENT = (
     "members",
     "threshold",
     "timelock_seconds",
+    "genesis_hash",
 )
 
 
@@ -143,6 +145,7 @@ _AUDITED_CONTENT = (
     "members",
     "threshold",
     "timelock_seconds",
+    "genesis_hash",
 )
 
 
@@ -165,6 +168,7 @@ def record_proposal(
     flow_run_id: str | None = None,
     onchain_address: str | None = None,
     created_at: datetime | None = None,
+    genesis_hash: str | None = None,
 ) -> ProposalRecord:
     """Record a new proposal (status ``proposed``); idempotent on ``key``.
 
@@ -186,6 +190,7 @@ def record_proposal(
         "members": _members(members),
         "threshold": _int("threshold", threshold, minimum=1),
         "timelock_seconds": _int("timelock_seconds", timelock_seconds, minimum=0),
+        "genesis_hash": _optional_text("genesis_hash", genesis_hash),
     }
     if content["threshold"] > len(content["members"]):
         raise InputError(

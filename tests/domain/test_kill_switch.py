@@ -27,6 +27,9 @@ HASH = "ab" * 32
 MEMBERS = [Keypair() for _ in range(3)]
 
 
+GENESIS = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d"  # mainnet-beta
+
+
 def proposal(kind: str, **fields: object) -> ProposalRecord:
     base: dict[str, object] = {
         "id": 7,
@@ -49,6 +52,7 @@ def proposal(kind: str, **fields: object) -> ProposalRecord:
         "executed_at": None,
         "flow_run_id": None,
         "onchain_address": None,
+        "genesis_hash": GENESIS,
     }
     base.update(fields)
     return ProposalRecord(**base)  # type: ignore[arg-type]
@@ -66,22 +70,22 @@ def policy() -> Policy:
 
 
 def test_the_release_line_names_the_switch_and_differs_from_an_upgrade() -> None:
-    subject = KillSwitchRelease("localnet", PROGRAM, "7", HASH)
+    subject = KillSwitchRelease(GENESIS, PROGRAM, "7", HASH)
     assert subject.message("cancel") == (
-        "solana-runbooks v1; action: cancel; kill-switch: release; cluster: localnet; "
+        f"solana-runbooks v2; action: cancel; cluster: {GENESIS}; kill-switch: release; "
         f"program: {PROGRAM}; proposal: 7; sha256: {HASH}"
     )
-    every = KillSwitchRelease("localnet", "*", "8", "none").message()
+    every = KillSwitchRelease(GENESIS, "*", "8", "none").message()
     assert "program: *; proposal: 8; sha256: none" in every
     with pytest.raises(InputError, match="action: 'execute' is not one of"):
         subject.message("execute")  # type: ignore[arg-type]
 
 
 def test_review_refuses_an_upgrade_or_another_release_signature_with_its_reason() -> None:
-    subject = KillSwitchRelease("localnet", PROGRAM, "7", HASH)
-    upgrade = ApprovalSubject("Gov", "7", PROGRAM, "kill-switch-release", HASH).message()
+    subject = KillSwitchRelease(GENESIS, PROGRAM, "7", HASH)
+    upgrade = ApprovalSubject("Gov", "7", PROGRAM, "kill-switch-release", HASH, GENESIS).message()
     member = MEMBERS[0]
-    for wrong in (upgrade, KillSwitchRelease("localnet", PROGRAM, "8", HASH).message()):
+    for wrong in (upgrade, KillSwitchRelease(GENESIS, PROGRAM, "8", HASH).message()):
         verdict = signoff.review(
             subject,
             policy(),
@@ -105,7 +109,7 @@ def test_review_refuses_an_upgrade_or_another_release_signature_with_its_reason(
 
 def test_signing_subject_picks_the_line_by_kind() -> None:
     release = signing_subject(proposal("kill-switch-release"))
-    assert release == KillSwitchRelease("localnet", PROGRAM, "7", HASH)
+    assert release == KillSwitchRelease(GENESIS, PROGRAM, "7", HASH)
     every = signing_subject(proposal("kill-switch-release", program_id="*", buffer_hash=None))
     assert every.message().endswith("program: *; proposal: 7; sha256: none")
     keypair_upgrade = signing_subject(proposal("upgrade", backend="keypair", buffer="Buf"))
@@ -114,8 +118,15 @@ def test_signing_subject_picks_the_line_by_kind() -> None:
         signing_subject(proposal("set-authority"))
 
 
+@pytest.mark.parametrize("kind", ["kill-switch-release", "upgrade"])
+def test_a_proposal_recorded_without_its_genesis_hash_cannot_be_signed(kind: str) -> None:
+    old = signing_subject(proposal(kind, genesis_hash=None, backend="keypair"))
+    with pytest.raises(InputError, match="genesis hash; this proposal has none recorded"):
+        old.message()
+
+
 def test_the_release_form_says_what_is_signed_and_how() -> None:
-    subject = KillSwitchRelease("localnet", PROGRAM, "7", HASH)
+    subject = KillSwitchRelease(GENESIS, PROGRAM, "7", HASH)
     line = subject.message()
     switch = KillSwitchRecord(
         cluster="localnet",

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import pytest
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 from core.errors import PolicyViolation
 from domain.policy import Policy, audit, audit_findings
+
+# The identity point (01 00..00): a valid encoding, of order 1; it signed up as a member.
+IDENTITY = str(Pubkey.from_bytes(b"\x01" + bytes(31)))
 
 
 def members(n: int) -> tuple[str, ...]:
@@ -24,6 +28,7 @@ def policy(**overrides: object) -> Policy:
 
 def test_a_sound_policy_passes() -> None:
     assert audit_findings(policy(), "upgrade to v2") == []
+    assert audit_findings(policy(emergency_threshold=3), "upgrade to v2") == []
     audit(policy(), "upgrade to v2")
 
 
@@ -37,12 +42,25 @@ def test_a_sound_policy_passes() -> None:
         ({"timelock_seconds": 3600}, "d", "below the policy minimum 172800"),
         ({}, "   ", "no description"),
         ({"members": ("not-a-key", *members(3))}, "d", "not a base58 public key"),
+        ({"emergency_threshold": 2}, "d", "emergency threshold 2 is below the threshold 3"),
+        ({"members": (IDENTITY, *members(4))}, "d", f"member {IDENTITY} is not an ed25519"),
     ],
 )
 def test_each_failed_check_is_named(overrides: dict, description: str, finding: str) -> None:
     with pytest.raises(PolicyViolation) as info:
         audit(policy(**overrides), description)
     assert any(finding in f for f in info.value.findings), info.value.findings
+
+
+def test_every_small_order_point_is_refused_as_a_member() -> None:
+    from core.ed25519 import small_order_points
+
+    points = small_order_points()
+    assert len(points) == 8
+    for point in points:
+        key = str(Pubkey.from_bytes(point))
+        findings = audit_findings(policy(members=(key, *members(4))), "d")
+        assert [f for f in findings if key in f and "not an ed25519" in f], findings
 
 
 def test_duplicate_members_are_named() -> None:

@@ -25,6 +25,7 @@ SUBJECT = ApprovalSubject(
     program=str(Keypair().pubkey()),
     buffer=str(Keypair().pubkey()),
     sha256="cd" * 32,
+    cluster="5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d",
 )
 
 
@@ -73,6 +74,18 @@ def test_refusals_say_why(case: str, reason: str) -> None:
     verdict = review(args[0], args[1], already=args[2])
     assert not verdict.accepted
     assert reason in (verdict.reason or "")
+
+
+def test_a_devnet_signature_never_counts_for_the_mainnet_proposal() -> None:
+    """Same keys, program, buffer and hash on both clusters: only the genesis differs."""
+    devnet = ApprovalSubject(
+        **{**SUBJECT.__dict__, "cluster": "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG"}
+    )
+    m0 = str(MEMBERS[0].pubkey())
+    verdict = review(m0, sign(MEMBERS[0], subject=devnet))
+    assert not verdict.accepted and "signature is not" in (verdict.reason or "")
+    accepted = review(m0, sign(MEMBERS[0]))
+    assert accepted.accepted and accepted.form == approval.STANDARD
 
 
 def test_check_executable() -> None:

@@ -254,7 +254,10 @@ def test_rotation_schedule_follows_the_seed() -> None:
 def test_authority_messages_cannot_be_replayed_as_upgrades() -> None:
     from core.approval import ApprovalSubject
 
-    common = {"governance": "G", "proposal": "7", "program": "P", "sha256": "ab" * 32}
+    common = {
+        "governance": "G", "proposal": "7", "program": "P", "sha256": "ab" * 32,
+        "cluster": "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d",
+    }  # fmt: skip
     upgrade = ApprovalSubject(buffer="B", **common).message()
     change = key_rotation.AuthorityChangeSubject(buffer="", new_authority="N", **common).message()
     immutable = key_rotation.AuthorityChangeSubject(buffer="", **common).message()

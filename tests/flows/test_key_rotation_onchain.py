@@ -37,7 +37,6 @@ from store.db import session_scope
 from store.models import Proposal as ProposalRow
 from store.records import key_rotation as key_rotation_records
 from store.records import proposals
-from tasks import governance
 
 
 def account(chain: DemoChain, address: Pubkey) -> bytes:
@@ -236,10 +235,6 @@ async def test_a_program_the_governance_does_not_manage_is_refused_naming_the_ad
     assert authority_of(chain) == chain.authority.pubkey()
 
 
-@pytest.mark.skipif(
-    not hasattr(governance, "adopt_program"),
-    reason="upgrade_manager's adopt_program task (the onchain part) is not merged yet",
-)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_adopt_hands_a_program_to_the_governance(
     prefect_api: None, chain: DemoChain, records_db: Engine

@@ -114,8 +114,10 @@ async def test_console_kill_switch_pauses_the_program_and_releases_after_signoff
         proposal = release_proposal(records_db, run_id)
         line = signing_subject(proposal).message("approve")
         v1_hash = loader.verifiable_hash(chain.binaries["v1"])
+        genesis = str(chain.server.localnet.genesis_hash)
+        assert proposal.genesis_hash == genesis
         assert line == (
-            f"solana-runbooks v1; action: approve; kill-switch: release; cluster: localnet; "
+            f"solana-runbooks v2; action: approve; cluster: {genesis}; kill-switch: release; "
             f"program: {program_id}; proposal: {proposal.id}; sha256: {v1_hash}"
         )
         # The form says what is signed and how.
@@ -132,9 +134,10 @@ async def test_console_kill_switch_pauses_the_program_and_releases_after_signoff
             program=program_id,
             buffer=scenario["buffer"],
             sha256=loader.verifiable_hash(chain.binaries["v2"]),
+            cluster=proposal.genesis_hash or "",
         ).message("approve")
         other_line = KillSwitchRelease(
-            "localnet", program_id, str(proposal.id + 1), v1_hash
+            proposal.genesis_hash or "", program_id, str(proposal.id + 1), v1_hash
         ).message("approve")
         answers = [
             (m1, str(approval.sign(m1, upgrade_line))),  # refused: the upgrade's line

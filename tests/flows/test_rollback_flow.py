@@ -62,10 +62,10 @@ def messages_of(*kinds: str) -> Any:
 @pytest.fixture
 async def pausable(chain: DemoChain, block_names: dict[str, str]) -> tuple[Pubkey, str]:
     """demo_vault's config (its pause flag), its program-pause block, and an emergency
-    policy of 2 members and 1 s."""
+    policy of 3 members (not below the normal threshold) and 1 s."""
     config = await create_config(chain)
     block = await save_pause_block(chain, config, f"{block_names['cluster_block']}-pause")
-    await set_emergency_policy(block_names["policy_block"], threshold=2, timelock_seconds=1)
+    await set_emergency_policy(block_names["policy_block"], threshold=3, timelock_seconds=1)
     return config, block
 
 
@@ -97,7 +97,7 @@ async def test_rollback_restores_the_exact_archived_binary(
     assert archived is not None and archived.data == chain.binaries["v1"]
     assert archived.proposal_id == upgraded["proposal_id"]
 
-    emergency = chain.members[3:5]  # two members who did not sign the upgrade
+    emergency = chain.members[2:5]  # the emergency threshold: 3, as the normal one
     result = await run_signed_flow(
         lambda: emergency_rollback(**rollback_params(chain, block_names, pause)),
         [emergency, emergency],
@@ -113,7 +113,7 @@ async def test_rollback_restores_the_exact_archived_binary(
         "executed",
         v1_hash,
     )
-    assert (proposal.threshold, proposal.timelock_seconds) == (2, 1)  # the emergency policy
+    assert (proposal.threshold, proposal.timelock_seconds) == (3, 1)  # the emergency policy
     assert sorted(result["approvals"]) == sorted(str(m.pubkey()) for m in emergency)
     execution = proposals.get_execution(records_db, proposal.id)
     assert execution is not None and execution.new_hash == v1_hash
@@ -172,7 +172,7 @@ async def test_rollback_over_migrated_accounts_is_refused_naming_them_unless_for
         await emergency_rollback(**params, force=True)
 
     reason = "v1.0.1 hotfix reads layout v2; vaults checked by hand"
-    members = chain.members[:2]
+    members = chain.members[:3]
     result = await run_signed_flow(
         lambda: emergency_rollback(**params, force=True, force_reason=reason),
         [members, members],
@@ -232,7 +232,7 @@ async def test_the_kill_switch_stops_each_runbook_until_a_signed_off_release(
 
     released = await run_signed_flow(
         lambda: kill_switch(action="release", reason="patched and reviewed", **switch_params),
-        [chain.members[:2]],
+        [chain.members[:3]],
         messages_of("kill-switch-release"),
     )
     assert released["engaged"] is False and released["release_proposal_id"]

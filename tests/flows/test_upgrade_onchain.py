@@ -27,6 +27,7 @@ from flows._signoff import approval_subject
 from programs import loader
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus
+from programs.upgrade_manager.sandbox import DEVNET_GENESIS
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import (
     DemoChain,
@@ -193,6 +194,35 @@ async def test_a_block_that_disagrees_with_the_chain_stops_the_run(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_governance_of_another_cluster_stops_the_run(
+    chain: DemoChain, gov_blocks, records_db: Engine, pda_buffer: str
+) -> None:
+    """The multisig block names a governance created for devnet while the cluster block's
+    RPC answers with this cluster's genesis: nothing is proposed or recorded."""
+    here = Governance.decode(account(chain, chain.governance))
+    create_key, payer = Keypair(), chain.authority
+    create = um.create_governance(create_key.pubkey(), payer.pubkey(), here.config, DEVNET_GENESIS)
+    net = chain.server.localnet
+    tx = Transaction.new_signed_with_payer(
+        [create], payer.pubkey(), [payer, create_key], net.latest_blockhash()[0]
+    )
+    assert net.send_transaction(tx).ok
+    devnet_gov = um.governance_address(create_key.pubkey())
+    policy = await MultisigPolicy.aload(gov_blocks["policy_block"])
+    policy.governance = str(devnet_gov)
+    await policy.asave(gov_blocks["policy_block"], overwrite=True)
+
+    outcome = await run_upgrade_flow(chain, gov_blocks, pda_buffer, None)
+    assert outcome.state.is_failed()
+    with pytest.raises(errors.ChainError) as refused:
+        await outcome.state.aresult()
+    message = str(refused.value)
+    assert here.cluster in message and DEVNET_GENESIS in message and "RPC URL" in message
+    assert outcome.proposal is None
+    assert Governance.decode(account(chain, devnet_gov)).proposal_count == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_retried_writes_repeat_nothing(
     chain: DemoChain, gov_blocks, records_db: Engine, pda_buffer: str
 ) -> None:
@@ -221,6 +251,7 @@ async def test_retried_writes_repeat_nothing(
         members=[m.pubkey for m in block.members],
         threshold=3,
         timelock_seconds=TIMELOCK,
+        genesis_hash=await governance.cluster_genesis(cluster, onchain_gov),
     )
     with pytest.raises(errors.ChainError, match="no on-chain proposal yet"):
         approval_subject(proposal)
@@ -358,3 +389,51 @@ async def test_remote_members_sign_and_slack_keeps_one_thread(
     assert "Alice (" in status["text"]["text"] and "Carol (" in status["text"]["text"]
     assert len(slack.updates) == 3
     assert "upgraded" in replies[-1]["text"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_adopt_task_hands_a_program_to_the_governance_once(
+    prefect_api: None, chain: DemoChain, records_db: Engine
+) -> None:
+    """The key-rotation runbook's checked adopt: demo_vault's authority (the keypair)
+    hands it to the governance; a retry sends nothing; a mistyped governance is refused
+    before anything is sent."""
+    governance_key = await setup_governance(chain, timelock_seconds=TIMELOCK, adopt=False)
+    names = await save_blocks(
+        chain, prefix=f"t-{uuid.uuid4().hex[:10]}", timelock_seconds=TIMELOCK, backend="onchain"
+    )
+    cluster = await SolanaCluster.aload(names["cluster_block"])
+    block = await MultisigPolicy.aload(names["policy_block"])
+    onchain_gov = await governance.load_governance(
+        cluster,
+        block.policy(),
+        block.governance,
+        block.governance_program,
+        names["fee_payer_block"],
+    )
+    programdata = loader.programdata_address(chain.program_id)
+    state = loader.decode_state(account(chain, programdata))
+    assert isinstance(state, loader.ProgramData) and state.authority == chain.authority.pubkey()
+
+    typo = governance.OnchainGovernance(
+        onchain_gov.program_id, str(Keypair().pubkey()), onchain_gov.authority,
+        names["fee_payer_block"],
+    )  # fmt: skip
+    before = account(chain, programdata)
+    with pytest.raises(errors.AccountNotFound, match="does not exist"):
+        await governance.adopt_program(
+            cluster, typo, str(chain.program_id), names["authority_block"]
+        )
+    assert account(chain, programdata) == before
+
+    signature = await governance.adopt_program(
+        cluster, onchain_gov, str(chain.program_id), names["authority_block"]
+    )
+    assert signature is not None
+    state = loader.decode_state(account(chain, programdata))
+    assert isinstance(state, loader.ProgramData)
+    assert state.authority == um.authority_address(governance_key)
+    again = await governance.adopt_program(
+        cluster, onchain_gov, str(chain.program_id), names["authority_block"]
+    )
+    assert again is None

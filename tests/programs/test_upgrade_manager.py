@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from solders.account import Account
+from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.message import Message
@@ -25,7 +26,7 @@ from solders.sysvar import INSTRUCTIONS
 from solders.transaction import Transaction
 from solders.transaction_status import InstructionErrorCustom, TransactionErrorInstructionError
 
-from core.approval import ApprovalSubject
+from core.approval import STANDARD, ApprovalSubject
 from programs import loader
 from programs.anchor import AnchorError, account_discriminator, instruction_discriminator
 from programs.demo_vault import client as vault_client
@@ -38,7 +39,14 @@ from programs.upgrade_manager.client import (
     ProposalStatus,
 )
 from programs.upgrade_manager.client import UpgradeManagerError as E
-from programs.upgrade_manager.sandbox import START_TIME, Sandbox, Sent, new_sandbox, vault_so
+from programs.upgrade_manager.sandbox import (
+    MAINNET_GENESIS,
+    START_TIME,
+    Sandbox,
+    Sent,
+    new_sandbox,
+    vault_so,
+)
 
 PROGRAM_DIR = Path(client.__file__).parent
 IDL = json.loads((PROGRAM_DIR / "idl.json").read_text())
@@ -96,7 +104,8 @@ def hand_written_envelope(box: Sandbox, index: int, action: str = "approve") -> 
     """The signed bytes, spelled out here rather than taken from core.approval."""
     p = box.proposal(index)
     text = (
-        f"solana-runbooks v1; action: {action}; governance: {box.governance}; "
+        f"solana-runbooks v2; action: {action}; cluster: {MAINNET_GENESIS}; "
+        f"governance: {box.governance}; "
         f"proposal: {index}; program: {p.program}; buffer: {p.buffer}; "
         f"sha256: {p.buffer_hash.hex()}"
     ).encode()
@@ -144,10 +153,10 @@ def test_idl_discriminators_errors_and_accounts_match_the_client() -> None:
     assert {e["code"]: e["name"] for e in IDL["errors"]} == {e.value: e.name for e in E}
 
     # Each builder's account list: same length, order, writable and signer flags.
-    g, p, prog, buf, who = (Pubkey.new_unique() for _ in range(5))
+    g, p, prog, buf, who = (Keypair().pubkey() for _ in range(5))
     config = GovernanceConfig((who,), 1, 0, 1, 0)
     built = {
-        "create_governance": client.create_governance(who, who, config),
+        "create_governance": client.create_governance(who, who, config, MAINNET_GENESIS),
         "propose_upgrade": client.propose_upgrade(g, 1, prog, buf, bytes(32), who),
         "propose_set_authority": client.propose_set_authority(g, 1, prog, who, who),
         "propose_config": client.propose_config(g, 1, config, who),
@@ -160,6 +169,7 @@ def test_idl_discriminators_errors_and_accounts_match_the_client() -> None:
         "execute_upgrade": client.execute_upgrade(g, p, prog, buf, who),
         "execute_set_authority": client.execute_set_authority(g, p, prog, who),
         "execute_config": client.execute_config(g, p),
+        "adopt_program": client.adopt_program(g, prog, who),
     }
     for ix in IDL["instructions"]:
         metas = built[ix["name"]].accounts
@@ -216,7 +226,7 @@ def test_idl_types_decode_real_accounts_like_the_client(box: Sandbox, proposed: 
         for key, value in fields.items():
             if key.startswith("reserved") or key in ("members", "new_members"):
                 continue
-            if key == "buffer_hash":
+            if key in ("buffer_hash", "genesis_hash"):
                 value = bytes(value)
             expected = getattr(decoded, key, None)
             if key in ("kind", "status"):  # IDL variant "EmergencyUpgrade" = EMERGENCY_UPGRADE
@@ -230,8 +240,14 @@ def test_idl_types_decode_real_accounts_like_the_client(box: Sandbox, proposed: 
 def test_upgrade_message_is_the_runbooks_approval_message(box: Sandbox, proposed: int) -> None:
     p = box.proposal(proposed)
     subject = ApprovalSubject(
-        str(box.governance), str(proposed), str(p.program), str(p.buffer), p.buffer_hash.hex()
+        str(box.governance),
+        str(proposed),
+        str(p.program),
+        str(p.buffer),
+        p.buffer_hash.hex(),
+        cluster=MAINNET_GENESIS,
     )
+    assert p.cluster == box.gov().cluster == MAINNET_GENESIS
     for action in ("approve", "reject", "cancel"):
         assert client.approval_text(box.governance, p, action) == subject.message(action)
         assert client.approval_envelope(box.governance, p, action) == hand_written_envelope(
@@ -271,7 +287,8 @@ def _raw_create(box: Sandbox, create_key: Keypair, args: bytes) -> Sent:
     ix = client.create_governance(
         create_key.pubkey(),
         box.payer.pubkey(),
-        GovernanceConfig((Pubkey.new_unique(),), 1, 0, 1, 0),
+        GovernanceConfig((Keypair().pubkey(),), 1, 0, 1, 0),
+        MAINNET_GENESIS,
     )
     raw = Instruction(
         ix.program_id, instruction_discriminator("create_governance") + args, ix.accounts
@@ -293,10 +310,13 @@ def _raw_create(box: Sandbox, create_key: Keypair, args: bytes) -> Sent:
 def test_create_governance_refuses_bad_configs(
     box: Sandbox, threshold: int, members: int, timelock: int
 ) -> None:
-    keys = [bytes(Pubkey.new_unique()) for _ in range(abs(members))]
+    keys = [bytes(Keypair().pubkey()) for _ in range(abs(members))]
     if members < 0:
         keys = [keys[0], keys[0]]
-    args = struct.pack("<BQBQI", threshold, timelock, 1, 0, len(keys)) + b"".join(keys)
+    emergency = max(threshold, 1)
+    config = struct.pack("<BQBQ", threshold, timelock, emergency, 0) + bytes(32)  # no proposer
+    args = bytes(Hash.from_string(MAINNET_GENESIS)) + config + struct.pack("<I", len(keys))
+    args += b"".join(keys)
     create_key = Keypair()
     result = _raw_create(box, create_key, args)
     assert result.custom_code == E.InvalidConfig
@@ -308,7 +328,8 @@ def test_create_governance_needs_the_create_key_to_sign(box: Sandbox) -> None:
     ix = client.create_governance(
         create_key.pubkey(),
         box.payer.pubkey(),
-        GovernanceConfig((Pubkey.new_unique(),), 1, 0, 1, 0),
+        GovernanceConfig((Keypair().pubkey(),), 1, 0, 1, 0),
+        MAINNET_GENESIS,
     )
     metas = [
         AccountMeta(m.pubkey, False, m.is_writable) if m.pubkey == create_key.pubkey() else m
@@ -712,7 +733,10 @@ def test_rejections_close_a_proposal_that_can_no_longer_pass(box: Sandbox, propo
 def test_proposal_of_another_governance(box: Sandbox, proposed: int) -> None:
     other_key = Keypair()
     config = GovernanceConfig(tuple(m.pubkey() for m in box.members), 1, 0, 1, 0)
-    box.ok([client.create_governance(other_key.pubkey(), box.payer.pubkey(), config)], other_key)
+    create = client.create_governance(
+        other_key.pubkey(), box.payer.pubkey(), config, MAINNET_GENESIS
+    )
+    box.ok([create], other_key)
     other = client.governance_address(other_key.pubkey())
     ixs = box.relay_instructions(proposed, box.members[0])
     ixs[1] = client.vote(other, box.proposal_account(proposed))
@@ -758,7 +782,7 @@ def test_config_change_needs_m_of_n_and_makes_older_proposals_stale(
     box: Sandbox, proposed: int
 ) -> None:
     members = tuple(m.pubkey() for m in box.members[:4])  # drop the fifth member
-    config = GovernanceConfig(members, 2, 3_600, 3, 60)
+    config = GovernanceConfig(members, 2, 3_600, 3, 60, box.payer.pubkey())
     index = box.propose_config(config)
     p = box.proposal(index)
     assert p.kind == ProposalKind.CONFIG and p.new_config == config
@@ -796,11 +820,13 @@ def test_config_proposal_with_every_member_fits_one_relayed_transaction(box: San
         key = Keypair()
         if len(str(key.pubkey())) == 44:
             members.append(key)
+    n = client.MAX_MEMBERS
     config = GovernanceConfig(
-        tuple(m.pubkey() for m in members), 12, 4_294_967_296, 12, 4_294_967_296
+        tuple(m.pubkey() for m in members), n, 4_294_967_296, n, 4_294_967_296, Keypair().pubkey()
     )
     index = box.propose_config(config)
-    ixs = box.relay_instructions(index, box.members[0])
+    # The standard envelope, the longer one (it names the signer); genesis hash in the line.
+    ixs = box.relay_instructions(index, box.members[0], form=STANDARD)
     tx = Transaction([box.payer], Message(ixs, box.payer.pubkey()), box.svm.latest_blockhash())
     assert len(bytes(tx)) <= PACKET_DATA_SIZE
     assert box.send(ixs).ok
