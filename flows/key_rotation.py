@@ -229,6 +229,8 @@ async def rotate_upgrade_authority(
                 f"{program_id}'s upgrade authority is {info.authority}, not the key of block "
                 f"{authority_block!r} ({current}); use the block that holds it"
             )
+        # The cluster the signed line names (on chain: the governance's own cluster).
+        genesis = await governance.cluster_genesis(cluster, onchain)
         proposal = records.record_proposal(
             key=key,
             kind="make-immutable" if make_immutable else "set-authority",
@@ -242,7 +244,7 @@ async def rotate_upgrade_authority(
             members=list(policy.members),
             threshold=threshold,
             timelock_seconds=policy.timelock_seconds,
-            genesis_hash=await governance.cluster_genesis(cluster),
+            genesis_hash=genesis,
         )
         records.audit(
             "key_rotation.proposed",

@@ -139,6 +139,8 @@ async def emergency_rollback(
         )
     target = choose_target(cluster.cluster, program_id, to_sha256, before.sha256)
     logger.info("rolling %s back from %s to archived %s", program_id, before.sha256, target.sha256)
+    # The cluster the signed line names (and, on chain, the governance's own cluster).
+    genesis = await governance.cluster_genesis(cluster, onchain)
 
     # 2. Kill switch on.
     await engage(
@@ -202,7 +204,7 @@ async def emergency_rollback(
             members=list(emergency.members),
             threshold=emergency.threshold,
             timelock_seconds=emergency.timelock_seconds,
-            genesis_hash=await governance.cluster_genesis(cluster),
+            genesis_hash=genesis,
         )
         if onchain is not None:  # an emergency-upgrade proposal on chain
             proposal = await governance.create_proposal(cluster, onchain, proposal)
