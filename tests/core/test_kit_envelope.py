@@ -22,6 +22,7 @@ SUBJECT = ApprovalSubject(
     program=str(Keypair().pubkey()),
     buffer=str(Keypair().pubkey()),
     sha256="0f" * 32,
+    cluster=str(Keypair().pubkey()),  # a genesis hash
 )
 
 

@@ -25,6 +25,7 @@ SUBJECT = ApprovalSubject(
     program=str(Keypair().pubkey()),
     buffer=str(Keypair().pubkey()),
     sha256="5e" * 32,
+    cluster=str(Keypair().pubkey()),  # a genesis hash
 )
 POLICY = Policy(name="ops", members=(str(MEMBER.pubkey()),), threshold=1, timelock_seconds=0)
 
