@@ -241,6 +241,7 @@ def chain_line(governance: Pubkey, proposal: Proposal) -> ChainLine:
         program=str(proposal.program),
         buffer=str(proposal.buffer) if proposal.kind in _BUFFER_KINDS else "",
         sha256=proposal.buffer_hash.hex() if proposal.kind in _BUFFER_KINDS else "",
+        cluster=proposal.cluster,
         lines=tuple((a, um.approval_text(governance, proposal, a)) for a in ACTIONS),
     )
 

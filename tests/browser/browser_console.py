@@ -32,6 +32,7 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from core.approval import DOMAIN_TAG, MESSAGE_VERSION
 from core.settings import REPO_ROOT
 from runbooks.cli import main as runbooks_cli
 
@@ -122,7 +123,9 @@ async def open_resume_form(page: Page, ui_url: str, run_id: UUID) -> Locator:
 
 async def approval_message(dialog: Locator) -> str:
     """The approval message exactly as the form shows it (its code block)."""
-    block = dialog.locator("pre, code").filter(has_text=re.compile(r"^solana-runbooks v1; "))
+    block = dialog.locator("pre, code").filter(
+        has_text=re.compile(rf"^{DOMAIN_TAG} {MESSAGE_VERSION}; ")
+    )
     return (await block.first.inner_text()).strip()
 
 

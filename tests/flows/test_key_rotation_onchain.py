@@ -155,7 +155,12 @@ async def test_moving_the_authority_to_another_governance_hands_it_to_that_pda(
         emergency_timelock=0,
     )
     async with AsyncClient(chain.url) as client:
-        ix = um.create_governance(create_key.pubkey(), chain.authority.pubkey(), config)
+        ix = um.create_governance(
+            create_key.pubkey(),
+            chain.authority.pubkey(),
+            config,
+            chain.server.localnet.genesis_hash,
+        )
         await rpc.send_and_confirm(client, [ix], chain.authority, [create_key])
     other = um.governance_address(create_key.pubkey())
 
@@ -213,7 +218,12 @@ async def test_a_program_the_governance_does_not_manage_is_refused_naming_the_ad
         um.PROGRAM_ID, build_program(um.BUILD_NAME).read_bytes(), chain.authority
     )
     async with AsyncClient(chain.url) as client:
-        ix = um.create_governance(create_key.pubkey(), chain.authority.pubkey(), config)
+        ix = um.create_governance(
+            create_key.pubkey(),
+            chain.authority.pubkey(),
+            config,
+            chain.server.localnet.genesis_hash,
+        )
         await rpc.send_and_confirm(client, [ix], chain.authority, [create_key])
     chain.governance = um.governance_address(create_key.pubkey())
     names = await save_blocks(
@@ -253,7 +263,12 @@ async def test_adopt_hands_a_program_to_the_governance(
         um.PROGRAM_ID, build_program(um.BUILD_NAME).read_bytes(), chain.authority
     )
     async with AsyncClient(chain.url) as client:
-        ix = um.create_governance(create_key.pubkey(), chain.authority.pubkey(), config)
+        ix = um.create_governance(
+            create_key.pubkey(),
+            chain.authority.pubkey(),
+            config,
+            chain.server.localnet.genesis_hash,
+        )
         await rpc.send_and_confirm(client, [ix], chain.authority, [create_key])
     chain.governance = um.governance_address(create_key.pubkey())
     names = await save_blocks(

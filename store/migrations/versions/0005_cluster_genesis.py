@@ -27,5 +27,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("proposals") as batch:
-        batch.drop_column("genesis_hash")
+    # A plain DROP COLUMN (SQLite 3.35+): a batch copy of proposals would drop the table
+    # that approvals' foreign keys point at.
+    op.drop_column("proposals", "genesis_hash")

@@ -2,10 +2,10 @@
 off-chain message v0 of Agave 3.x CLIs, Ledger, @solana/kit) or ``legacy`` (Agave
 1.18/2.x CLIs). NULL for refused attempts and for rows recorded before this revision.
 
-Follows both 0004 heads (the Slack threads and the timelock veto), joining them.
+Follows 0005_cluster_genesis (which joined the two 0004 heads).
 
-Revision ID: 0005_signoff_envelope
-Revises: slack_0004, timelock_0004
+Revision ID: 0006_signoff_envelope
+Revises: 0005_cluster_genesis
 Create Date: 2026-11-30
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_signoff_envelope"
-down_revision: str | Sequence[str] | None = ("slack_0004", "timelock_0004")
+revision: str = "0006_signoff_envelope"
+down_revision: str | Sequence[str] | None = "0005_cluster_genesis"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
