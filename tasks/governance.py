@@ -333,6 +333,27 @@ async def mark_threshold_met(
     )
 
 
+async def _wait_until_executable(
+    client: AsyncClient, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+) -> Proposal:
+    """The on-chain proposal once its timelock has run out on the chain's clock (which
+    the program checks, and which may lag the wall clock); refused when it is closed or
+    not approved."""
+    program_key, gov_key = onchain_gov.keys
+    state = await gov_rpc.read_governance(client, gov_key, program_key)
+    p = await _read(client, onchain_gov, proposal)
+    closed = gov_rpc.closed_status(p)
+    if closed is not None:
+        raise ProposalClosed(f"on-chain proposal {p.index} is {closed}; it cannot execute")
+    executable_at = p.executable_at(state)
+    if executable_at is None:
+        raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain")
+    while (left := executable_at - await gov_rpc.chain_time(client)) > 0:
+        get_run_logger().info("on-chain timelock: %d s left", left)
+        await asyncio.sleep(min(left, 30))
+    return p
+
+
 @task(name="execute-onchain-upgrade", **WRITE_RETRIES)
 async def execute_upgrade(
     cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
@@ -349,18 +370,7 @@ async def execute_upgrade(
         if program.sha256 == proposal.buffer_hash:
             logger.info("program %s already holds sha256 %s: nothing sent", target, program.sha256)
             return None
-        state = await gov_rpc.read_governance(client, gov_key, program_key)
-        p = await _read(client, onchain_gov, proposal)
-        closed = gov_rpc.closed_status(p)
-        if closed is not None:
-            raise ProposalClosed(f"on-chain proposal {p.index} is {closed}; it cannot execute")
-        executable_at = p.executable_at(state)
-        if executable_at is None:
-            raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain")
-        # The program checks the cluster's clock, which may lag the wall clock.
-        while (left := executable_at - await gov_rpc.chain_time(client)) > 0:
-            logger.info("on-chain timelock: %d s left", left)
-            await asyncio.sleep(min(left, 30))
+        p = await _wait_until_executable(client, onchain_gov, proposal)
         buf = await rpc.read_buffer(client, buffer)
         ix = um.execute_upgrade(
             gov_key,
@@ -506,17 +516,7 @@ async def execute_set_authority(
         if program.authority == new_authority:
             logger.info("%s already has upgrade authority %s: nothing sent", target, new_authority)
             return None
-        state = await gov_rpc.read_governance(client, gov_key, program_key)
-        p = await _read(client, onchain_gov, proposal)
-        closed = gov_rpc.closed_status(p)
-        if closed is not None:
-            raise ProposalClosed(f"on-chain proposal {p.index} is {closed}; it cannot execute")
-        executable_at = p.executable_at(state)
-        if executable_at is None:
-            raise ApprovalError(f"on-chain proposal {p.index} is not approved on chain")
-        while (left := executable_at - await gov_rpc.chain_time(client)) > 0:
-            logger.info("on-chain timelock: %d s left", left)
-            await asyncio.sleep(min(left, 30))
+        await _wait_until_executable(client, onchain_gov, proposal)
         ix = um.execute_set_authority(
             gov_key,
             Pubkey.from_string(proposal.onchain_address or ""),

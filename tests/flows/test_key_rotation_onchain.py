@@ -203,29 +203,7 @@ async def test_a_program_the_governance_does_not_manage_is_refused_naming_the_ad
     prefect_api: None, chain: DemoChain, records_db: Engine
 ) -> None:
     # A governance that does not hold demo_vault: its authority stays the deployer's key.
-    create_key = Keypair()
-    config = um.GovernanceConfig(
-        members=tuple(m.pubkey() for m in chain.members),
-        threshold=3,
-        timelock=1,
-        emergency_threshold=4,
-        emergency_timelock=1,
-    )
-    from programs.toolchain.build import build_program
-
-    net = chain.server.localnet
-    net.deploy_upgradeable(
-        um.PROGRAM_ID, build_program(um.BUILD_NAME).read_bytes(), chain.authority
-    )
-    async with AsyncClient(chain.url) as client:
-        ix = um.create_governance(
-            create_key.pubkey(),
-            chain.authority.pubkey(),
-            config,
-            chain.server.localnet.genesis_hash,
-        )
-        await rpc.send_and_confirm(client, [ix], chain.authority, [create_key])
-    chain.governance = um.governance_address(create_key.pubkey())
+    await setup_governance(chain, timelock_seconds=1, adopt=False)
     names = await save_blocks(
         chain, prefix=f"t-{uuid.uuid4().hex[:10]}", timelock_seconds=1, backend="onchain"
     )
@@ -249,28 +227,7 @@ async def test_a_program_the_governance_does_not_manage_is_refused_naming_the_ad
 async def test_adopt_hands_a_program_to_the_governance(
     prefect_api: None, chain: DemoChain, records_db: Engine
 ) -> None:
-    create_key = Keypair()
-    config = um.GovernanceConfig(
-        members=tuple(m.pubkey() for m in chain.members),
-        threshold=3,
-        timelock=1,
-        emergency_threshold=4,
-        emergency_timelock=1,
-    )
-    from programs.toolchain.build import build_program
-
-    chain.server.localnet.deploy_upgradeable(
-        um.PROGRAM_ID, build_program(um.BUILD_NAME).read_bytes(), chain.authority
-    )
-    async with AsyncClient(chain.url) as client:
-        ix = um.create_governance(
-            create_key.pubkey(),
-            chain.authority.pubkey(),
-            config,
-            chain.server.localnet.genesis_hash,
-        )
-        await rpc.send_and_confirm(client, [ix], chain.authority, [create_key])
-    chain.governance = um.governance_address(create_key.pubkey())
+    await setup_governance(chain, timelock_seconds=1, adopt=False)
     names = await save_blocks(
         chain, prefix=f"t-{uuid.uuid4().hex[:10]}", timelock_seconds=1, backend="onchain"
     )
