@@ -15,7 +15,8 @@ tokens, database passwords).
     │   ├── ProgramImmutable  the program has no upgrade authority
     │   ├── ProgramDataTooSmall
     │   ├── TransactionFailed
-    │   └── RpcUnavailable    every RPC endpoint kept failing (transient: tasks retry it)
+    │   ├── RpcUnavailable    every RPC endpoint kept failing (transient: tasks retry it)
+    │   └── RpcRefused        an endpoint refused the request (a 4xx other than 429)
     ├── HashMismatch          a verifiable-build hash is not the expected one
     ├── ApprovalError         a sign-off was refused
     │   ├── NotAMember
@@ -111,6 +112,11 @@ class RpcUnavailable(ChainError):
     def __init__(self, message: str, endpoints: Sequence[tuple[str, str, int]] = ()) -> None:
         self.endpoints = list(endpoints)
         super().__init__(message)
+
+
+class RpcRefused(ChainError):
+    """An endpoint answered a 4xx other than 429 (a wrong URL or API key, a request it will
+    never take): the same request would be refused again."""
 
 
 class HashMismatch(RunbookError):

@@ -11,8 +11,8 @@ the same policy:
 - on a failure the next of the cluster's endpoints is tried; a failed endpoint rests for a
   while, then requests go back to the first one;
 - each endpoint has a token bucket (requests per second);
-- any other answer is returned as is: a 4xx other than 429 or a JSON-RPC error answer is the
-  server's verdict, and repeating the request would not change it.
+- a 4xx other than 429 raises ``RpcRefused`` at once, and any other answer (a JSON-RPC
+  error included) is returned as is: the server's verdict, which repeating would not change.
 
 When the budget runs out, ``RpcUnavailable`` names each endpoint (scheme, host and port
 only: paths and queries often hold API keys), what it answered last and how many attempts
@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 import httpx2
 from solana.rpc.async_api import AsyncClient
 
-from core.errors import InputError, RpcUnavailable
+from core.errors import InputError, RpcRefused, RpcUnavailable
 
 logger = logging.getLogger("programs.rpc_transport")
 
@@ -206,9 +206,17 @@ class RetryingTransport(httpx2.AsyncBaseTransport):
             except RETRY_EXCEPTIONS as exc:
                 outcome = _fault_name(exc)
             else:
-                if response.status_code not in RETRY_STATUSES:
+                status = response.status_code
+                if status not in RETRY_STATUSES:
                     endpoint.rest_until = 0.0
-                    endpoint.last = f"HTTP {response.status_code}"
+                    endpoint.last = f"HTTP {status}"
+                    if 400 <= status < 500:
+                        await response.aclose()
+                        raise RpcRefused(
+                            f"RPC {method}: {endpoint.name} refused the request with HTTP "
+                            f"{status} {response.reason_phrase}; not retried. Check the cluster "
+                            "block's rpc_urls (the URL, and its API key if the provider needs one)"
+                        )
                     return response
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 await response.aread()
