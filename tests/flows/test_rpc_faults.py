@@ -119,14 +119,20 @@ async def test_the_onchain_upgrade_completes_through_rpc_faults(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_a_2000_account_migration_completes_through_20_percent_rpc_faults(
-    chain: DemoChain, block_names: dict[str, str], records_db: Engine, proxy_at: Any
+@pytest.mark.parametrize(("rate", "seed"), [(0.2, 2000), (0.4, 4000)])
+async def test_a_2000_account_migration_completes_through_rpc_faults(
+    chain: DemoChain,
+    block_names: dict[str, str],
+    records_db: Engine,
+    proxy_at: Any,
+    rate: float,
+    seed: int,
 ) -> None:
     total = 2_000
     vaults: list[Pubkey] = seed_vaults(chain, Pubkey.new_unique(), total)
     await upgrade_directly(chain, chain.binaries["v2"])
     landed = count_migrates(chain)
-    proxy = proxy_at(0.2, 2000)
+    proxy = proxy_at(rate, seed)
     await through(proxy, block_names["cluster_block"])
 
     result = await migrate_accounts(**params(chain, block_names))
@@ -140,4 +146,4 @@ async def test_a_2000_account_migration_completes_through_20_percent_rpc_faults(
     run = migrations.get_migration(records_db, result["migration_id"])
     assert run is not None and run.status == "completed"
     assert all(proxy.counts[f] for f in FAULTS), proxy.counts
-    print(f"migration at 20%: {dict(proxy.counts)}")
+    print(f"migration at {rate:.0%}: {dict(proxy.counts)}")
