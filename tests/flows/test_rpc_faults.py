@@ -74,9 +74,10 @@ def proxy_at(chain: DemoChain) -> Iterator[Any]:
 
 
 async def through(proxy: FaultProxy, cluster_block: str) -> None:
-    """Point the cluster block at the proxy."""
+    """Point the cluster block at the proxy, with a rate limit as on a real cluster."""
     cluster = await SolanaCluster.aload(cluster_block)
     cluster.rpc_urls = [proxy.url]
+    cluster.requests_per_second = 100
     await cluster.asave(cluster_block, overwrite=True)
 
 
