@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -139,6 +141,12 @@ def _fault_name(exc: Exception) -> str:
     return f"dropped the connection ({type(exc).__name__})"
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of ms of CPU; every client of a process shares one.
+    return httpx2.create_ssl_context()
+
+
 class RetryingTransport(httpx2.AsyncBaseTransport):
     """Sends each request to the cluster's endpoints under ``policy`` (module docstring).
 
@@ -167,7 +175,7 @@ class RetryingTransport(httpx2.AsyncBaseTransport):
             )
             for i, url in enumerate(urls)
         ]
-        self._inner = inner or httpx2.AsyncHTTPTransport(http2=True)
+        self._inner = inner or httpx2.AsyncHTTPTransport(verify=_ssl_context(), http2=True)
         self._rng = rng or random.Random()
         self._sleep = sleep
         self.attempts = 0  # every attempt this transport made, for tests and logs
