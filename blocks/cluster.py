@@ -23,8 +23,30 @@ class SolanaCluster(Block):
     rpc_urls: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:8899"],
         title="RPC endpoints",
-        description="JSON-RPC URLs; the first one that answers getHealth is used.",
+        description=(
+            "JSON-RPC URLs; requests go to the first, and to the next when one fails "
+            "(429, 5xx, dropped connection, timeout)."
+        ),
         min_length=1,
+    )
+    requests_per_second: float | None = Field(
+        default=40.0,
+        gt=0,
+        title="Requests per second per endpoint",
+        description=(
+            "A rate limit each endpoint's requests are spaced to (a token bucket); "
+            "empty for none. Public Solana endpoints allow about 10."
+        ),
+    )
+    rpc_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        title="RPC retry budget (seconds)",
+        description=(
+            "How long one RPC request is retried across the endpoints before the task "
+            "fails (and is retried by its own policy)."
+        ),
     )
     explorer_url: str | None = Field(
         default=None,

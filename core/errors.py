@@ -14,7 +14,9 @@ tokens, database passwords).
     │   ├── AuthorityMismatch a buffer/program authority is not the expected one
     │   ├── ProgramImmutable  the program has no upgrade authority
     │   ├── ProgramDataTooSmall
-    │   └── TransactionFailed
+    │   ├── TransactionFailed
+    │   ├── RpcUnavailable    every RPC endpoint kept failing (transient: tasks retry it)
+    │   └── RpcRefused        an endpoint refused the request (a 4xx other than 429)
     ├── HashMismatch          a verifiable-build hash is not the expected one
     ├── ApprovalError         a sign-off was refused
     │   ├── NotAMember
@@ -100,6 +102,21 @@ class TransactionFailed(ChainError):
     def __init__(self, message: str, logs: list[str] | None = None) -> None:
         self.logs = list(logs or [])
         super().__init__(message)
+
+
+class RpcUnavailable(ChainError):
+    """The retry policy gave up: every endpoint kept answering 429/5xx, dropping the
+    connection or timing out. Transient, unlike the rest of ``ChainError``: a task retries
+    it. ``endpoints`` holds (endpoint, what it answered last, attempts) each."""
+
+    def __init__(self, message: str, endpoints: Sequence[tuple[str, str, int]] = ()) -> None:
+        self.endpoints = list(endpoints)
+        super().__init__(message)
+
+
+class RpcRefused(ChainError):
+    """An endpoint answered a 4xx other than 429 (a wrong URL or API key, a request it will
+    never take): the same request would be refused again."""
 
 
 class HashMismatch(RunbookError):

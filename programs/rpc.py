@@ -22,6 +22,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
+from solders.transaction_status import TransactionErrorFieldless
 
 from core.errors import (
     AccountNotFound,
@@ -174,13 +175,31 @@ async def send_and_confirm(
     tx = Transaction.new_signed_with_payer(
         list(instructions), payer.pubkey(), list(unique.values()), blockhash
     )
-    try:
-        resp = await client.send_transaction(tx, opts=SEND_OPTS)
-    except RPCException as exc:
-        raise transaction_failed(exc) from None
-    signature = resp.value
+    signature = await send_transaction(client, tx)
     await wait_confirmed(client, signature, timeout_seconds)
     return signature
+
+
+async def send_transaction(client: AsyncClient, tx: Transaction) -> Signature:
+    """Send ``tx`` with preflight; its signature, also when it had landed already.
+
+    The RPC retry policy resends a request whose answer was lost; when the first send
+    landed, the chain answers the second with AlreadyProcessed (a validator's preflight
+    and the localnet's alike). The transaction is then on chain: the caller confirms its
+    signature instead of failing. Any other refusal is a TransactionFailed.
+    """
+    try:
+        return (await client.send_transaction(tx, opts=SEND_OPTS)).value
+    except RPCException as exc:
+        if already_processed(exc):
+            return tx.signatures[0]
+        raise transaction_failed(exc) from None
+
+
+def already_processed(exc: RPCException) -> bool:
+    detail = exc.args[0] if exc.args else None
+    err = getattr(getattr(detail, "data", None), "err", None)
+    return err == TransactionErrorFieldless.AlreadyProcessed
 
 
 def transaction_failed(exc: RPCException) -> TransactionFailed:
@@ -280,11 +299,7 @@ async def write_buffer(
         ix = loader.write(buffer.pubkey(), authority.pubkey(), offset, chunk)
         tx = Transaction.new_signed_with_payer([ix], payer.pubkey(), signers, blockhash)
         async with limit:
-            try:
-                resp = await client.send_transaction(tx, opts=SEND_OPTS)
-            except RPCException as exc:
-                raise transaction_failed(exc) from None
-        return resp.value
+            return await send_transaction(client, tx)
 
     chunks = list(loader.write_chunks(elf))
     signatures: list[Signature] = []

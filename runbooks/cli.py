@@ -63,18 +63,17 @@ def _sign_onchain(args: argparse.Namespace, keypair: Keypair) -> int:
     """Sign from the proposal's on-chain account: no records database needed."""
     import asyncio
 
-    from solana.rpc.async_api import AsyncClient
-
     from core.errors import InputError, ProposalClosed
     from core.keys import parse_pubkey
     from domain.governance import closed_status, decisions, onchain_approval_line
+    from programs.rpc_transport import retrying_client
 
     if not args.url:
         raise InputError("--onchain-proposal needs --url: the cluster's RPC URL (in the form)")
     address = parse_pubkey(args.onchain_proposal, "--onchain-proposal")
 
     async def read() -> tuple[str, Governance, Proposal]:
-        async with AsyncClient(args.url) as client:
+        async with retrying_client([args.url]) as client:
             return await onchain_approval_line(client, address, args.action)
 
     message, governance, proposal = asyncio.run(read())

@@ -28,10 +28,19 @@ from core import approval
 from localnet.server import LocalnetServer
 from programs import loader, rpc
 from programs.loader import verifiable_hash
+from programs.rpc_transport import RetryPolicy, retrying_client
 from programs.upgrade_manager import client as upgrade_manager
 
 SOL = 1_000_000_000
 DEMO_PROGRAM = "demo_vault"
+
+# The demo's own calls go to its localnet: the one retry policy, with no rate limit.
+LOCALNET_POLICY = RetryPolicy(requests_per_second=None)
+
+
+def demo_client(url: str) -> AsyncClient:
+    """A client on the demo's localnet under the one RPC retry policy."""
+    return retrying_client([url], LOCALNET_POLICY)
 
 
 @dataclass
@@ -84,7 +93,7 @@ def start_demo_chain(
 
 async def write_buffer(chain: DemoChain, elf: bytes, authority: Keypair | None = None) -> Pubkey:
     """Write ``elf`` to a new buffer over RPC; its authority is the upgrade authority."""
-    async with AsyncClient(chain.url) as client:
+    async with demo_client(chain.url) as client:
         return await rpc.write_buffer(
             client, chain.authority, Keypair(), authority or chain.authority, elf
         )
@@ -118,7 +127,7 @@ async def setup_governance(
     )
     governance = upgrade_manager.governance_address(create_key.pubkey())
     payer = chain.authority
-    async with AsyncClient(chain.url) as client:
+    async with demo_client(chain.url) as client:
         genesis = await rpc.genesis_hash(client)
         create = upgrade_manager.create_governance(
             create_key.pubkey(), payer.pubkey(), config, genesis
@@ -136,7 +145,7 @@ async def hand_buffer_to_governance(chain: DemoChain, buffer: Pubkey) -> None:
     (`solana program set-buffer-authority <buffer> --new-buffer-authority <PDA>`)."""
     assert chain.governance is not None, "call setup_governance first"
     authority_pda = upgrade_manager.authority_address(chain.governance)
-    async with AsyncClient(chain.url) as client:
+    async with demo_client(chain.url) as client:
         ix = loader.set_authority(buffer, chain.authority.pubkey(), authority_pda)
         await rpc.send_and_confirm(client, [ix], chain.authority)
 
@@ -163,7 +172,8 @@ async def save_blocks(
         "authority_block": f"{prefix}-upgrade-authority",
         "fee_payer_block": f"{prefix}-fee-payer",
     }
-    await SolanaCluster(cluster="localnet", rpc_urls=[chain.url]).asave(
+    # A localnet has no request limit to respect.
+    await SolanaCluster(cluster="localnet", rpc_urls=[chain.url], requests_per_second=None).asave(
         names["cluster_block"], overwrite=True
     )
     await MultisigPolicy(

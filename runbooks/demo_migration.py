@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from solana.rpc.async_api import AsyncClient
 from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -34,7 +33,14 @@ from core import approval
 from programs import rpc
 from programs.demo_vault import client as vault
 from programs.loader import verifiable_hash
-from runbooks.demo import DemoChain, find_run, save_blocks, start_demo_chain, write_buffer
+from runbooks.demo import (
+    DemoChain,
+    demo_client,
+    find_run,
+    save_blocks,
+    start_demo_chain,
+    write_buffer,
+)
 
 if TYPE_CHECKING:
     from domain.signoff import Signable
@@ -49,7 +55,7 @@ _VAULTS_PER_TRANSACTION = 4
 async def create_config(chain: DemoChain) -> Pubkey:
     """demo_vault's Config (its pause flag), admin = the demo's authority."""
     config = Keypair()
-    async with AsyncClient(chain.url) as client:
+    async with demo_client(chain.url) as client:
         rent = (await client.get_minimum_balance_for_rent_exemption(vault.Config.SIZE)).value
         ixs = vault.create_config_instructions(
             chain.authority.pubkey(),
@@ -69,7 +75,7 @@ async def create_vaults(
     payer = chain.authority
     vaults = [Keypair() for _ in range(count)]
     limit = asyncio.Semaphore(concurrency)
-    async with AsyncClient(chain.url) as client:
+    async with demo_client(chain.url) as client:
         rent = (await client.get_minimum_balance_for_rent_exemption(vault.VaultV1.SIZE)).value
 
         async def create(start: int) -> None:
@@ -113,7 +119,7 @@ async def upgrade_directly(chain: DemoChain, elf: bytes) -> None:
     from programs import loader
 
     buffer = await write_buffer(chain, elf)
-    async with AsyncClient(chain.url) as client:
+    async with demo_client(chain.url) as client:
         ix = loader.upgrade(
             chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
         )
@@ -198,7 +204,7 @@ async def current_onchain_message(run_id: uuid.UUID, kind: str, rpc_url: str) ->
     proposal = _newest_proposal(run_id, kind)
     if proposal.backend != "onchain" or not proposal.onchain_address:
         return signing_subject_of(proposal).message("approve")
-    async with AsyncClient(rpc_url) as client:
+    async with demo_client(rpc_url) as client:
         address = Pubkey.from_string(proposal.onchain_address)
         line, _, _ = await onchain_approval_line(client, address)
     return line
@@ -321,7 +327,7 @@ async def emergency_threshold(chain: DemoChain) -> int:
     from domain.governance import read_governance
 
     assert chain.governance is not None
-    async with AsyncClient(chain.url) as client:
+    async with demo_client(chain.url) as client:
         return (await read_governance(client, chain.governance)).emergency_threshold
 
 

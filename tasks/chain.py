@@ -15,20 +15,25 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from core.errors import ChainError, HashMismatch, RunbookError
+from core.errors import ChainError, HashMismatch, RpcUnavailable, RunbookError
 from domain import signoff
 from programs import loader, rpc
 from programs.rpc import BufferInfo, ProgramInfo
+from programs.rpc_transport import RetryPolicy, retrying_client
 from store.records.proposals import ProposalRecord
 
 # Input and chain-state errors will not change by retrying; only transport faults do.
 NO_RETRY = (RunbookError,)
+# ... and the RPC retry policy giving up: the endpoints may answer again in a while.
+TRANSIENT = (RpcUnavailable,)
 
 
 def _retry_transport_only(task: Any, task_run: Any, state: Any) -> bool:
     """Retry transport faults; a RunbookError (bad input, chain state) will not change."""
     # _sync: this hook is called from the async task engine, but reads a local result.
     error = state.result(raise_on_failure=False, _sync=True)
+    if isinstance(error, TRANSIENT):
+        return True
     return isinstance(error, Exception) and not isinstance(error, NO_RETRY)
 
 
@@ -41,31 +46,24 @@ READ_RETRIES: dict[str, Any] = {
 WRITE_RETRIES: dict[str, Any] = {**READ_RETRIES, "retries": 2}
 
 
+def retry_policy(cluster: SolanaCluster) -> RetryPolicy:
+    """The cluster block's RPC retry budget and per-endpoint rate limit."""
+    return RetryPolicy(
+        budget_seconds=cluster.rpc_retry_seconds,
+        requests_per_second=cluster.requests_per_second,
+    )
+
+
 @asynccontextmanager
 async def rpc_client(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
-    """A client on the first endpoint that answers getHealth."""
-    client = await _first_healthy(cluster)
+    """A client over every endpoint of ``cluster`` under the one retry policy
+    (``programs.rpc_transport``): failover replaces a health probe, which turned one
+    transient fault into a permanent error."""
+    client = retrying_client(cluster.rpc_urls, retry_policy(cluster))
     try:
         yield client
     finally:
         await client.close()
-
-
-async def _first_healthy(cluster: SolanaCluster) -> AsyncClient:
-    last_error: Exception | None = None
-    for url in cluster.rpc_urls:
-        client = AsyncClient(url, timeout=30)
-        try:
-            if await client.is_connected():
-                return client
-        except Exception as exc:
-            last_error = exc
-        await client.close()
-    raise ChainError(
-        f"no RPC endpoint of cluster {cluster.cluster!r} answers ({len(cluster.rpc_urls)} tried"
-        + (f"; last error: {last_error}" if last_error else "")
-        + "); check the cluster block's URLs"
-    )
 
 
 @task(name="inspect-upgrade", **READ_RETRIES)

@@ -18,7 +18,6 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
-from solana.rpc.core import RPCException
 from solana.rpc.models import DataSliceOpts
 from solders.hash import Hash
 from solders.keypair import Keypair
@@ -29,6 +28,7 @@ from solders.transaction import Transaction
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
+from core.errors import TransactionFailed
 from programs import rpc
 from programs.plugin import AccountMigrator, get_migrator
 from store.records import migrations
@@ -360,11 +360,11 @@ async def _send_chunks(
     async def send(chunk: list[str]) -> tuple[list[str], Signature | None, str | None]:
         tx = _transaction(migrator, program, payer, chunk, blockhash)
         try:
-            resp = await client.send_transaction(tx, opts=rpc.SEND_OPTS)
-        except RPCException as exc:
-            failure = rpc.transaction_failed(exc)
+            # AlreadyProcessed (a resend after a lost answer) gives the landed signature.
+            signature = await rpc.send_transaction(client, tx)
+        except TransactionFailed as failure:
             return chunk, None, migrator.describe_failure(str(failure), failure.logs)
-        return chunk, resp.value, None
+        return chunk, signature, None
 
     sent = await asyncio.gather(*(send(chunk) for chunk in chunks))
     errors = await rpc.confirm_signatures(

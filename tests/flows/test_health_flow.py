@@ -271,9 +271,12 @@ async def test_missing_configuration_and_a_dead_rpc_are_findings_not_crashes(
     assert any(f["check"] == "config" for f in result["findings"])
 
     dead = f"{ops_blocks['cluster_block']}-dead-rpc"
-    await SolanaCluster(cluster="devnet", rpc_urls=["http://127.0.0.1:9"]).asave(dead)
+    await SolanaCluster(
+        cluster="devnet", rpc_urls=["http://127.0.0.1:9"], rpc_retry_seconds=1
+    ).asave(dead)
     state = await daily_health(**{**ops_blocks, "cluster_block": dead}, **QUICK, return_state=True)
     assert state.is_failed() and "no RPC endpoint" in state.message
+    assert "endpoint 1 (http://127.0.0.1:9) refused the connection" in state.message
     report = health_records.health_reports(records_db, "devnet", limit=1)[0]
     assert report.level == "critical" and finding(report, "database")["level"] == "info"
 
