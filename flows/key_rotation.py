@@ -177,7 +177,6 @@ async def rotate_upgrade_authority(
             authority_block if policy.backend != "onchain" or adopt else None,
         ),
         ("fee_payer_block", SolanaKeypair, fee_payer_block),
-        ("programs_block", ManagedPrograms, programs_block or None),
         ("slack_block", SlackChannel, slack_block or None),
     )
     onchain = None

@@ -40,7 +40,7 @@ from blocks.multisig import MultisigPolicy
 from blocks.slack import SlackChannel
 from core.errors import AuthorityMismatch, InputError, ProposalClosed, RecordsError
 from core.idempotency import NO_RUN, idempotency_key
-from core.keys import parse_pubkey
+from core.keys import parse_pubkey, parse_sha256
 from domain import governance as gov_rules
 from domain import policy as policy_audit
 from domain.report import fields_table
@@ -105,6 +105,8 @@ async def emergency_rollback(
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
+    if to_sha256:
+        to_sha256 = parse_sha256(to_sha256, "to_sha256")
     if force and not (force_reason and force_reason.strip()):
         raise InputError("force needs a force_reason: the records must say why it is safe")
     if force:

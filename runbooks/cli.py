@@ -157,11 +157,16 @@ def _up(_: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
+    from core.errors import InputError
     from runbooks.metrics import configured_address, endpoint_url, serve
+    from store.db import database_url
 
     default_host, default_port = configured_address()
     host = args.host or default_host
     port = default_port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port} is not a port number; give one in 0-65535 (0: any free)")
+    database_url()  # a DATABASE_URL naming no database is refused before serving
     try:
         server, thread = serve(host, port)
     except OSError as exc:
