@@ -8,7 +8,7 @@ the block, its type and how to create it.
 
 from prefect.blocks.core import Block
 
-from blocks._load import load_block
+from blocks._load import load_block, preload
 from blocks.cluster import SolanaCluster
 from blocks.database import RecordsDatabase
 from blocks.keypair import SolanaKeypair
@@ -46,5 +46,6 @@ __all__ = [
     "SolanaCluster",
     "SolanaKeypair",
     "load_block",
+    "preload",
     "register_block_types",
 ]

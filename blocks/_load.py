@@ -8,7 +8,7 @@ from typing import TypeVar
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
-from core.errors import BlockNotFound
+from core.errors import BlockNotFound, InputError
 
 B = TypeVar("B", bound=Block)
 
@@ -43,3 +43,21 @@ async def load_block(block_type: type[B], name: str) -> B:
             f"`{block_type.__name__}(...).save({name!r})`, or pass the name of an existing "
             f"{type_name} block"
         ) from None
+
+
+async def preload(*wanted: tuple[str, type[Block], str | None]) -> None:
+    """Load every block a run will use, each named by its parameter, before the run
+    records or sends anything: a missing fee payer found after the proposal was recorded
+    leaves a proposal nobody can finish. ``(parameter, block type, name)``; a name of
+    None is an optional block not given. Keypair blocks must hold a keypair."""
+    from blocks.keypair import SolanaKeypair  # the keypair block imports nothing of ours
+
+    for parameter, block_type, name in wanted:
+        if name is None:
+            continue
+        try:
+            block = await load_block(block_type, name)
+            if isinstance(block, SolanaKeypair):
+                block.keypair()
+        except InputError as exc:
+            raise BlockNotFound(f"{parameter}: {exc}") from None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, field_validator
+
+COMMITMENTS = ("processed", "confirmed", "finalized")
 
 
 class SolanaCluster(Block):
@@ -58,6 +63,48 @@ class SolanaCluster(Block):
         ),
     )
     commitment: str = Field(default="confirmed", title="Commitment")
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        # Recorded with every action and part of every proposal key.
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", value):
+            raise ValueError(
+                f"cluster name {value[:40]!r} is not a lowercase name such as localnet, "
+                "devnet or mainnet-beta; write it that way"
+            )
+        return value
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parsed = urlsplit(url.strip())
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(
+                    f"RPC endpoint {url[:80]!r} is not an http(s) URL with a host; write "
+                    "each as https://host[:port][/path]"
+                )
+        return [url.strip() for url in value]
+
+    @field_validator("explorer_url")
+    @classmethod
+    def _explorer(cls, value: str | None) -> str | None:
+        if value and "{address}" not in value:
+            raise ValueError(
+                "explorer URL template has no {address} in it; add it where the address "
+                "goes, or leave the field empty"
+            )
+        return value or None
+
+    @field_validator("commitment")
+    @classmethod
+    def _commitment(cls, value: str) -> str:
+        if value not in COMMITMENTS:
+            raise ValueError(
+                f"commitment {value[:20]!r} is not one of {', '.join(COMMITMENTS)}; choose one"
+            )
+        return value
 
     def explorer_link(self, address: str) -> str | None:
         return self.explorer_url.format(address=address) if self.explorer_url else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 
 class SlackChannel(Block):
@@ -25,3 +27,25 @@ class SlackChannel(Block):
         title="Signing secret",
         description="Verifies button clicks sent back by Slack.",
     )
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(c.isspace() for c in value) or len(value) > 80:
+            raise ValueError(
+                f"channel {value[:40]!r} is not a Slack channel id or #name; give one such "
+                "as C0123ABCD or #ops-upgrades"
+            )
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _api(cls, value: str) -> str:
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(
+                f"API base URL {value[:80]!r} is not an http(s) URL; leave the default "
+                "https://slack.com/api/"
+            )
+        return value.strip()

@@ -42,6 +42,17 @@ def parse_signature(value: str, field: str = "signature") -> Signature:
     return sig
 
 
+def parse_sha256(value: str, field: str = "sha256") -> str:
+    """A SHA-256 as 64 hex digits (lowercased), or InputError naming the field."""
+    text = (value or "").strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise InputError(
+            f"{field}: {text[:80]!r} is not a SHA-256 (64 hex digits); paste the hash "
+            "exactly as `solana-verify get-executable-hash` or `sha256sum` prints it"
+        )
+    return text
+
+
 def keypair_from_json(text: str, what: str = "keypair") -> Keypair:
     """A Solana CLI keypair (JSON array of 64 integers). The error never echoes the bytes."""
     try:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     # The records database; empty: the SQLite file var/runbooks.db (store.db.database_url).
     database_url: str = Field("", validation_alias="DATABASE_URL")
+    # An explicitly set DATABASE_URL must name an existing records database (a typo must
+    # not start an empty one); 1 lets this process create and migrate a new one.
+    create_database: bool = Field(False, validation_alias="RUNBOOKS_CREATE_DATABASE")
     # How often a paused run checks for a resume (Prefect's default is 10 s).
     pause_poll_seconds: int = Field(10, validation_alias="RUNBOOKS_PAUSE_POLL_SECONDS")
     # Timelock waits longer than this suspend the run (deployments only).

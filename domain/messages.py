@@ -141,12 +141,18 @@ def approval_progress(
 ) -> tuple[str, Blocks]:
     """One sign-off attempt, as a reply in the proposal's thread. ``member`` is a label
     (name and short key); ``waiting_for`` members are @mentioned while one is missing."""
-    if accepted:
-        text = f"Proposal {proposal_id}: {decision} from {member} accepted ({have}/{need})"
+    # A cancel closes the proposal: announced as such, never as a step towards approval.
+    cancelled = accepted and decision == "cancel"
+    if cancelled:
+        text = f"Proposal {proposal_id} cancelled by {member}: it will not be executed"
+    elif accepted and decision == "reject":
+        text = f"Proposal {proposal_id}: reject from {member} accepted ({have}/{need} approvals)"
+    elif accepted:
+        text = f"Proposal {proposal_id}: approve from {member} accepted ({have}/{need})"
     else:
-        text = f"Proposal {proposal_id}: sign-off from {member} refused: {reason}"
+        text = f"Proposal {proposal_id}: {decision} from {member} refused: {reason}"
     body = text
-    if waiting_for and have < need:
+    if waiting_for and have < need and not cancelled:
         body += "\nStill waiting for: " + ", ".join(mention(n, u) for n, u in waiting_for)
     return text, [section(_truncate(body))]
 

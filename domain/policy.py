@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from solders.pubkey import Pubkey
 
 from core.ed25519 import is_large_order_point
-from core.errors import PolicyViolation
+from core.errors import InputError, PolicyViolation
 
 MIN_MEMBERS = 3
 DEFAULT_MIN_TIMELOCK_SECONDS = 48 * 3600
@@ -135,13 +135,37 @@ def audit_findings(policy: Policy, description: str) -> list[str]:
             f"timelock {policy.timelock_seconds} s is below the policy minimum "
             f"{policy.min_timelock_seconds} s"
         )
-    if not description.strip():
-        findings.append("the proposal has no description: say what changes and why")
     return findings
 
 
-def audit(policy: Policy, description: str) -> None:
-    """Raise PolicyViolation listing every failed check."""
+# Long enough for a paragraph; a Slack section block holds 3,000 characters.
+MAX_DESCRIPTION_LEN = 1000
+
+
+def check_description(text: str, field: str = "description") -> str:
+    """The proposal's text, stripped: 1..1000 printable ASCII characters (every member
+    reads it in Slack, the form and the records); ``InputError`` naming ``field`` else."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{field} is empty: say what changes and why, in plain ASCII")
+    text = text.strip()
+    if len(text) > MAX_DESCRIPTION_LEN:
+        raise InputError(
+            f"{field} is {len(text)} characters long; shorten it to {MAX_DESCRIPTION_LEN} "
+            "or fewer (link a document for details)"
+        )
+    bad = sorted({c for c in text if not 0x20 <= ord(c) <= 0x7E})
+    if bad:
+        raise InputError(
+            f"{field} holds characters other than printable ASCII ({bad[:5]!r}): control "
+            "characters and non-ASCII letters are refused; write it in plain ASCII"
+        )
+    return text
+
+
+def audit(policy: Policy, description: str, field: str = "description") -> None:
+    """Refuse a bad ``description`` (``InputError`` naming ``field``), then raise
+    PolicyViolation listing every failed check of the policy."""
+    check_description(description, field)
     findings = audit_findings(policy, description)
     if findings:
         raise PolicyViolation(findings)

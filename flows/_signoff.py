@@ -110,8 +110,14 @@ class SignOff(RunInput):
         description="approve, reject, or cancel the proposal; sign the message with that action.",
     )
     # A plain string: an optional `str | None` renders as a confusing str/None switch.
+    # Kept in the records and shown in Slack: bounded, no control characters (the form
+    # refuses them when submitted, the JSON schema carries both rules).
     comment: str = Field(
-        default="", title="Comment", description="Optional note, kept in the records."
+        default="",
+        title="Comment",
+        description="Optional note, kept in the records (500 characters at most).",
+        max_length=500,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
     )
 
 

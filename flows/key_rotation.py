@@ -40,11 +40,12 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled
 from pydantic import Field
 
-from blocks import load_block
+from blocks import load_block, preload
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from blocks.programs import ManagedPrograms
+from blocks.slack import SlackChannel
 from core.approval import ApprovalSubject
 from core.errors import (
     AuthorityMismatch,
@@ -166,7 +167,18 @@ async def rotate_upgrade_authority(
     cluster = await load_block(SolanaCluster, cluster_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
-    policy_audit.audit(policy, reason)
+    policy_audit.audit(policy, reason, "reason")
+    proposer = policy_audit.check_description(proposer, "proposer")
+    # Every block the run uses loads before anything is recorded or sent.
+    await preload(
+        (
+            "authority_block",
+            SolanaKeypair,
+            authority_block if policy.backend != "onchain" or adopt else None,
+        ),
+        ("fee_payer_block", SolanaKeypair, fee_payer_block),
+        ("slack_block", SlackChannel, slack_block or None),
+    )
     onchain = None
     if policy.backend == "onchain":
         if make_immutable:

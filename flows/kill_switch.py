@@ -21,10 +21,12 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from blocks import load_block
+from blocks import load_block, preload
 from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from blocks.program_pause import ProgramPause
+from blocks.slack import SlackChannel
 from core.errors import InputError
 from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
@@ -92,7 +94,15 @@ async def kill_switch(
     """
     if program_id != ALL_PROGRAMS:
         parse_pubkey(program_id, "program id")
+    reason = policy_audit.check_description(reason, "reason")
+    actor = policy_audit.check_description(actor, "actor")
     cluster = await load_block(SolanaCluster, cluster_block)
+    # Every block the action uses loads before anything is recorded or sent.
+    await preload(
+        ("policy_block", MultisigPolicy, policy_block if action == "release" else None),
+        ("fee_payer_block", SolanaKeypair, fee_payer_block if program_pause_block else None),
+        ("slack_block", SlackChannel, slack_block or None),
+    )
     if program_pause_block:  # bad input is refused before anything is written
         await check_pause_block(program_pause_block, program_id)
     if action == "engage":
@@ -179,7 +189,7 @@ async def release_with_signoff(
             f"the kill switch of {program_id} on {cluster.cluster} is not engaged: nothing to "
             f"release, nothing recorded{others}"
         )
-    policy_audit.audit(policy, reason)
+    policy_audit.audit(policy, reason, "reason")
     signers = emergency_policy(policy, timelock=False)
     current_hash = None
     if program_id != ALL_PROGRAMS:

@@ -43,7 +43,7 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import HashMismatch, MigrationError
 from core.idempotency import idempotency_key
-from core.keys import parse_pubkey
+from core.keys import parse_pubkey, parse_sha256
 from domain.migration import outcome, plan
 from domain.report import fields_table, linked
 from programs.plugin import get_migrator
@@ -98,6 +98,8 @@ async def migrate_accounts(
     started = time.monotonic()
     logger = get_run_logger()
     program_key = parse_pubkey(program_id, "program id")
+    if expected_program_sha256:
+        expected_program_sha256 = parse_sha256(expected_program_sha256, "expected_program_sha256")
     m = get_migrator(migrator)
     cluster = await load_block(SolanaCluster, cluster_block)
     kill_switch.check_kill_switch(cluster.cluster, program_id, "account migration")

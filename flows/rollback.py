@@ -33,18 +33,19 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
 
-from blocks import load_block
+from blocks import load_block, preload
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
+from blocks.slack import SlackChannel
 from core.errors import AuthorityMismatch, InputError, ProposalClosed, RecordsError
 from core.idempotency import NO_RUN, idempotency_key
-from core.keys import parse_pubkey
+from core.keys import parse_pubkey, parse_sha256
 from domain import governance as gov_rules
 from domain import policy as policy_audit
 from domain.report import fields_table
 from domain.rollback import check_archive, refuse_over_migrated
-from flows.kill_switch import emergency_policy, engage, release_with_signoff
+from flows.kill_switch import check_pause_block, emergency_policy, engage, release_with_signoff
 from flows.upgrade import announce, collect_signoffs, execute_verified, wait_out_timelock
 from programs.plugin import get_migrator
 from store.records import archives as archives_records
@@ -104,8 +105,12 @@ async def emergency_rollback(
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
+    if to_sha256:
+        to_sha256 = parse_sha256(to_sha256, "to_sha256")
     if force and not (force_reason and force_reason.strip()):
         raise InputError("force needs a force_reason: the records must say why it is safe")
+    if force:
+        force_reason = policy_audit.check_description(force_reason or "", "force_reason")
     cluster = await load_block(SolanaCluster, cluster_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
@@ -125,7 +130,15 @@ async def emergency_rollback(
         authority = onchain.authority
     else:
         authority = str((await load_block(SolanaKeypair, authority_block)).keypair().pubkey())
-    policy_audit.audit(policy, reason)
+    policy_audit.audit(policy, reason, "reason")
+    # Every block the run uses loads before anything is written.
+    await preload(
+        ("fee_payer_block", SolanaKeypair, fee_payer_block),
+        ("slack_block", SlackChannel, slack_block or None),
+    )
+    if program_pause_block:
+        await check_pause_block(program_pause_block, program_id)
+    proposer = policy_audit.check_description(proposer, "proposer")
     emergency = emergency_policy(policy)
 
     # 1. The request: the archived binary, intact, of a program this authority holds

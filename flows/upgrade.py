@@ -32,14 +32,15 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled
 from solders.pubkey import Pubkey
 
-from blocks import load_block
+from blocks import load_block, preload
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
+from blocks.slack import SlackChannel
 from core.approval import ApprovalSubject
 from core.errors import ProposalClosed
 from core.idempotency import NO_RUN, idempotency_key
-from core.keys import parse_pubkey
+from core.keys import parse_pubkey, parse_sha256
 from core.settings import settings
 from domain import messages, signoff, veto
 from domain import policy as policy_audit
@@ -102,12 +103,26 @@ async def upgrade_program(
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
     parse_pubkey(buffer, "buffer")
+    if expected_sha256:
+        expected_sha256 = parse_sha256(expected_sha256, "expected_sha256")
 
     # 1. Policy audit, before anything is recorded.
     cluster = await load_block(SolanaCluster, cluster_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
     policy_audit.audit(policy, description)
+    proposer = policy_audit.check_description(proposer, "proposer")
+    # Every block the run uses loads now: one found missing after the proposal was
+    # recorded would leave a proposal nobody can finish.
+    await preload(
+        (
+            "authority_block",
+            SolanaKeypair,
+            None if policy.backend == "onchain" else authority_block,
+        ),
+        ("fee_payer_block", SolanaKeypair, fee_payer_block),
+        ("slack_block", SlackChannel, slack_block or None),
+    )
     onchain = (
         await governance.load_governance(
             cluster,

@@ -20,13 +20,20 @@ def _sign(args: argparse.Namespace) -> int:
     from core.errors import InputError
     from core.keys import load_keypair
 
-    if args.message:  # a line that is not an approval line is named before any key is read
+    # Bad input is named before any key is read: an empty --message is a message, not
+    # "no message" (it once fell through to "proposal None").
+    if args.message is not None:
         message = args.message.strip()
         approval.check_approval_line(message)  # a truncated paste is named, not signed
+    if args.proposal is not None and args.proposal < 1:
+        raise InputError(
+            f"--proposal {args.proposal}: a proposal id is a positive number; copy it from "
+            "the pause form"
+        )
     keypair = load_keypair(args.keypair)
     if args.onchain_proposal:
         return _sign_onchain(args, keypair)
-    if not args.message:
+    if args.message is None:
         from flows._signoff import signing_subject
         from store.records.proposals import get_proposal
         from tasks.records import records_engine
@@ -149,11 +156,16 @@ def _up(_: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
+    from core.errors import InputError
     from runbooks.metrics import configured_address, endpoint_url, serve
+    from store.db import database_url
 
     default_host, default_port = configured_address()
     host = args.host or default_host
     port = default_port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port} is not a port number; give one in 0-65535 (0: any free)")
+    database_url()  # a DATABASE_URL naming no database is refused before serving
     try:
         server, thread = serve(host, port)
     except OSError as exc:

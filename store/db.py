@@ -46,16 +46,59 @@ _MIGRATION_LOCK_KEY = 0x72756E626F6F6B73
 _URL_HINT = "expected sqlite:///path/to/file.db or postgresql+psycopg://user@host/dbname"
 
 
+CREATE_DATABASE_ENV = "RUNBOOKS_CREATE_DATABASE"
+_CREATE_HINT = (
+    f"check DATABASE_URL for a typo; to start a new records database there on purpose, "
+    f"run once with {CREATE_DATABASE_ENV}=1"
+)
+
+
 def database_url() -> str:
     """The records database URL: ``DATABASE_URL``, else the SQLite file ``var/runbooks.db``.
 
-    For a SQLite file the parent directory is created, so a fresh checkout just works.
+    For the default file the parent directory is created, so a fresh checkout just works.
+    An explicit ``DATABASE_URL`` naming a SQLite file that does not exist is refused
+    unless ``RUNBOOKS_CREATE_DATABASE=1``: a typo would otherwise start an empty records
+    database, in which a kill switch engaged in the real one is invisible.
     """
-    url = settings().database_url
+    current = settings()
+    url = current.database_url
     if not url:
         url = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    elif not current.create_database:
+        _refuse_missing_sqlite(_parse(url))
     _ensure_sqlite_parent(_parse(url))
     return url
+
+
+def may_create_database() -> bool:
+    """Whether this process may create and migrate a new records database: the default
+    SQLite file, or ``RUNBOOKS_CREATE_DATABASE=1``."""
+    current = settings()
+    return not current.database_url or current.create_database
+
+
+def require_records(engine: Engine) -> None:
+    """Refuse a database that holds no records schema (never migrated): an explicit
+    ``DATABASE_URL`` names an existing records database. Reads only."""
+    if current_revision(engine) is None:
+        raise RecordsError(
+            f"DATABASE_URL names {redacted(engine.url)}, which holds no runbook records "
+            f"(never migrated): {_CREATE_HINT}. Nothing was written."
+        )
+
+
+def _refuse_missing_sqlite(url: URL) -> None:
+    if url.get_backend_name() != "sqlite":
+        return
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not Path(database).expanduser().is_file():
+        raise RecordsError(
+            f"DATABASE_URL names the SQLite file {database}, which does not exist: "
+            f"{_CREATE_HINT}. Nothing was created."
+        )
 
 
 def redacted(url: str | URL) -> str:
@@ -293,6 +336,7 @@ def _driver_error(exc: BaseException, url: str | URL) -> str:
 
 
 __all__ = [
+    "CREATE_DATABASE_ENV",
     "DEFAULT_SQLITE_PATH",
     "MIGRATIONS_DIR",
     "REPO_ROOT",
@@ -301,8 +345,10 @@ __all__ = [
     "current_revision",
     "database_url",
     "head_revision",
+    "may_create_database",
     "migrate",
     "redacted",
+    "require_records",
     "session_scope",
     "translate_errors",
 ]

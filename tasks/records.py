@@ -17,15 +17,18 @@ from store.records.proposals import ApprovalRecord, ExecutionRecord, ProposalRec
 
 
 @cache
-def _engine(url: str) -> Engine:
+def _engine(url: str, may_create: bool) -> Engine:
     engine = db.create_engine(url)
+    if not may_create:  # an explicit DATABASE_URL: an existing records database
+        db.require_records(engine)
     db.migrate(engine)
     return engine
 
 
 def records_engine() -> Engine:
-    """The records database of this process (``DATABASE_URL``), migrated to head once."""
-    return _engine(db.database_url())
+    """The records database of this process (``DATABASE_URL``), migrated to head once.
+    An explicit ``DATABASE_URL`` must name an existing one (``store.db.database_url``)."""
+    return _engine(db.database_url(), db.may_create_database())
 
 
 def current_run_id() -> str | None:

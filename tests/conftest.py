@@ -26,6 +26,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "1")
 # Tasks called outside a flow (tests of a single task) log locally only.
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+# ``db_url`` is a new, empty database each test: the records may create it (an explicit
+# DATABASE_URL naming a missing database is refused otherwise; tests/test_bad_input.py
+# unsets this to see the refusal).
+os.environ.setdefault("RUNBOOKS_CREATE_DATABASE", "1")
 
 import pytest
 from sqlalchemy import Engine

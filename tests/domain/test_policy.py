@@ -4,7 +4,7 @@ import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from core.errors import PolicyViolation
+from core.errors import InputError, PolicyViolation
 from domain.policy import Policy, audit, audit_findings
 
 # The identity point (01 00..00): a valid encoding, of order 1; it signed up as a member.
@@ -40,7 +40,6 @@ def test_a_sound_policy_passes() -> None:
         ({"threshold": 6}, "d", "above the member count 5"),
         ({"threshold": 0}, "d", "below half"),
         ({"timelock_seconds": 3600}, "d", "below the policy minimum 172800"),
-        ({}, "   ", "no description"),
         ({"members": ("not-a-key", *members(3))}, "d", "not a base58 public key"),
         ({"emergency_threshold": 2}, "d", "emergency threshold 2 is below the threshold 3"),
         ({"members": (IDENTITY, *members(4))}, "d", f"member {IDENTITY} is not an ed25519"),
@@ -50,6 +49,12 @@ def test_each_failed_check_is_named(overrides: dict, description: str, finding: 
     with pytest.raises(PolicyViolation) as info:
         audit(policy(**overrides), description)
     assert any(finding in f for f in info.value.findings), info.value.findings
+
+
+def test_an_empty_description_is_blamed_on_the_description_not_the_policy() -> None:
+    with pytest.raises(InputError, match="description is empty: say what changes") as info:
+        audit(policy(), "   ")
+    assert not isinstance(info.value, PolicyViolation) and "policy" not in str(info.value)
 
 
 def test_every_small_order_point_is_refused_as_a_member() -> None:
@@ -71,7 +76,7 @@ def test_duplicate_members_are_named() -> None:
 
 def test_all_findings_are_reported_together() -> None:
     findings = audit_findings(policy(members=members(2), threshold=5, timelock_seconds=0), "")
-    assert len(findings) == 4
+    assert len(findings) == 3
 
 
 def test_localnet_policy_may_lower_the_minimum_timelock() -> None:
