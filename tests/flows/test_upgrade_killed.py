@@ -30,6 +30,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine
 
+from blocks import SlackChannel
 from core import approval
 from flows._signoff import FOUND_ON_CHAIN, approval_subject, signoff_key_prefix
 from flows.upgrade import proposal_key, upgrade_program
@@ -45,14 +46,16 @@ from runbooks.demo import (
     setup_governance,
     write_buffer,
 )
-from store.records import proposals
+from store.records import proposals, slack_threads
 from tasks.records import proposal_by_key
+from tests.stand_ins.slack_stub import SlackStub
 
 REPO = Path(__file__).resolve().parents[2]
 TIMELOCK = 6
 
 # Runs one flow run of the upgrade; with KILL_AT_ACCEPTED_RECORD=n the process kills
-# itself just before recording its n-th accepted sign-off (after the relay landed).
+# itself just before recording its n-th accepted sign-off (after the relay landed), with
+# KILL_BEFORE_ANNOUNCE once the proposal is recorded and created on chain.
 FLOW_SCRIPT = """
 import asyncio, json, os, signal, sys
 from uuid import UUID
@@ -60,6 +63,13 @@ from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow_async
 from flows.upgrade import upgrade_program
 from tasks import records
+
+import flows.upgrade
+
+if os.environ.get("KILL_BEFORE_ANNOUNCE"):
+    async def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    flows.upgrade.announce = die
 
 kill_at = int(os.environ.get("KILL_AT_ACCEPTED_RECORD", "0"))
 if kill_at:
@@ -315,3 +325,36 @@ async def test_killed_during_the_timelock_the_restart_executes_once(
     assert state.is_completed(), state
     assert time.monotonic() - started < TIMELOCK + 60
     assert_agrees(chain, records_db, run, landed)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_killed_after_recording_the_restart_announces_the_proposal_once(
+    chain: DemoChain, gov_blocks: dict[str, str], records_db: Engine, pda_buffer: str
+) -> None:
+    m = chain.members
+    landed = count_executes(chain)
+    with SlackStub() as slack:
+        slack_block = f"{gov_blocks['policy_block']}-slack"
+        await SlackChannel(
+            bot_token=slack.token, channel="#upgrades", api_base_url=slack.base_url
+        ).asave(slack_block, overwrite=True)
+        run = Run(chain, {**gov_blocks, "slack_block": slack_block}, pda_buffer)
+        async with get_client() as client:
+            await run.start(client, KILL_BEFORE_ANNOUNCE="1")
+            assert run.proc is not None
+            assert run.proc.wait(timeout=90) == -signal.SIGKILL
+            proposal = run.proposal()  # recorded, created on chain, never announced
+            assert proposal.onchain_address is not None
+            assert slack.messages == []
+            assert slack_threads.get_slack_thread(records_db, proposal.id) is None
+
+            flow = await run.restart(client)
+            key = None
+            for member in m[:3]:
+                key = await answered(client, run, key, sign(member, proposal))
+            state = await asyncio.wait_for(flow, 120)
+    assert state.is_completed(), state
+    assert_agrees(chain, records_db, run, landed)
+    [head] = [msg for msg in slack.messages if "thread_ts" not in msg]  # announced once
+    assert "Upgrade proposal 1" in head["text"]
+    assert slack_threads.get_slack_thread(records_db, proposal.id).ts == head["ts"]
