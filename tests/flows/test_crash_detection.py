@@ -124,3 +124,16 @@ async def test_a_killed_served_run_is_marked_crashed_then_retried(
     # After the window that follows the last heartbeat (sent before the kill), not much later.
     assert CRASH_AFTER - HEARTBEAT_SECONDS < crashed_after < CRASH_AFTER + SLACK, crashed_after
     print(f"Crashed {crashed_after:.0f} s after the kill (window {CRASH_AFTER:.0f} s); {names}")
+
+
+def test_the_retried_flows_are_served_and_the_window_outlasts_a_late_heartbeat() -> None:
+    from runbooks.crash_watch import CRASH_AFTER_SECONDS, RETRIED_FLOWS, retry_automation
+    from runbooks.up import load_deployments
+
+    served = {d.flow_name for d in load_deployments()}
+    assert set(RETRIED_FLOWS) <= served, set(RETRIED_FLOWS) - served
+    # Not retried: runs an operator must look at after a crash.
+    assert not {"key-rotation", "kill-switch", "backup", "restore-backup"} & set(RETRIED_FLOWS)
+    assert CRASH_AFTER_SECONDS >= 3 * HEARTBEAT_SECONDS
+    related = retry_automation().trigger.match_related
+    assert related.root["prefect.resource.name"] == list(RETRIED_FLOWS)
