@@ -6,8 +6,11 @@ timelock.
 One pause per sign-off attempt; each entry is reviewed (member, once, a valid signature
 over this proposal's message), recorded accepted or refused with its reason, announced,
 and the form asks again until the threshold is met or members reject or cancel. The
-pause keys carry the proposal id and an attempt counter taken from the records, so a
-restarted run, or a run that collects sign-offs for two proposals, never reuses one.
+pause keys carry the proposal id, an attempt counter and a token of the run's attempt, so
+a restarted run (the same flow run after a kill), or a run that collects sign-offs for two
+proposals, never reuses one. Before pausing, a run reviews once each entry left at an
+earlier pause of the proposal and never recorded, and records the votes the chain holds
+that the records lack.
 """
 
 from __future__ import annotations
