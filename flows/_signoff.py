@@ -6,8 +6,11 @@ timelock.
 One pause per sign-off attempt; each entry is reviewed (member, once, a valid signature
 over this proposal's message), recorded accepted or refused with its reason, announced,
 and the form asks again until the threshold is met or members reject or cancel. The
-pause keys carry the proposal id and an attempt counter taken from the records, so a
-restarted run, or a run that collects sign-offs for two proposals, never reuses one.
+pause keys carry the proposal id, an attempt counter and a token of the run's attempt, so
+a restarted run (the same flow run after a kill), or a run that collects sign-offs for two
+proposals, never reuses one. Before pausing, a run reviews once each entry left at an
+earlier pause of the proposal and never recorded, and records the votes the chain holds
+that the records lack.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.responses import SetStateStatus
@@ -149,9 +152,17 @@ async def collect_signoffs(
     verdict is what the records keep, and who signed off is read back from the chain.
     """
     logger = get_run_logger()
+    # Entries submitted to an earlier pause but never recorded (the run was killed between
+    # the member's submit and the record), then votes the chain holds that the records lack.
+    await pick_up_unrecorded(proposal, policy, subject, threshold, slack_block, relay)
+    if chain_signoffs is not None:
+        await record_chain_votes(proposal, chain_signoffs)
     history = records.proposal_approvals(proposal.id)
     decided = {a.member: a.decision for a in history if a.accepted}
-    attempt = len(history)  # a fresh pause key per attempt, also across restarts
+    attempt = len(history)
+    # The run's own token in every key: a retried run of the same flow run id never pauses
+    # at a key an earlier attempt used (Prefect would take that pause as already answered).
+    token = uuid4().hex[:8]
     paused = 0.0
     while True:
         closed = None
@@ -169,7 +180,7 @@ async def collect_signoffs(
                 SignOff.with_initial_data(description=describe(approved)),
                 timeout=timeout_seconds,
                 poll_interval=pause_poll_seconds(),
-                key=f"signoff-{proposal.id}-{attempt}",
+                key=f"{signoff_key_prefix(proposal.id)}{attempt}-{token}",
             )
         except FlowPauseTimeout:
             records.set_proposal_status(proposal.id, "failed", reason="sign-off window closed")
@@ -206,6 +217,95 @@ async def collect_signoffs(
                 f"{rejections} members rejected; the threshold is out of reach",
                 paused,
             )
+
+
+def signoff_key_prefix(proposal_id: int) -> str:
+    """Every sign-off pause key of ``proposal_id`` starts with this (the trailing dash keeps
+    proposal 1's prefix from matching proposal 12's keys)."""
+    return f"signoff-{proposal_id}-"
+
+
+# What a sign-off found on chain but not in the records is recorded with.
+FOUND_ON_CHAIN = "found on chain: relayed before the run stopped, recorded on resume"
+
+
+async def earlier_entries(proposal: ProposalRecord) -> list[tuple[str, str, SignOff]]:
+    """(flow run, pause key, entry) of every sign-off submitted to a pause of ``proposal``
+    in this run or an earlier run of it, oldest first."""
+    runs = records.proposal_flow_runs(proposal.id)
+    current = flow_run.get_id()
+    if current is not None and current not in runs:
+        runs.append(current)
+    prefix = f"paused-{signoff_key_prefix(proposal.id)}"
+    found: list[tuple[datetime, str, str, SignOff]] = []
+    async with get_client() as client:
+        for run in runs:
+            inputs = await client.filter_flow_run_input(
+                UUID(run), key_prefix=prefix, limit=1000, exclude_keys=set()
+            )
+            for item in inputs:
+                if not item.key.endswith("-response"):
+                    continue
+                try:
+                    entry = SignOff.model_validate_json(item.value)
+                except ValueError:  # not a form this flow saved; nothing to review
+                    continue
+                found.append((item.created or datetime.now(UTC), run, item.key, entry))
+    found.sort(key=lambda f: f[0])
+    return [(run, key, entry) for _, run, key, entry in found]
+
+
+async def pick_up_unrecorded(
+    proposal: ProposalRecord,
+    policy: Policy,
+    subject: Signable,
+    threshold: int,
+    slack_block: str | None,
+    relay: Relay | None,
+) -> int:
+    """Review, once, every earlier entry whose signature the records do not hold; returns
+    how many were reviewed. A signature is one member's one decision over this proposal's
+    line, so a recorded signature means the entry was reviewed already."""
+    history = records.proposal_approvals(proposal.id)
+    reviewed = {a.signature for a in history if a.signature}
+    decided = {a.member: a.decision for a in history if a.accepted}
+    count = 0
+    for run, key, entry in await earlier_entries(proposal):
+        signature = entry.signature.strip()
+        if not signature or signature in reviewed:
+            continue  # an empty signature counts for nothing; a recorded one was reviewed
+        reviewed.add(signature)
+        get_run_logger().info("reviewing the sign-off left at %s of run %s", key, run)
+        verdict = await review_signoff(
+            proposal,
+            policy,
+            subject,
+            entry.member,
+            entry.signature,
+            entry.decision,
+            entry.comment,
+            already_signed=decided.keys(),
+            relay=relay,
+        )
+        if verdict.accepted:
+            decided[verdict.member] = verdict.decision
+        await announce_progress(proposal, policy, subject, verdict, decided, threshold, slack_block)
+        count += 1
+    return count
+
+
+async def record_chain_votes(proposal: ProposalRecord, chain_signoffs: ChainSignoffs) -> int:
+    """Record the votes upgrade_manager holds for ``proposal`` that the records lack (a
+    vote relayed just before a kill, its entry gone); returns how many."""
+    on_chain, _ = await chain_signoffs()
+    recorded = {a.member for a in records.proposal_approvals(proposal.id) if a.accepted}
+    missing = {m: d for m, d in on_chain.items() if m not in recorded}
+    for member, decision in missing.items():
+        records.record_approval(
+            proposal.id, member=member, decision=decision, accepted=True, reason=FOUND_ON_CHAIN
+        )
+        get_run_logger().warning("%s of %s %s", decision, member, FOUND_ON_CHAIN)
+    return len(missing)
 
 
 async def announce_progress(

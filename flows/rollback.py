@@ -222,10 +222,12 @@ async def emergency_rollback(
         if onchain is not None:  # an emergency-upgrade proposal on chain
             proposal = await governance.create_proposal(cluster, onchain, proposal)
             subject = await governance.signing_line(cluster, onchain, proposal)
-        await announce(proposal, emergency, cluster, slack_block, subject=subject)
     elif onchain is not None:  # finds the on-chain proposal this run created, or creates it
         proposal = await governance.create_proposal(cluster, onchain, proposal)
         subject = await governance.signing_line(cluster, onchain, proposal)
+    # Also on a restart: a run killed before announcing announces now (the thread is
+    # recorded once it was sent, so it is never sent twice).
+    await announce(proposal, emergency, cluster, slack_block, subject=subject)
     outcome = await collect_signoffs(
         proposal,
         emergency,

@@ -172,6 +172,8 @@ async def upgrade_program(
         logger.info("resuming proposal #%d (%s)", proposal.id, proposal.status)
         if onchain is not None:  # finds the on-chain proposal this run created, or creates it
             proposal = await governance.create_proposal(cluster, onchain, proposal)
+        # Killed before the thread was recorded: announce now (once: the thread is recorded).
+        await announce(proposal, policy, cluster, slack_block)
 
     # 4. Sign-offs.
     outcome = await collect_signoffs(

@@ -177,10 +177,16 @@ def main() -> int:
     os.environ.setdefault("PREFECT_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("PREFECT_UI_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "2")
+    # Prefect reads its settings at import: after the environment above is set.
+    from runbooks.crash_watch import HEARTBEAT_SECONDS, ensure_crash_automations
+
+    # Served runs inherit it: a killed run stops sending heartbeats and is marked Crashed.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     (REPO_ROOT / "var").mkdir(exist_ok=True)
     server = start_prefect_server()
     start_metrics_endpoint()
     try:
+        asyncio.run(ensure_crash_automations())
         scenario = asyncio.run(prepare_chain())
         print(
             f"\nPrefect UI:  http://{UI_HOST}:{UI_PORT}\n"

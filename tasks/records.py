@@ -94,3 +94,21 @@ def proposal_by_key(key: str) -> ProposalRecord | None:
 
 def proposal_approvals(proposal_id: int) -> list[ApprovalRecord]:
     return proposals_records.approvals(records_engine(), proposal_id)
+
+
+def proposal_flow_runs(proposal_id: int) -> list[str]:
+    """The flow runs that worked on a proposal, as its records name them (the run that
+    recorded it, then any that recorded something of it since), oldest first."""
+    runs: list[str] = []
+    proposal = proposals_records.get_proposal(records_engine(), proposal_id)
+    if proposal is not None and proposal.flow_run_id:
+        runs.append(proposal.flow_run_id)
+    events = audit_records.audit_events(
+        records_engine(), proposals_records.proposal_subject(proposal_id)
+    )
+    for run in [e.flow_run_id for e in events] + [
+        a.flow_run_id for a in proposal_approvals(proposal_id)
+    ]:
+        if run and run not in runs:
+            runs.append(run)
+    return runs
