@@ -189,20 +189,9 @@ async def collect_signoffs(
                 f"start a new {runbook} run to propose again"
             ) from None
         paused += time.monotonic() - pause_started
-        verdict = await review_signoff(
-            proposal,
-            policy,
-            subject,
-            entry.member,
-            entry.signature,
-            entry.decision,
-            entry.comment,
-            already_signed=decided.keys(),
-            relay=relay,
+        verdict = await review_and_announce(
+            proposal, policy, subject, entry, decided, threshold, slack_block, relay
         )
-        if verdict.accepted:
-            decided[verdict.member] = verdict.decision
-        await announce_progress(proposal, policy, subject, verdict, decided, threshold, slack_block)
         if not verdict.accepted:
             logger.warning("sign-off refused: %s", verdict.reason)
             continue
@@ -217,6 +206,35 @@ async def collect_signoffs(
                 f"{rejections} members rejected; the threshold is out of reach",
                 paused,
             )
+
+
+async def review_and_announce(
+    proposal: ProposalRecord,
+    policy: Policy,
+    subject: Signable,
+    entry: SignOff,
+    decided: dict[str, str],
+    threshold: int,
+    slack_block: str | None,
+    relay: Relay | None,
+) -> Verdict:
+    """Review one form entry (relayed and recorded), count it in ``decided`` when
+    accepted, and tell the thread."""
+    verdict = await review_signoff(
+        proposal,
+        policy,
+        subject,
+        entry.member,
+        entry.signature,
+        entry.decision,
+        entry.comment,
+        already_signed=decided.keys(),
+        relay=relay,
+    )
+    if verdict.accepted:
+        decided[verdict.member] = verdict.decision
+    await announce_progress(proposal, policy, subject, verdict, decided, threshold, slack_block)
+    return verdict
 
 
 def signoff_key_prefix(proposal_id: int) -> str:
@@ -276,20 +294,9 @@ async def pick_up_unrecorded(
             continue  # an empty signature counts for nothing; a recorded one was reviewed
         reviewed.add(signature)
         get_run_logger().info("reviewing the sign-off left at %s of run %s", key, run)
-        verdict = await review_signoff(
-            proposal,
-            policy,
-            subject,
-            entry.member,
-            entry.signature,
-            entry.decision,
-            entry.comment,
-            already_signed=decided.keys(),
-            relay=relay,
+        await review_and_announce(
+            proposal, policy, subject, entry, decided, threshold, slack_block, relay
         )
-        if verdict.accepted:
-            decided[verdict.member] = verdict.decision
-        await announce_progress(proposal, policy, subject, verdict, decided, threshold, slack_block)
         count += 1
     return count
 
