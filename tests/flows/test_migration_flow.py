@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from landed import count_landed
 from prefect.settings import get_current_settings
 from solders.account import Account
 from solders.pubkey import Pubkey
@@ -43,21 +44,7 @@ asyncio.run(migrate_accounts(
 
 def count_migrates(chain: DemoChain) -> Counter[str]:
     """Every migrate instruction that lands, per vault (the localnet in this process)."""
-    net = chain.server.localnet
-    counts: Counter[str] = Counter()
-    send = net.send_transaction
-
-    def counting(tx: Any, **kwargs: Any) -> Any:
-        outcome = send(tx, **kwargs)
-        if outcome.landed and outcome.ok:
-            keys = tx.message.account_keys
-            for ix in tx.message.instructions:
-                if keys[ix.program_id_index] == chain.program_id and bytes(ix.data) == MIGRATE:
-                    counts[str(keys[ix.accounts[0]])] += 1
-        return outcome
-
-    net.send_transaction = counting  # type: ignore[method-assign]
-    return counts
+    return count_landed(chain.server.localnet, chain.program_id, MIGRATE, 0)
 
 
 def on_chain(chain: DemoChain, vaults: list[Pubkey]) -> list[vault.VaultV1 | vault.VaultV2]:

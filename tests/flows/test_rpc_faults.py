@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from flow_driver import run_upgrade_flow
+from landed import count_landed
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine
 from test_migration_flow import count_migrates, on_chain, params
@@ -35,21 +36,7 @@ EXECUTE = instruction_data("execute_upgrade")
 
 def count_executes(chain: DemoChain) -> Counter[str]:
     """Every execute_upgrade that lands, per proposal account."""
-    net = chain.server.localnet
-    counts: Counter[str] = Counter()
-    send = net.send_transaction
-
-    def counting(tx: Any, **kwargs: Any) -> Any:
-        outcome = send(tx, **kwargs)
-        if outcome.landed and outcome.ok:
-            keys = tx.message.account_keys
-            for ix in tx.message.instructions:
-                if keys[ix.program_id_index] == um.PROGRAM_ID and bytes(ix.data) == EXECUTE:
-                    counts[str(keys[ix.accounts[1]])] += 1
-        return outcome
-
-    net.send_transaction = counting  # type: ignore[method-assign]
-    return counts
+    return count_landed(chain.server.localnet, um.PROGRAM_ID, EXECUTE, 1)
 
 
 @pytest.fixture

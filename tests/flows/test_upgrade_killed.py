@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from landed import count_landed
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.flow_engine import run_flow_async
 from prefect.settings import get_current_settings
@@ -29,6 +31,7 @@ from prefect.states import Scheduled
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine
+from test_upgrade_onchain import pda_buffer
 
 from blocks import SlackChannel
 from core import approval
@@ -41,16 +44,16 @@ from programs.upgrade_manager.client import Proposal, ProposalStatus
 from runbooks.console import resume_with_input, sign_off, wait_for_pause
 from runbooks.demo import (
     DemoChain,
-    hand_buffer_to_governance,
     save_blocks,
     setup_governance,
-    write_buffer,
 )
 from store.records import proposals, slack_threads
 from tasks.records import proposal_by_key
 from tests.stand_ins.slack_stub import SlackStub
 
 REPO = Path(__file__).resolve().parents[2]
+__all__ = ["pda_buffer"]  # the on-chain upgrade tests' fixture, on this module's gov_blocks
+
 TIMELOCK = 6
 
 # Runs one flow run of the upgrade; with KILL_AT_ACCEPTED_RECORD=n the process kills
@@ -99,13 +102,6 @@ async def gov_blocks(prefect_api: None, chain: DemoChain) -> dict[str, str]:
     return await save_blocks(chain, prefix=prefix, timelock_seconds=TIMELOCK, backend="onchain")
 
 
-@pytest.fixture
-async def pda_buffer(chain: DemoChain, gov_blocks: dict[str, str]) -> str:
-    buffer = await write_buffer(chain, chain.binaries["v2"])
-    await hand_buffer_to_governance(chain, buffer)
-    return str(buffer)
-
-
 def sign(member: Keypair, proposal: proposals.ProposalRecord) -> dict[str, str]:
     message = approval_subject(proposal).message("approve")
     return {"member": str(member.pubkey()), "signature": str(approval.sign(member, message))}
@@ -124,24 +120,11 @@ def programdata_hash(chain: DemoChain) -> str:
     return loader.programdata_hash(bytes(found.data))
 
 
-def count_executes(chain: DemoChain) -> list[str]:
-    """Every upgrade_manager execute_upgrade that lands (the localnet of this process)."""
-    net = chain.server.localnet
-    landed: list[str] = []
-    send = net.send_transaction
-    execute = instruction_data("execute_upgrade")
-
-    def counting(tx: Any, **kwargs: Any) -> Any:
-        outcome = send(tx, **kwargs)
-        if outcome.landed and outcome.ok:
-            keys = tx.message.account_keys
-            for ix in tx.message.instructions:
-                if keys[ix.program_id_index] == um.PROGRAM_ID and bytes(ix.data) == execute:
-                    landed.append(str(tx.signatures[0]))
-        return outcome
-
-    net.send_transaction = counting  # type: ignore[method-assign]
-    return landed
+def count_executes(chain: DemoChain) -> Counter[str]:
+    """Every upgrade_manager execute_upgrade that lands, per proposal account."""
+    return count_landed(
+        chain.server.localnet, um.PROGRAM_ID, instruction_data("execute_upgrade"), 1
+    )
 
 
 class Run:
@@ -202,7 +185,7 @@ class Run:
         )
 
 
-def assert_agrees(chain: DemoChain, records_db: Engine, run: Run, landed: list[int]) -> None:
+def assert_agrees(chain: DemoChain, records_db: Engine, run: Run, landed: Counter[str]) -> None:
     proposal = run.proposal()
     accepted = [a for a in proposals.approvals(records_db, proposal.id) if a.accepted]
     members = [a.member for a in accepted]
@@ -211,7 +194,7 @@ def assert_agrees(chain: DemoChain, records_db: Engine, run: Run, landed: list[i
     on_chain = onchain_proposal(chain, proposal)
     assert on_chain.status == ProposalStatus.EXECUTED
     assert bin(on_chain.approvals).count("1") == 3
-    assert len(landed) == 1  # one execute
+    assert sum(landed.values()) == 1  # one execute
     assert programdata_hash(chain) == loader.verifiable_hash(chain.binaries["v2"])
 
 
