@@ -18,7 +18,7 @@ from solders.litesvm import LiteSVM
 from solders.transaction import Transaction
 
 from benches._report import figure, heading, ratio, stopwatch
-from programs import loader, rpc
+from programs import loader, rpc, send
 from runbooks.demo import run_upgrade, save_blocks, start_demo_chain, write_buffer
 
 BUFFER_BYTES = 512 * 1024
@@ -78,7 +78,7 @@ async def upgrade_direct() -> float:
                 ix = loader.upgrade(
                     chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
                 )
-                await rpc.send_and_confirm(client, [ix], chain.authority)
+                await send.send_and_confirm(client, [ix], chain.authority)
                 after = await rpc.read_program(client, chain.program_id)
                 seconds = elapsed()
         assert after.sha256 == buf.sha256

@@ -53,6 +53,16 @@ class SolanaCluster(Block):
             "fails (and is retried by its own policy)."
         ),
     )
+    max_priority_fee_micro_lamports: int = Field(
+        default=100_000,
+        ge=0,
+        le=100_000_000,
+        title="Priority fee cap (micro-lamports per compute unit)",
+        description=(
+            "Writes pay the 75th percentile of recent prioritization fees of the accounts "
+            "they write (getRecentPrioritizationFees), at most this; 0 pays none."
+        ),
+    )
     explorer_url: str | None = Field(
         default=None,
         title="Explorer URL template",

@@ -114,6 +114,11 @@ class RpcUnavailable(ChainError):
         super().__init__(message)
 
 
+class TransactionExpired(ChainError):
+    """A sent transaction's blockhash expired before it landed: it never can now.
+    Transient: the task retries, reads the chain first, and signs anew."""
+
+
 class RpcRefused(ChainError):
     """An endpoint answered a 4xx other than 429 (a wrong URL or API key, a request it will
     never take): the same request would be refused again."""

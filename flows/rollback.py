@@ -262,14 +262,15 @@ async def emergency_rollback(
             proposal, timelock.closed, f"{timelock.closed} during its timelock: {timelock.reason}"
         )
 
-    async def send() -> str | None:
-        if onchain is not None:
-            return await governance.execute_upgrade(cluster, onchain, proposal)
-        return await chain.send_upgrade(
-            cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
-        )
-
-    before, after, signature = await execute_verified(cluster, proposal, target.sha256, send)
+    before, after, signature = await execute_verified(
+        cluster,
+        proposal,
+        target.sha256,
+        onchain=onchain,
+        approvals=len(outcome.approved_by),
+        authority_block=authority_block,
+        fee_payer_block=fee_payer_block,
+    )
     records.audit(
         "rollback.verified",
         f"program:{cluster.cluster}:{program_id}",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,15 +213,14 @@ async def upgrade_program(
     # binary being replaced is archived first (the emergency rollback restores it).
     kill_switch.check_kill_switch(cluster.cluster, program_id, "upgrade")
 
-    async def send() -> str | None:
-        if onchain is not None:
-            return await governance.execute_upgrade(cluster, onchain, proposal)
-        return await chain.send_upgrade(
-            cluster, proposal, len(outcome.approved_by), authority_block, fee_payer_block
-        )
-
     before, after, signature = await execute_verified(
-        cluster, proposal, proposal.buffer_hash or "", send
+        cluster,
+        proposal,
+        proposal.buffer_hash or "",
+        onchain=onchain,
+        approvals=len(outcome.approved_by),
+        authority_block=authority_block,
+        fee_payer_block=fee_payer_block,
     )
     await notify(
         *messages.executed(
@@ -256,14 +254,32 @@ async def execute_verified(
     cluster: SolanaCluster,
     proposal: ProposalRecord,
     expected_sha256: str,
-    send: Callable[[], Awaitable[str | None]],
+    *,
+    onchain: governance.OnchainGovernance | None,
+    approvals: int,
+    authority_block: str,
+    fee_payer_block: str,
 ) -> tuple[ProgramInfo, ProgramInfo, str | None]:
     """The one execution step of the upgrade and the rollback: archive the binary being
-    replaced, ``send`` the Upgrade (None: the chain already held it), check the new hash
-    is ``expected_sha256``, record the execution. Returns (before, after, signature)."""
-    await archive.archive_program(cluster, proposal.program_id, proposal_id=proposal.id)
-    before = await chain.read_program(cluster, proposal.program_id)
-    signature = await send()
+    replaced, send the Upgrade (through upgrade_manager with ``onchain``, else signed by
+    ``authority_block``; None: the chain already held it), check the new hash
+    is ``expected_sha256``, record the execution. Returns (before, after, signature).
+
+    An earlier attempt's execution that landed (a run killed right after sending) is
+    found in the write-ahead journal with the program as it was before: that is what
+    gets recorded, and nothing is archived or sent again."""
+    earlier = await chain.landed_execution(cluster, proposal.id)
+    if earlier is not None:
+        signature, before = earlier
+    else:
+        await archive.archive_program(cluster, proposal.program_id, proposal_id=proposal.id)
+        before = await chain.read_program(cluster, proposal.program_id)
+        if onchain is not None:
+            signature = await governance.execute_upgrade(cluster, onchain, proposal, before)
+        else:
+            signature = await chain.send_upgrade(
+                cluster, proposal, approvals, authority_block, fee_payer_block, before
+            )
     after = await chain.verify_upgrade(cluster, before, expected_sha256)
     records.record_execution(
         proposal.id,

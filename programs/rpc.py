@@ -16,9 +16,6 @@ from solana.rpc.commitment import Confirmed
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.account import Account
-from solders.hash import Hash
-from solders.instruction import Instruction
-from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
@@ -162,24 +159,6 @@ def check_upgrade_ready(
         )
 
 
-async def send_and_confirm(
-    client: AsyncClient,
-    instructions: Sequence[Instruction],
-    payer: Keypair,
-    signers: Sequence[Keypair] = (),
-    timeout_seconds: float = 60.0,
-) -> Signature:
-    """Sign, send with preflight, and wait until confirmed; errors carry the program logs."""
-    blockhash = (await client.get_latest_blockhash(commitment=Confirmed)).value.blockhash
-    unique = {bytes(k.pubkey()): k for k in (payer, *signers)}
-    tx = Transaction.new_signed_with_payer(
-        list(instructions), payer.pubkey(), list(unique.values()), blockhash
-    )
-    signature = await send_transaction(client, tx)
-    await wait_confirmed(client, signature, timeout_seconds)
-    return signature
-
-
 async def send_transaction(client: AsyncClient, tx: Transaction) -> Signature:
     """Send ``tx`` with preflight; its signature, also when it had landed already.
 
@@ -264,51 +243,3 @@ async def confirm_signatures(
                 raise ChainError(f"{len(pending)} {what} {waited} (first: {pending[0]}); {hint}")
             await asyncio.sleep(CONFIRM_POLL_SECONDS)
     return errors
-
-
-# A blockhash lands transactions for 150 blocks; send in waves well inside that, each
-# under a fresh blockhash, as `solana program write-buffer` refreshes its own.
-WRITES_PER_BLOCKHASH = 64
-
-
-async def write_buffer(
-    client: AsyncClient,
-    payer: Keypair,
-    buffer: Keypair,
-    authority: Keypair,
-    elf: bytes,
-    concurrency: int = 16,
-) -> Pubkey:
-    """Create a buffer and write ``elf`` into it, as `solana program write-buffer` does.
-
-    Chunks go out concurrently (each Write names its own offset, so order does not
-    matter), at most ``concurrency`` in flight, in waves that each use a fresh
-    blockhash; then all are confirmed.
-    """
-    rent = await client.get_minimum_balance_for_rent_exemption(
-        loader.BUFFER_METADATA_SIZE + len(elf)
-    )
-    create = loader.create_buffer(
-        payer.pubkey(), buffer.pubkey(), authority.pubkey(), rent.value, len(elf)
-    )
-    await send_and_confirm(client, create, payer, [buffer])
-    signers = list({bytes(k.pubkey()): k for k in (payer, authority)}.values())
-    limit = asyncio.Semaphore(concurrency)
-
-    async def send_chunk(offset: int, chunk: bytes, blockhash: Hash) -> Signature:
-        ix = loader.write(buffer.pubkey(), authority.pubkey(), offset, chunk)
-        tx = Transaction.new_signed_with_payer([ix], payer.pubkey(), signers, blockhash)
-        async with limit:
-            return await send_transaction(client, tx)
-
-    chunks = list(loader.write_chunks(elf))
-    signatures: list[Signature] = []
-    for start in range(0, len(chunks), WRITES_PER_BLOCKHASH):
-        blockhash = (await client.get_latest_blockhash(commitment=Confirmed)).value.blockhash
-        wave = chunks[start : start + WRITES_PER_BLOCKHASH]
-        signatures += await asyncio.gather(*(send_chunk(o, c, blockhash) for o, c in wave))
-    errors = await confirm_signatures(client, signatures, timeout_seconds=60)
-    for signature in signatures:
-        if signature in errors:
-            raise TransactionFailed(f"transaction {signature} failed: {errors[signature]}")
-    return buffer.pubkey()

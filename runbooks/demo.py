@@ -26,7 +26,7 @@ from solders.pubkey import Pubkey
 
 from core import approval
 from localnet.server import LocalnetServer
-from programs import loader, rpc
+from programs import loader, rpc, send
 from programs.loader import verifiable_hash
 from programs.rpc_transport import RetryPolicy, retrying_client
 from programs.upgrade_manager import client as upgrade_manager
@@ -94,7 +94,7 @@ def start_demo_chain(
 async def write_buffer(chain: DemoChain, elf: bytes, authority: Keypair | None = None) -> Pubkey:
     """Write ``elf`` to a new buffer over RPC; its authority is the upgrade authority."""
     async with demo_client(chain.url) as client:
-        return await rpc.write_buffer(
+        return await send.write_buffer(
             client, chain.authority, Keypair(), authority or chain.authority, elf
         )
 
@@ -132,10 +132,10 @@ async def setup_governance(
         create = upgrade_manager.create_governance(
             create_key.pubkey(), payer.pubkey(), config, genesis
         )
-        await rpc.send_and_confirm(client, [create], payer, [create_key])
+        await send.send_and_confirm(client, [create], payer, [create_key])
         if adopt:
             hand_over = upgrade_manager.adopt_program(governance, chain.program_id, payer.pubkey())
-            await rpc.send_and_confirm(client, [hand_over], payer)
+            await send.send_and_confirm(client, [hand_over], payer)
     chain.governance = governance
     return governance
 
@@ -147,7 +147,7 @@ async def hand_buffer_to_governance(chain: DemoChain, buffer: Pubkey) -> None:
     authority_pda = upgrade_manager.authority_address(chain.governance)
     async with demo_client(chain.url) as client:
         ix = loader.set_authority(buffer, chain.authority.pubkey(), authority_pda)
-        await rpc.send_and_confirm(client, [ix], chain.authority)
+        await send.send_and_confirm(client, [ix], chain.authority)
 
 
 async def save_blocks(

@@ -30,7 +30,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from core import approval
-from programs import rpc
+from programs import send
 from programs.demo_vault import client as vault
 from programs.loader import verifiable_hash
 from runbooks.demo import (
@@ -64,7 +64,7 @@ async def create_config(chain: DemoChain) -> Pubkey:
             chain.program_id,
             rent,
         )
-        await rpc.send_and_confirm(client, ixs, chain.authority, [config])
+        await send.send_and_confirm(client, ixs, chain.authority, [config])
     return config.pubkey()
 
 
@@ -92,7 +92,7 @@ async def create_vaults(
                     config=config,
                 )
             async with limit:
-                await rpc.send_and_confirm(client, ixs, payer, group)
+                await send.send_and_confirm(client, ixs, payer, group)
 
         await asyncio.gather(*(create(i) for i in range(0, count, _VAULTS_PER_TRANSACTION)))
     return [kp.pubkey() for kp in vaults]
@@ -123,7 +123,7 @@ async def upgrade_directly(chain: DemoChain, elf: bytes) -> None:
         ix = loader.upgrade(
             chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
         )
-        await rpc.send_and_confirm(client, [ix], chain.authority)
+        await send.send_and_confirm(client, [ix], chain.authority)
 
 
 async def save_pause_block(chain: DemoChain, config: Pubkey, name: str) -> str:

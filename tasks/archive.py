@@ -15,9 +15,17 @@ from core.errors import AccountNotFound, ChainError, HashMismatch, InputError, R
 from domain import rollback
 from programs import loader, rpc
 from programs.rpc import BufferInfo
+from programs.send import write_buffer
 from store.records import archives as archives_records
 from store.records.archives import ArchiveRecord
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
+from tasks.chain import (
+    READ_RETRIES,
+    WRITE_RETRIES,
+    RecordsJournal,
+    rpc_client,
+    send_options,
+    send_write,
+)
 from tasks.records import current_run_id, records_engine
 
 
@@ -93,12 +101,21 @@ async def write_archived_buffer(
     else:
         raise InputError("writing a buffer for the upgrade authority needs its keypair block")
     async with rpc_client(cluster) as client:
-        buffer = await rpc.write_buffer(client, payer, Keypair(), authority, archive.data)
+        buffer_key = Keypair()
+        buffer = await write_buffer(
+            client,
+            payer,
+            buffer_key,
+            authority,
+            archive.data,
+            options=send_options(cluster),
+            journal=RecordsJournal(f"write-buffer:{buffer_key.pubkey()}"),
+        )
         if governance_authority is not None:
             hand_over = loader.set_authority(
                 buffer, payer.pubkey(), Pubkey.from_string(governance_authority)
             )
-            await rpc.send_and_confirm(client, [hand_over], payer)
+            await send_write(client, cluster, f"buffer-authority:{buffer}", [hand_over], payer)
         info = await rpc.read_buffer(client, buffer)
     if governance_authority is not None and info.authority != governance_authority:
         raise ChainError(

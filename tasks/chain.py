@@ -3,29 +3,43 @@ retried task never sends the same change twice."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger, task
 from solana.rpc.async_api import AsyncClient
+from solders.instruction import Instruction
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from core.errors import ChainError, HashMismatch, RpcUnavailable, RunbookError
+from core.errors import (
+    ChainError,
+    HashMismatch,
+    RpcUnavailable,
+    RunbookError,
+    TransactionExpired,
+)
 from domain import signoff
-from programs import loader, rpc
+from programs import loader, rpc, send
 from programs.rpc import BufferInfo, ProgramInfo
 from programs.rpc_transport import RetryPolicy, retrying_client
+from programs.send import SendOptions, Settlement, Signed
+from store.records import transactions as journal_records
 from store.records.proposals import ProposalRecord
+from tasks.records import current_run_id, records_engine
 
 # Input and chain-state errors will not change by retrying; only transport faults do.
 NO_RETRY = (RunbookError,)
-# ... and the RPC retry policy giving up: the endpoints may answer again in a while.
-TRANSIENT = (RpcUnavailable,)
+# ... and the RPC retry policy giving up: the endpoints may answer again in a while; and a
+# transaction that expired unseen (the retry reads the chain, then signs anew).
+TRANSIENT = (RpcUnavailable, TransactionExpired)
 
 
 def _retry_transport_only(task: Any, task_run: Any, state: Any) -> bool:
@@ -66,6 +80,95 @@ async def rpc_client(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
         await client.close()
 
 
+def send_options(cluster: SolanaCluster) -> SendOptions:
+    """How writes are sent on ``cluster``: its commitment and priority-fee cap."""
+    return SendOptions(
+        commitment=cluster.commitment, max_priority_fee=cluster.max_priority_fee_micro_lamports
+    )
+
+
+class RecordsJournal:
+    """``programs.send.Journal`` over the records' write-ahead journal, for one purpose."""
+
+    def __init__(self, purpose: str, details: Mapping[str, Any] | None = None) -> None:
+        self.purpose = purpose
+        self.details = details
+
+    def unsettled(self) -> list[Signed]:
+        return [
+            Signed(row.signature, row.wire, row.last_valid_block_height)
+            for row in journal_records.unsettled(records_engine(), self.purpose)
+        ]
+
+    def landed(self) -> list[str]:
+        rows = journal_records.transactions(records_engine(), self.purpose)
+        return [row.signature for row in rows if row.status == "landed"]
+
+    def write_ahead(self, signed: Sequence[Signed]) -> None:
+        journal_records.write_ahead(
+            records_engine(),
+            self.purpose,
+            signed,
+            details=self.details,
+            flow_run_id=current_run_id(),
+        )
+
+    def settle(self, signature: str, status: Settlement, error: str | None = None) -> None:
+        journal_records.settle(records_engine(), signature, status, error)
+
+
+async def send_write(
+    client: AsyncClient,
+    cluster: SolanaCluster,
+    purpose: str,
+    instructions: Sequence[Instruction],
+    payer: Keypair,
+    signers: Sequence[Keypair] = (),
+    *,
+    details: Mapping[str, Any] | None = None,
+) -> Signature:
+    """Every chain write of a task: ``programs.send`` with the cluster's options, its
+    signature written ahead under ``purpose`` (one logical write: the same purpose is
+    never sent twice once it landed)."""
+    return await send.send_and_confirm(
+        client,
+        instructions,
+        payer,
+        signers,
+        options=send_options(cluster),
+        journal=RecordsJournal(purpose, details),
+    )
+
+
+def execution_purpose(proposal_id: int) -> str:
+    """The journal purpose of a proposal's execution (upgrade, rollback)."""
+    return f"execute:proposal:{proposal_id}"
+
+
+def run_purpose(what: str) -> str:
+    """A purpose for a write that may recur (a pause, an unpause): one per flow run."""
+    return f"{what}:run:{current_run_id() or 'none'}"
+
+
+@task(name="landed-execution", **READ_RETRIES)
+async def landed_execution(
+    cluster: SolanaCluster, proposal_id: int
+) -> tuple[str, ProgramInfo] | None:
+    """The execution an earlier attempt of this proposal sent and that landed: its
+    signature and the program as it was before (written ahead with the transaction).
+
+    Unsettled transactions are settled first (resent while they may still land), so a run
+    killed right after sending finds its own execution here instead of mistaking it for
+    one done elsewhere."""
+    journal = RecordsJournal(execution_purpose(proposal_id))
+    async with rpc_client(cluster) as client:
+        await send.settle_unsettled(client, journal, send_options(cluster))
+    for row in reversed(journal_records.transactions(records_engine(), journal.purpose)):
+        if row.status == "landed" and row.details:
+            return row.signature, ProgramInfo(**row.details)
+    return None
+
+
 @task(name="inspect-upgrade", **READ_RETRIES)
 async def inspect_upgrade(
     cluster: SolanaCluster, program_id: str, buffer: str, authority: str, expected_hash: str | None
@@ -98,6 +201,7 @@ async def send_upgrade(
     approvals: int,
     authority_block: str,
     fee_payer_block: str,
+    before: ProgramInfo,
 ) -> str | None:
     """Upgrade the proposal's program from its buffer; None when the chain already holds
     the proposal's hash.
@@ -129,7 +233,15 @@ async def send_upgrade(
         buf = await rpc.read_buffer(client, buffer_key)
         rpc.check_upgrade_ready(program, buf, authority.pubkey(), expected_hash)
         ix = loader.upgrade(program_key, buffer_key, authority.pubkey(), payer.pubkey())
-        signature = await rpc.send_and_confirm(client, [ix], payer, [authority])
+        signature = await send_write(
+            client,
+            cluster,
+            execution_purpose(proposal.id),
+            [ix],
+            payer,
+            [authority],
+            details=asdict(before),
+        )
     logger.info("upgrade of %s sent: %s", program_key, signature)
     return str(signature)
 

@@ -15,13 +15,11 @@ vote already on chain is not sent again.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
 from solana.rpc.async_api import AsyncClient
-from solders.compute_budget import set_compute_unit_limit
-from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
@@ -41,13 +39,21 @@ from domain import governance as gov_rpc
 from domain.policy import Policy
 from domain.signoff import Verdict
 from programs import rpc
+from programs.rpc import ProgramInfo
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal
 from store import records
 from store.records import audit as audit_records
 from store.records import proposals
 from store.records.proposals import ProposalRecord
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
+from tasks.chain import (
+    READ_RETRIES,
+    WRITE_RETRIES,
+    execution_purpose,
+    rpc_client,
+    run_purpose,
+    send_write,
+)
 from tasks.records import current_run_id, records_engine
 
 # The audit row that ties a records proposal to its on-chain number (written before the
@@ -55,8 +61,6 @@ from tasks.records import current_run_id, records_engine
 NUMBER_ACTION = "proposal.onchain_number"
 # The records kind proposed on chain as an emergency upgrade (emergency threshold, timelock).
 EMERGENCY_KIND = "rollback"
-DEFAULT_CU_LIMIT = 200_000
-MAX_CU_LIMIT = 1_400_000
 
 
 @dataclass(frozen=True)
@@ -149,17 +153,6 @@ def _reserved_number(proposal: ProposalRecord) -> int | None:
     return int(events[-1].details["index"]) if events else None
 
 
-def _budget(program_len: int) -> list[Instruction]:
-    """A compute-unit limit for instructions that hash the buffer (~0.5 CU a byte), when
-    the default 200,000 would not do (programs above ~350 KiB)."""
-    estimate = 40_000 + program_len * 11 // 20
-    return (
-        []
-        if estimate <= DEFAULT_CU_LIMIT
-        else [set_compute_unit_limit(min(estimate, MAX_CU_LIMIT))]
-    )
-
-
 async def _payer(onchain_gov: OnchainGovernance) -> Keypair:
     return (await load_block(SolanaKeypair, onchain_gov.fee_payer_block)).keypair()
 
@@ -206,7 +199,6 @@ async def create_proposal(
         )
         existing = await gov_rpc.read_proposal(client, address)
         if existing is None:
-            buf = await rpc.read_buffer(client, Pubkey.from_string(proposal.buffer or ""))
             ix = um.propose_upgrade(
                 gov_key,
                 number,
@@ -221,7 +213,9 @@ async def create_proposal(
                 program_id=program_key,
             )
             try:
-                signature = await rpc.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
+                signature = await send_write(
+                    client, cluster, f"propose:proposal:{proposal.id}", [ix], payer
+                )
             except TransactionFailed as exc:
                 code = gov_rpc.program_error(exc, program_key)
                 if code == um.UpgradeManagerError.NotAllowedToPropose:
@@ -304,7 +298,8 @@ async def relay_signoff(
             form=verdict.form or STANDARD,
         )
         try:
-            tx = await rpc.send_and_confirm(client, ixs, payer)
+            purpose = f"signoff:proposal:{proposal.id}:{verdict.member}:{verdict.decision}"
+            tx = await send_write(client, cluster, purpose, ixs, payer)
         except TransactionFailed as exc:
             return Verdict(
                 member=verdict.member,
@@ -356,7 +351,10 @@ async def _wait_until_executable(
 
 @task(name="execute-onchain-upgrade", **WRITE_RETRIES)
 async def execute_upgrade(
-    cluster: SolanaCluster, onchain_gov: OnchainGovernance, proposal: ProposalRecord
+    cluster: SolanaCluster,
+    onchain_gov: OnchainGovernance,
+    proposal: ProposalRecord,
+    before: ProgramInfo,
 ) -> str | None:
     """Have upgrade_manager upgrade the program once the chain's timelock has run out;
     None when the program already holds the proposal's hash (a retry, or done before)."""
@@ -371,7 +369,6 @@ async def execute_upgrade(
             logger.info("program %s already holds sha256 %s: nothing sent", target, program.sha256)
             return None
         p = await _wait_until_executable(client, onchain_gov, proposal)
-        buf = await rpc.read_buffer(client, buffer)
         ix = um.execute_upgrade(
             gov_key,
             Pubkey.from_string(proposal.onchain_address or ""),
@@ -381,7 +378,14 @@ async def execute_upgrade(
             program_key,
         )
         try:
-            signature = await rpc.send_and_confirm(client, [*_budget(buf.data_len), ix], payer)
+            signature = await send_write(
+                client,
+                cluster,
+                execution_purpose(proposal.id),
+                [ix],
+                payer,
+                details=asdict(before),
+            )
         except TransactionFailed as exc:
             code = gov_rpc.program_error(exc, program_key)
             if code is None:
@@ -466,7 +470,9 @@ async def create_set_authority_proposal(
                 gov_key, number, target, new_key, payer.pubkey(), program_key
             )
             try:
-                signature = await rpc.send_and_confirm(client, [ix], payer)
+                signature = await send_write(
+                    client, cluster, f"propose:proposal:{proposal.id}", [ix], payer
+                )
             except TransactionFailed as exc:
                 code = gov_rpc.program_error(exc, program_key)
                 if code == um.UpgradeManagerError.InvalidPda:
@@ -525,7 +531,9 @@ async def execute_set_authority(
             program_key,
         )
         try:
-            signature = await rpc.send_and_confirm(client, [ix], payer)
+            signature = await send_write(
+                client, cluster, execution_purpose(proposal.id), [ix], payer
+            )
         except TransactionFailed as exc:
             code = gov_rpc.program_error(exc, program_key)
             if code is None:
@@ -584,7 +592,8 @@ async def adopt_program(
             )
         ix = um.adopt_program(gov_key, target, current.pubkey(), program_key)
         signers = [current] if current.pubkey() != payer.pubkey() else []
-        signature = await rpc.send_and_confirm(client, [ix], payer, signers)
+        purpose = run_purpose(f"adopt:{target}:governance:{gov_key}")
+        signature = await send_write(client, cluster, purpose, [ix], payer, signers)
     get_run_logger().info(
         "%s adopted by governance %s (authority %s): %s",
         target,

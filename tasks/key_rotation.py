@@ -17,7 +17,7 @@ from core.errors import AuthorityMismatch, ChainError, HashMismatch, InputError
 from programs import loader, rpc
 from programs.rpc import ProgramInfo
 from store.records import key_rotation
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client, run_purpose, send_write
 from tasks.records import current_run_id, records_engine
 
 
@@ -66,7 +66,8 @@ async def send_authority_change(
             ix = loader.set_authority_checked(
                 programdata, authority.pubkey(), Pubkey.from_string(new_authority)
             )
-        signature = await rpc.send_and_confirm(client, [ix], payer, signers)
+        purpose = run_purpose(f"set-authority:{program_id}:{new_authority or 'none'}")
+        signature = await send_write(client, cluster, purpose, [ix], payer, signers)
     logger.info("upgrade authority of %s -> %s: %s", program_id, new_authority, signature)
     return str(signature)
 

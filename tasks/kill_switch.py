@@ -16,7 +16,7 @@ from domain import kill_switch
 from programs import rpc
 from store.records import kill_switch as kill_switch_records
 from store.records.kill_switch import KillSwitchRecord
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client, run_purpose, send_write
 from tasks.records import current_run_id, records_engine
 
 
@@ -90,7 +90,9 @@ async def set_program_paused(
         if pauser.is_paused(bytes(account.data)) == paused:
             return None
         ix = pauser.pause(admin.pubkey()) if paused else pauser.unpause(admin.pubkey())
-        signature = await rpc.send_and_confirm(client, [ix], payer, [admin])
+        what = "pause" if paused else "unpause"
+        purpose = run_purpose(f"{what}:{block.program_id}")
+        signature = await send_write(client, cluster, purpose, [ix], payer, [admin])
     get_run_logger().info(
         "program %s %s: %s", block.program_id, "paused" if paused else "unpaused", signature
     )

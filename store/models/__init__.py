@@ -13,6 +13,7 @@ every table on ``Base.metadata`` (the Alembic environment and the tests rely on 
 - ``key_rotation``  the key registry and authority transfers (branch ``operations``)
 - ``backups``       backup sets
 - ``housekeeping``  rows archived out of live tables
+- ``transactions``  the write-ahead journal of chain writes (``0007``)
 """
 
 from store.models.archives import ProgramArchive
@@ -40,6 +41,7 @@ from store.models.proposals import (
     Proposal,
     SlackThread,
 )
+from store.models.transactions import TRANSACTION_STATUSES, ChainTransaction
 
 __all__ = [
     "ACCOUNT_STATUSES",
@@ -53,12 +55,14 @@ __all__ = [
     "MIGRATION_STATUSES",
     "PROPOSAL_STATUSES",
     "TERMINAL_STATUSES",
+    "TRANSACTION_STATUSES",
     "Approval",
     "ArchivedRecord",
     "AuditEvent",
     "Audited",
     "Backup",
     "Base",
+    "ChainTransaction",
     "Execution",
     "HealthReport",
     "KeyRotation",

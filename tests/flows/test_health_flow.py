@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from blocks import SlackChannel, SolanaCluster
 from blocks.programs import FeePayer, ManagedProgram, ManagedPrograms
 from flows.health import daily_health
-from programs import loader, rpc
+from programs import loader, send
 from runbooks.demo import DemoChain, write_buffer
 from runbooks.slack_handler import ACTION_PREFIX, handle, signature
 from store.models import MigrationRun
@@ -67,7 +67,7 @@ async def unauthorised_upgrade(chain: DemoChain) -> str:
         ix = loader.upgrade(
             chain.program_id, buffer, chain.authority.pubkey(), chain.authority.pubkey()
         )
-        await rpc.send_and_confirm(client, [ix], chain.authority)
+        await send.send_and_confirm(client, [ix], chain.authority)
     return loader.verifiable_hash(chain.binaries["v2"])
 
 
@@ -79,7 +79,7 @@ async def change_authority(chain: DemoChain) -> Keypair:
             chain.authority.pubkey(),
             intruder.pubkey(),
         )
-        await rpc.send_and_confirm(client, [ix], chain.authority, [intruder])
+        await send.send_and_confirm(client, [ix], chain.authority, [intruder])
     return intruder
 
 

@@ -26,7 +26,7 @@ from flows.key_rotation import (
     rotate_upgrade_authority,
     rotation_key,
 )
-from programs import loader, rpc
+from programs import loader, send
 from runbooks.console import resume_with_input, sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
 from store.records import audit, proposals
@@ -180,7 +180,7 @@ async def test_a_transfer_the_new_authority_did_not_sign_is_refused(
     )
     async with AsyncClient(chain.url) as client:
         with pytest.raises(TransactionFailed, match="MissingRequiredSignature"):
-            await rpc.send_and_confirm(client, [unsigned], chain.authority)
+            await send.send_and_confirm(client, [unsigned], chain.authority)
     assert authority_of(chain) == str(chain.authority.pubkey())
 
 

@@ -27,7 +27,7 @@ from blocks import SolanaKeypair
 from core import approval
 from core.errors import AccountNotFound, AuthorityMismatch, InputError
 from flows.key_rotation import rotate_upgrade_authority
-from programs import loader, rpc
+from programs import loader, rpc, send
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalKind, ProposalStatus
 from runbooks.console import pause_description, sign_off, wait_for_pause
@@ -161,7 +161,7 @@ async def test_moving_the_authority_to_another_governance_hands_it_to_that_pda(
             config,
             chain.server.localnet.genesis_hash,
         )
-        await rpc.send_and_confirm(client, [ix], chain.authority, [create_key])
+        await send.send_and_confirm(client, [ix], chain.authority, [create_key])
     other = um.governance_address(create_key.pubkey())
 
     params = {**managed, "new_governance": str(other)}

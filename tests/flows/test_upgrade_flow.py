@@ -17,7 +17,7 @@ from blocks import MultisigPolicy, SolanaKeypair
 from core import approval, errors
 from core.keys import keypair_to_json
 from flows._signoff import approval_subject
-from programs import loader, rpc
+from programs import loader, send
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import DemoChain, write_buffer
 from store.models import Approval, Execution, Proposal
@@ -226,7 +226,7 @@ async def _make_immutable(chain: DemoChain) -> None:
         ix = loader.set_authority(
             loader.programdata_address(chain.program_id), chain.authority.pubkey(), None
         )
-        await rpc.send_and_confirm(client, [ix], chain.authority)
+        await send.send_and_confirm(client, [ix], chain.authority)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

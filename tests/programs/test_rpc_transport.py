@@ -27,7 +27,6 @@ from core.errors import InputError, RpcRefused, RpcUnavailable
 from core.http_server import BackgroundHTTPServer
 from localnet import LocalnetServer
 from localnet.fault_proxy import FAULTS, FaultProxy
-from programs import rpc
 from programs.rpc_transport import (
     RetryPolicy,
     TokenBucket,
@@ -208,7 +207,7 @@ async def test_a_resent_transaction_that_had_landed_is_confirmed_not_failed(
             ix = transfer(
                 TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to.pubkey(), lamports=10**7)
             )
-            signature = await rpc.send_and_confirm(client, [ix], payer)
+            signature = await send.send_and_confirm(client, [ix], payer)
     assert proxy.counts["drop_after"] == 1
     assert landed == [str(signature)]  # sent twice, landed once
     assert net.get_balance(to.pubkey()) == 10**7
