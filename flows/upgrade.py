@@ -275,10 +275,10 @@ async def execute_verified(
         await archive.archive_program(cluster, proposal.program_id, proposal_id=proposal.id)
         before = await chain.read_program(cluster, proposal.program_id)
         if onchain is not None:
-            signature = await governance.execute_upgrade(cluster, onchain, proposal, before)
+            signature = await governance.execute_upgrade(cluster, onchain, proposal)
         else:
             signature = await chain.send_upgrade(
-                cluster, proposal, approvals, authority_block, fee_payer_block, before
+                cluster, proposal, approvals, authority_block, fee_payer_block
             )
     after = await chain.verify_upgrade(cluster, before, expected_sha256)
     records.record_execution(

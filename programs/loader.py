@@ -57,8 +57,17 @@ _IX_ACCOUNTS = 1 + 2  # compact-u16 count + buffer and authority indices
 _IX_DATA_LEN = 2  # compact-u16: any full chunk is 128..16383 bytes long
 _WRITE_FIELDS = 4 + 4 + 8  # tag u32, offset u32, bytes length u64
 _INSTRUCTION = _IX_COUNT + _IX_PROGRAM_INDEX + _IX_ACCOUNTS + _IX_DATA_LEN + _WRITE_FIELDS
+# Every write carries the compute-budget program's key and its SetComputeUnitLimit (u32)
+# and SetComputeUnitPrice (u64) instructions (programs.send): index, no accounts, data.
+_COMPUTE_BUDGET = 32 + (1 + 1 + 1 + 5) + (1 + 1 + 1 + 9)
 WRITE_CHUNK_SIZE = (
-    PACKET_DATA_SIZE - _SIGNATURES - _HEADER - _ACCOUNT_KEYS - _BLOCKHASH - _INSTRUCTION
+    PACKET_DATA_SIZE
+    - _SIGNATURES
+    - _HEADER
+    - _ACCOUNT_KEYS
+    - _BLOCKHASH
+    - _INSTRUCTION
+    - _COMPUTE_BUDGET
 )
 
 

@@ -201,7 +201,6 @@ async def send_upgrade(
     approvals: int,
     authority_block: str,
     fee_payer_block: str,
-    before: ProgramInfo,
 ) -> str | None:
     """Upgrade the proposal's program from its buffer; None when the chain already holds
     the proposal's hash.
@@ -240,7 +239,7 @@ async def send_upgrade(
             [ix],
             payer,
             [authority],
-            details=asdict(before),
+            details=asdict(program),  # the program before: what the execution records
         )
     logger.info("upgrade of %s sent: %s", program_key, signature)
     return str(signature)

@@ -39,7 +39,6 @@ from domain import governance as gov_rpc
 from domain.policy import Policy
 from domain.signoff import Verdict
 from programs import rpc
-from programs.rpc import ProgramInfo
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal
 from store import records
@@ -354,7 +353,6 @@ async def execute_upgrade(
     cluster: SolanaCluster,
     onchain_gov: OnchainGovernance,
     proposal: ProposalRecord,
-    before: ProgramInfo,
 ) -> str | None:
     """Have upgrade_manager upgrade the program once the chain's timelock has run out;
     None when the program already holds the proposal's hash (a retry, or done before)."""
@@ -384,7 +382,7 @@ async def execute_upgrade(
                 execution_purpose(proposal.id),
                 [ix],
                 payer,
-                details=asdict(before),
+                details=asdict(program),  # the program before: what is recorded
             )
         except TransactionFailed as exc:
             code = gov_rpc.program_error(exc, program_key)

@@ -6,6 +6,7 @@ import hashlib
 import struct
 
 import pytest
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -509,9 +510,11 @@ def test_write_chunks_rejects_a_bad_chunk_size():
 
 
 def write_transaction_size(chunk_len: int) -> int:
+    """A Write as programs.send sends it: after a compute-unit limit and price."""
     payer, authority = Keypair(), Keypair()
     ix = loader.write(Pubkey.new_unique(), authority.pubkey(), 2**32 - 1, bytes(chunk_len))
-    message = Message.new_with_blockhash([ix], payer.pubkey(), Hash.new_unique())
+    budget = [set_compute_unit_limit(1_400_000), set_compute_unit_price(2**64 - 1)]
+    message = Message.new_with_blockhash([*budget, ix], payer.pubkey(), Hash.new_unique())
     return len(bytes(Transaction([payer, authority], message, message.recent_blockhash)))
 
 

@@ -148,9 +148,7 @@ async def test_an_expired_write_ahead_is_settled_expired_and_a_new_one_signed(
     journal = ListJournal(net)
     to = Pubkey.new_unique()
     blockhash, last_valid = net.latest_blockhash()
-    stale = Transaction.new_signed_with_payer(
-        [_pay(payer, to)], payer.pubkey(), [payer], blockhash
-    )
+    stale = Transaction.new_signed_with_payer([_pay(payer, to)], payer.pubkey(), [payer], blockhash)
     journal.write_ahead([Signed.of(stale, last_valid)])
     net.advance_slot(last_valid - net.block_height + 1)
     outcomes = await send.settle_unsettled(client, journal, NO_FEE)
