@@ -244,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info(
                 "program %s from %s (upgrade authority %s)", program_id, so_path, authority.pubkey()
             )
+        if behaviour is not None:
+            logger.info("cluster-like: %s", behaviour)
         server = LocalnetServer(net, port=args.port).start()
     except (RunbookError, OSError) as exc:
         print(f"localnet: {exc}", file=sys.stderr)

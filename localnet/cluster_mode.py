@@ -24,9 +24,10 @@ behaves the way runbooks meet a real cluster:
 Limits: preflight (the simulation at send time) runs against the latest state as
 before; account reads return the latest state whatever commitment is asked for (there
 are no forks, so "processed" state is what will be finalized); internal calls
-(``airdrop``, ``deploy_upgradeable``, ``set_account`` and the other ``Localnet``
-methods tests set up state with) land at once in a slot of their own, as in the default
-mode.
+(``airdrop``, ``deploy_upgradeable``, ``send_transaction``, ``svm.set_account`` and the
+other ``Localnet`` methods tests set up state with) land at once in a slot of their own
+and are final at once, as in the default mode; ``Localnet.tick()`` moves the clock by
+hand (tests hold it still with a long ``slot_seconds``).
 """
 
 from __future__ import annotations

@@ -497,3 +497,44 @@ def test_the_cli_serves_a_cluster_like_localnet(tmp_path: Path) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+@pytest.mark.parametrize("command", ["demo", "up"])
+def test_runbooks_demo_and_up_pass_the_behaviour_on(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbooks import cli
+
+    seen: list[ClusterBehaviour | None] = []
+
+    def door(args: Any) -> int:
+        seen.append(args.behaviour)
+        return 0
+
+    monkeypatch.setattr(cli, f"_{command}", door)
+    argv = [command, "--cluster-like", "--slot-ms", "250", "--drop-rate", "0.2", "--seed", "7"]
+    assert cli.main(argv) == 0
+    assert cli.main([command]) == 0  # the default path: no behaviour
+    assert seen == [
+        ClusterBehaviour(slot_seconds=0.25, drop_fraction=0.2, seed=7),
+        None,
+    ]
+
+
+async def test_the_demo_chain_is_set_up_at_once_on_a_cluster_like_localnet() -> None:
+    from runbooks.demo import start_demo_chain
+
+    behaviour = dataclasses.replace(STILL, slot_seconds=0.05)
+    chain = start_demo_chain(members=1, behaviour=behaviour)
+    try:
+        assert chain.server.localnet.behaviour is behaviour
+        async with AsyncClient(chain.url) as client:
+            # Deployed by direct calls: there and final before any slot ticked by.
+            program = (await client.get_account_info(chain.program_id)).value
+            assert program is not None and program.executable
+            slot = (await client.get_slot()).value
+            await asyncio.sleep(0.5)
+            assert (await client.get_slot()).value - slot >= 3
+    finally:
+        chain.server.stop()
+    assert not [t for t in threading.enumerate() if t.name == "localnet-slot-clock"]
