@@ -11,6 +11,11 @@ The clock follows wall time (plus an optional offset for tests). See ``chain`` f
 slot, blockhash and preflight rules; ``server`` is the HTTP side, ``methods`` the RPC
 methods.
 
+Asked to, it behaves like a cluster instead (``cluster_mode.ClusterBehaviour``;
+``python -m localnet --cluster-like``): slots on a clock, sent transactions landing a slot
+or two later or dropped, statuses going processed → confirmed → finalized, blockhashes
+expiring, a request rate limit answered with 429 and capped getProgramAccounts answers.
+
     from localnet import Localnet, LocalnetServer
 
     with LocalnetServer(port=0) as server:
@@ -20,7 +25,8 @@ methods.
 Or from a shell: ``python -m localnet --port 8899 --program <ID>=path/to/program.so``.
 """
 
-from localnet.chain import Localnet, SignatureStatus, TxOutcome
+from localnet.chain import LandedTransaction, Localnet, SignatureStatus, TxOutcome
+from localnet.cluster_mode import ClusterBehaviour
 from localnet.errors import (
     LocalnetTransactionError,
     PreflightFailure,
@@ -29,6 +35,8 @@ from localnet.errors import (
 from localnet.server import LocalnetServer
 
 __all__ = [
+    "ClusterBehaviour",
+    "LandedTransaction",
     "Localnet",
     "LocalnetServer",
     "LocalnetTransactionError",

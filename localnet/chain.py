@@ -29,12 +29,24 @@ Preflight
     preflight a transaction that fails before paying its fee (bad signature, unknown
     blockhash, unfunded payer, duplicate) is dropped, as a real cluster drops it: the
     RPC still returns its signature and its status stays unknown.
+
+Cluster-like mode
+    With a ``ClusterBehaviour`` (``localnet.cluster_mode``) transactions arriving through
+    ``submit_transaction`` (the RPC's sendTransaction) are queued and land a slot or two
+    later on a clock, several to a slot; some are dropped; statuses lag behind. Direct
+    calls (``airdrop``, ``deploy_upgradeable``, ``send_transaction``) stay immediate.
+
+History
+    The last ``HISTORY_LIMIT`` landed transactions are kept (``LandedTransaction``) for
+    getTransaction, getSignaturesForAddress, getSignatureStatuses and
+    getRecentPrioritizationFees.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -64,6 +76,7 @@ from solders.transaction_status import (
 )
 
 from core.errors import InputError
+from localnet.cluster_mode import STATUS_CACHE_SLOTS, ClusterBehaviour
 from localnet.errors import (
     LocalnetTransactionError,
     PreflightFailure,
@@ -80,6 +93,12 @@ MAX_PROCESSING_AGE = 150
 _NONCE_ACCOUNT_SIZE = 80
 _NONCE_HASH = slice(40, 72)
 _ADVANCE_NONCE_TAG = (4).to_bytes(4, "little")
+# Landed transactions kept for the history methods; older ones are forgotten.
+HISTORY_LIMIT = 100_000
+# Agave's PrioritizationFeeCache holds this many recent blocks.
+PRIORITIZATION_FEE_SLOTS = 150
+_COMPUTE_BUDGET_ID = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
+_SET_COMPUTE_UNIT_PRICE = 3
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,61 @@ class SignatureStatus:
     err: TransactionErrorType | None
 
 
+@dataclass(frozen=True)
+class LandedTransaction:
+    """One landed transaction as the history methods report it."""
+
+    signature: Signature
+    slot: int
+    err: TransactionErrorType | None
+    fee: int
+    logs: list[str]
+    units_consumed: int
+    block_time: int
+    # None for airdrops, whose transaction LiteSVM builds and keeps to itself.
+    transaction: VersionedTransaction | None
+    account_keys: tuple[Pubkey, ...]
+    writable: frozenset[Pubkey]
+    pre_balances: list[int]
+    post_balances: list[int]
+    # Micro-lamports per compute unit from SetComputeUnitPrice; 0 when none.
+    compute_unit_price: int
+    # Landed by a direct call: final at once, whatever the mode.
+    immediate: bool
+
+
+def compute_unit_price(tx: VersionedTransaction) -> int:
+    """The price a ComputeBudget SetComputeUnitPrice instruction sets (0 without one)."""
+    msg = tx.message
+    keys = msg.account_keys
+    for ix in msg.instructions:
+        data = bytes(ix.data)
+        if (
+            ix.program_id_index < len(keys)
+            and keys[ix.program_id_index] == _COMPUTE_BUDGET_ID
+            and len(data) == 9
+            and data[0] == _SET_COMPUTE_UNIT_PRICE
+        ):
+            return int.from_bytes(data[1:], "little")
+    return 0
+
+
+def writable_keys(tx: VersionedTransaction) -> frozenset[Pubkey]:
+    """The static account keys ``tx`` write-locks (programs it invokes are demoted)."""
+    msg = tx.message
+    header = msg.header
+    keys = msg.account_keys
+    signed = header.num_required_signatures
+    writable_signed = signed - header.num_readonly_signed_accounts
+    writable_end = len(keys) - header.num_readonly_unsigned_accounts
+    programs = {ix.program_id_index for ix in msg.instructions}
+    return frozenset(
+        key
+        for index, key in enumerate(keys)
+        if (index < writable_signed or signed <= index < writable_end) and index not in programs
+    )
+
+
 def _versioned(tx: Transaction | VersionedTransaction) -> VersionedTransaction:
     return VersionedTransaction.from_legacy(tx) if isinstance(tx, Transaction) else tx
 
@@ -144,8 +218,22 @@ class Localnet:
     ``lock``."""
 
     def __init__(
-        self, *, clock_offset_seconds: int = 0, max_processing_age: int = MAX_PROCESSING_AGE
+        self,
+        behaviour: ClusterBehaviour | None = None,
+        *,
+        clock_offset_seconds: int = 0,
+        max_processing_age: int = MAX_PROCESSING_AGE,
     ) -> None:
+        if behaviour is not None and not isinstance(behaviour, ClusterBehaviour):
+            raise InputError(f"behaviour must be a ClusterBehaviour or None, got {behaviour!r}")
+        self.behaviour = behaviour
+        if behaviour is not None:
+            max_processing_age = behaviour.max_processing_age
+        self._rng = random.Random(behaviour.seed if behaviour is not None else 0)
+        # Cluster-like mode: signature -> (landing slot, transaction), in send order.
+        self._queue: OrderedDict[Signature, tuple[int, VersionedTransaction]] = OrderedDict()
+        self._clock_thread: threading.Thread | None = None
+        self._clock_stop = threading.Event()
         self.lock = threading.RLock()
         self.svm = LiteSVM().with_blockhash_check(False)
         # Added to wall time for the Clock sysvar; tests move it to pass timelocks.
@@ -160,7 +248,8 @@ class Localnet:
         self._transaction_count = 0
         # blockhash -> last valid block height, oldest first.
         self._blockhashes: OrderedDict[Hash, int] = OrderedDict()
-        self._statuses: dict[Signature, SignatureStatus] = {}
+        # The landed transactions, oldest first (at most HISTORY_LIMIT).
+        self._history: OrderedDict[Signature, LandedTransaction] = OrderedDict()
         self._register_blockhash()
         self._sync_clock()
 
@@ -271,7 +360,63 @@ class Localnet:
 
     def signature_status(self, signature: Signature) -> SignatureStatus | None:
         with self.lock:
-            return self._statuses.get(signature)
+            landed = self._history.get(signature)
+            return None if landed is None else SignatureStatus(landed.slot, landed.err)
+
+    def landed_transaction(self, signature: Signature) -> LandedTransaction | None:
+        with self.lock:
+            return self._history.get(signature)
+
+    def history(self) -> list[LandedTransaction]:
+        """The kept landed transactions, newest first."""
+        with self.lock:
+            return list(reversed(self._history.values()))
+
+    def commitment_of(self, landed: LandedTransaction) -> tuple[str, int | None]:
+        """("processed" | "confirmed" | "finalized", confirmations), as a validator reports
+        them: the blocks built on top so far, None once finalized."""
+        behaviour = self.behaviour
+        if behaviour is None or landed.immediate:
+            return "finalized", None
+        depth = self._slot - landed.slot
+        if depth >= behaviour.finalization_lag_slots:
+            return "finalized", None
+        if depth >= behaviour.confirmation_lag_slots:
+            return "confirmed", depth
+        return "processed", depth
+
+    def in_status_cache(self, landed: LandedTransaction) -> bool:
+        """Whether a validator's status cache still holds it (cluster-like mode only
+        forgets; the instant localnet keeps every status it has)."""
+        return self.behaviour is None or self._slot - landed.slot <= STATUS_CACHE_SLOTS
+
+    def prioritization_fees(self, accounts: list[Pubkey]) -> list[tuple[int, int]]:
+        """(slot, fee) for up to 150 recent complete slots, oldest first, by Agave's rule:
+        the slot's minimum compute-unit price, raised to the highest of the given
+        accounts' minimum prices among the slot's transactions that write-lock them."""
+        with self.lock:
+            first = max(self._genesis_slot, self._slot - PRIORITIZATION_FEE_SLOTS)
+            block_min: dict[int, int] = {}
+            account_min: dict[tuple[int, Pubkey], int] = {}
+            wanted = set(accounts)
+            for landed in reversed(self._history.values()):
+                if landed.slot < first:
+                    break
+                if landed.slot >= self._slot or landed.transaction is None:
+                    continue  # the current slot is not complete; airdrops are not counted
+                price = landed.compute_unit_price
+                block_min[landed.slot] = min(price, block_min.get(landed.slot, price))
+                for key in landed.writable & wanted:
+                    account_min[(landed.slot, key)] = min(
+                        price, account_min.get((landed.slot, key), price)
+                    )
+            fees = []
+            for slot in range(first, self._slot):
+                fee = block_min.get(slot, 0)
+                for key in wanted:
+                    fee = max(fee, account_min.get((slot, key), 0))
+                fees.append((slot, fee))
+            return fees
 
     def airdrop(self, pubkey: Pubkey, lamports: int) -> Signature:
         """Fund ``pubkey`` from LiteSVM's faucet in a transaction of its own slot."""
@@ -281,8 +426,16 @@ class Localnet:
             self._sync_clock()
             faucet = self.svm.airdrop_pubkey()
             before = self.svm.get_balance(faucet) or 0
+            keys = (faucet, pubkey, SYSTEM_PROGRAM_ID)
+            pre_balances = [self.svm.get_balance(key) or 0 for key in keys]
             result = self.svm.airdrop(pubkey, lamports)
-            outcome = self._record(result, faucet, before)
+            outcome = self._record(
+                result,
+                faucet,
+                before,
+                keys=keys,
+                pre_balances=pre_balances,
+            )
             if not outcome.ok:
                 raise LocalnetTransactionError(
                     f"airdrop of {lamports} lamports to {pubkey} failed: {describe(outcome.err)}",
@@ -335,9 +488,14 @@ class Localnet:
         payer: Pubkey,
         payer_before: int,
         signature: Signature | None = None,
+        *,
+        tx: VersionedTransaction | None = None,
+        keys: tuple[Pubkey, ...] = (),
+        pre_balances: list[int] | None = None,
+        immediate: bool = True,
     ) -> TxOutcome:
-        """Turn LiteSVM's result into an outcome; a landed transaction gets a status and
-        closes its slot."""
+        """Turn LiteSVM's result into an outcome; a landed transaction enters the history,
+        and (``immediate``: a direct call) closes its slot."""
         if isinstance(result, FailedTransactionMetadata):
             err: TransactionErrorType | None = result.err()
             meta = result.meta()
@@ -349,9 +507,29 @@ class Localnet:
         signature = signature if signature is not None else meta.signature()
         slot = self._slot
         if landed:
-            self._statuses[signature] = SignatureStatus(slot, err)
+            if tx is not None:
+                keys = tuple(tx.message.account_keys)
+            self._history[signature] = LandedTransaction(
+                signature=signature,
+                slot=slot,
+                err=err,
+                fee=meta.fee(),
+                logs=list(meta.logs()),
+                units_consumed=meta.compute_units_consumed(),
+                block_time=self.unix_timestamp(),
+                transaction=tx,
+                account_keys=keys,
+                writable=writable_keys(tx) if tx is not None else frozenset(keys[:2]),
+                pre_balances=pre_balances or [],
+                post_balances=[self.svm.get_balance(key) or 0 for key in keys],
+                compute_unit_price=compute_unit_price(tx) if tx is not None else 0,
+                immediate=immediate,
+            )
+            while len(self._history) > HISTORY_LIMIT:
+                self._history.popitem(last=False)
             self._transaction_count += 1
-            self.advance_slot()
+            if immediate:
+                self.advance_slot()
         return TxOutcome(
             signature=signature,
             err=err,
@@ -364,15 +542,16 @@ class Localnet:
         )
 
     def _execute(
-        self, tx: VersionedTransaction, *, sig_verify: bool = True
+        self, tx: VersionedTransaction, *, sig_verify: bool = True, immediate: bool = True
     ) -> TxOutcome:  # lock held
         self._sync_clock()
         if not self._blockhash_ok(tx):
             return self._refused(tx, TransactionErrorFieldless.BlockhashNotFound)
-        if tx.signatures[0] in self._statuses:
+        if tx.signatures[0] in self._history:
             return self._refused(tx, TransactionErrorFieldless.AlreadyProcessed)
         payer = tx.message.account_keys[0]
-        before = self.svm.get_balance(payer) or 0
+        pre_balances = [self.svm.get_balance(key) or 0 for key in tx.message.account_keys]
+        before = pre_balances[0]
         if sig_verify:
             result = self.svm.send_transaction(tx)
         else:
@@ -381,7 +560,15 @@ class Localnet:
                 result = self.svm.send_transaction(tx)
             finally:
                 self.svm.with_sigverify(True)
-        return self._record(result, payer, before, tx.signatures[0])
+        return self._record(
+            result,
+            payer,
+            before,
+            tx.signatures[0],
+            tx=tx,
+            pre_balances=pre_balances,
+            immediate=immediate,
+        )
 
     def simulate_transaction(
         self,
@@ -409,7 +596,7 @@ class Localnet:
                 return self._refused(tx, TransactionErrorFieldless.BlockhashNotFound)
             # LiteSVM skips its duplicate check when sigverify is off, as it is here for
             # the RPC's default sigVerify=false; the status record stands in for it.
-            if tx.signatures[0] in self._statuses:
+            if tx.signatures[0] in self._history:
                 return self._refused(tx, TransactionErrorFieldless.AlreadyProcessed)
             self.svm.with_sigverify(sig_verify)
             try:
@@ -446,30 +633,101 @@ class Localnet:
         tx = _versioned(tx)
         with self.lock:
             if not skip_preflight:
-                if not all(tx.verify_with_results()):
-                    raise SignatureVerificationFailure(
-                        "Transaction signature verification failure",
-                        err=TransactionErrorFieldless.SignatureFailure,
-                    )
-                sim = self.simulate_transaction(tx)
-                if sim.err is not None:
-                    raise PreflightFailure(
-                        f"Transaction simulation failed: {describe(sim.err)}",
-                        err=sim.err,
-                        logs=sim.logs,
-                        units_consumed=sim.units_consumed,
-                        return_data=sim.return_data,
-                    )
+                self._preflight(tx)
             outcome = self._execute(tx)
         if not outcome.landed:
-            # Not an error on the wire (a cluster drops such transactions silently), so
-            # leave a trace for whoever runs the localnet.
-            logger.warning(
-                "dropped transaction %s: %s",
-                outcome.signature,
-                describe(outcome.err),
-            )
+            self._log_dropped(outcome)
         return outcome
+
+    @staticmethod
+    def _log_dropped(outcome: TxOutcome) -> None:
+        # Not an error on the wire (a cluster drops such transactions silently), so
+        # leave a trace for whoever runs the localnet.
+        logger.warning("dropped transaction %s: %s", outcome.signature, describe(outcome.err))
+
+    def _preflight(self, tx: VersionedTransaction) -> None:  # lock held
+        if not all(tx.verify_with_results()):
+            raise SignatureVerificationFailure(
+                "Transaction signature verification failure",
+                err=TransactionErrorFieldless.SignatureFailure,
+            )
+        sim = self.simulate_transaction(tx)
+        if sim.err is not None:
+            raise PreflightFailure(
+                f"Transaction simulation failed: {describe(sim.err)}",
+                err=sim.err,
+                logs=sim.logs,
+                units_consumed=sim.units_consumed,
+                return_data=sim.return_data,
+            )
+
+    def submit_transaction(
+        self, tx: Transaction | VersionedTransaction, *, skip_preflight: bool = False
+    ) -> Signature:
+        """What the RPC's sendTransaction does: ``send_transaction`` on the instant
+        localnet; in cluster-like mode preflight now, then queue the transaction to land
+        in a later slot, or (``drop_fraction``) drop it silently."""
+        behaviour = self.behaviour
+        if behaviour is None:
+            return self.send_transaction(tx, skip_preflight=skip_preflight).signature
+        tx = _versioned(tx)
+        signature = tx.signatures[0]
+        with self.lock:
+            if not skip_preflight:
+                self._preflight(tx)
+            if signature in self._queue or signature in self._history:
+                return signature  # a resend of one already on its way, or landed
+            if self._rng.random() < behaviour.drop_fraction:
+                logger.info("dropped transaction %s (drop_fraction)", signature)
+                return signature
+            earliest, latest = behaviour.landing_slots
+            self._queue[signature] = (self._slot + self._rng.randint(earliest, latest), tx)
+        return signature
+
+    def tick(self) -> int:
+        """Cluster-like mode: close the current slot and land the queued transactions due
+        in the new one; returns the new slot. The clock thread calls it every slot."""
+        with self.lock:
+            slot = self.advance_slot()
+            due = [sig for sig, (landing, _) in self._queue.items() if landing <= slot]
+            for signature in due:
+                _, tx = self._queue.pop(signature)
+                # A blockhash expired by now, a bad signature or an unfunded payer: dropped.
+                outcome = self._execute(tx, immediate=False)
+                if not outcome.landed:
+                    self._log_dropped(outcome)
+            return slot
+
+    def start_clock(self) -> None:
+        """Start the slot clock thread (cluster-like mode; nothing to do otherwise)."""
+        behaviour = self.behaviour
+        if behaviour is None or self._clock_thread is not None:
+            return
+        self._clock_stop.clear()
+
+        def run() -> None:
+            started = time.monotonic()
+            ticks = 0
+            # Aim at started + n * slot_seconds so slots do not drift with the work done.
+            while not self._clock_stop.wait(
+                max(0.0, started + (ticks + 1) * behaviour.slot_seconds - time.monotonic())
+            ):
+                ticks += 1
+                try:
+                    self.tick()
+                except Exception:
+                    logger.exception("slot clock: tick failed")
+
+        self._clock_thread = threading.Thread(target=run, name="localnet-slot-clock", daemon=True)
+        self._clock_thread.start()
+
+    def stop_clock(self) -> None:
+        thread = self._clock_thread
+        if thread is None:
+            return
+        self._clock_stop.set()
+        thread.join()
+        self._clock_thread = None
 
     # --- programs ---------------------------------------------------------------------
 

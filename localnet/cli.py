@@ -9,6 +9,11 @@ requests, with ``--authority`` as their upgrade authority (a fresh, unsaved keyp
 when omitted: the programs can then not be upgraded). The URL is printed on stdout
 once the server is ready, and written to ``--ready-file`` when given, so scripts can
 wait for that file instead of polling the port.
+
+``--cluster-like`` runs it as a cluster behaves (``localnet.cluster_mode``): slots on a
+clock (``--slot-ms``), transactions landing a slot or two later, some dropped
+(``--drop-rate``), lagging commitment, blockhash expiry, a request rate limit (``--rps``,
+429 + Retry-After) and capped getProgramAccounts answers; ``--seed`` fixes its choices.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from solders.pubkey import Pubkey
 from core.errors import InputError, RunbookError
 from core.keys import load_keypair
 from localnet.chain import Localnet
+from localnet.cluster_mode import ClusterBehaviour
 from localnet.server import LocalnetServer
 
 logger = logging.getLogger("localnet")
@@ -66,6 +72,99 @@ def _port(text: str) -> int:
     return port
 
 
+def _slot_ms(text: str) -> int:
+    try:
+        ms = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of ms") from None
+    if not 1 <= ms <= 60_000:
+        raise argparse.ArgumentTypeError(f"{ms} ms: use 1..60000 (a cluster's slot is ~400)")
+    return ms
+
+
+def _drop_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= rate <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction: use 0..1 (0.05: 5 %)")
+    return rate
+
+
+def _rps(text: str) -> float:
+    try:
+        rps = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < rps <= 1e6:
+        raise argparse.ArgumentTypeError(f"{text}: use a number of requests a second > 0")
+    return rps
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"{seed}: use a whole number >= 0")
+    return seed
+
+
+_CLUSTER_OPTIONS = (
+    ("--slot-ms", "slot_ms"),
+    ("--drop-rate", "drop_rate"),
+    ("--rps", "rps"),
+    ("--seed", "seed"),
+)
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """``--cluster-like`` and its tuning options (shared with ``runbooks demo``/``up``)."""
+    parser.add_argument(
+        "--cluster-like",
+        action="store_true",
+        help="behave like a cluster: slots on a clock, transactions landing later or "
+        "dropped, lagging commitment, blockhash expiry, a rate limit (429), capped scans",
+    )
+    parser.add_argument(
+        "--slot-ms", type=_slot_ms, help="with --cluster-like: slot length in ms (400)"
+    )
+    parser.add_argument(
+        "--drop-rate",
+        type=_drop_rate,
+        help="with --cluster-like: fraction of sent transactions silently dropped (0.05)",
+    )
+    parser.add_argument(
+        "--rps", type=_rps, help="with --cluster-like: requests a second before 429s (100)"
+    )
+    parser.add_argument(
+        "--seed", type=_seed, help="with --cluster-like: seed of landing and drop choices (0)"
+    )
+
+
+def cluster_behaviour(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> ClusterBehaviour | None:
+    """The ``ClusterBehaviour`` the options ask for; None without ``--cluster-like``."""
+    given = [flag for flag, name in _CLUSTER_OPTIONS if getattr(args, name) is not None]
+    if not args.cluster_like:
+        if given:
+            parser.error(f"{given[0]} only applies with --cluster-like; add --cluster-like")
+        return None
+    options: dict[str, object] = {}
+    if args.slot_ms is not None:
+        options["slot_seconds"] = args.slot_ms / 1000
+    if args.drop_rate is not None:
+        options["drop_fraction"] = args.drop_rate
+    if args.rps is not None:
+        options["requests_per_second"] = args.rps
+    if args.seed is not None:
+        options["seed"] = args.seed
+    return ClusterBehaviour(**options)  # type: ignore[arg-type]
+
+
 def check_ready_file(path: Path) -> None:
     """Refuse a ready file that cannot be written, before anything starts."""
     if not path.parent.is_dir():
@@ -83,7 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m localnet",
         description="A Solana JSON-RPC localnet on 127.0.0.1 backed by LiteSVM "
-        "(not a validator: no gossip, consensus or votes; one slot per transaction).",
+        "(not a validator: no gossip, consensus or votes; one slot per transaction, "
+        "or slots on a clock with --cluster-like).",
     )
     parser.add_argument("--port", type=_port, default=8899, help="port to listen on (0: any free)")
     parser.add_argument(
@@ -99,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ready-file", type=Path, help="write the server URL to this file once it is ready"
     )
+    add_cluster_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -111,7 +212,9 @@ def _write_ready_file(path: Path, url: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    behaviour = cluster_behaviour(args, parser)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -131,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "key is not saved, so they cannot be upgraded",
                     authority.pubkey(),
                 )
-        net = Localnet()
+        net = Localnet(behaviour)
         for program, so_path in programs:
             try:
                 elf = so_path.read_bytes()
@@ -141,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info(
                 "program %s from %s (upgrade authority %s)", program_id, so_path, authority.pubkey()
             )
+        if behaviour is not None:
+            logger.info("cluster-like: %s", behaviour)
         server = LocalnetServer(net, port=args.port).start()
     except (RunbookError, OSError) as exc:
         print(f"localnet: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ import solders
 from solders.account import Account
 from solders.hash import Hash
 from solders.litesvm import FeatureSet
+from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.rpc.errors import (
     InternalErrorMessage,
@@ -43,13 +44,18 @@ from solders.rpc.responses import (
     GetMultipleAccountsResp,
     GetProgramAccountsResp,
     GetProgramAccountsWithContextResp,
+    GetRecentPrioritizationFeesResp,
+    GetSignaturesForAddressResp,
     GetSignatureStatusesResp,
     GetSlotResp,
+    GetTransactionResp,
     GetVersionResp,
     IsBlockhashValidResp,
     RequestAirdropResp,
     RpcBlockhash,
+    RpcConfirmedTransactionStatusWithSignature,
     RpcKeyedAccount,
+    RpcPrioritizationFee,
     RpcResponseContext,
     RpcSimulateTransactionResult,
     RpcVersionInfo,
@@ -57,11 +63,17 @@ from solders.rpc.responses import (
     SimulateTransactionResp,
 )
 from solders.signature import Signature
-from solders.transaction import VersionedTransaction
+from solders.transaction import Legacy, VersionedTransaction
 from solders.transaction_status import (
+    EncodedConfirmedTransactionWithStatusMeta,
+    EncodedTransactionWithStatusMeta,
     TransactionConfirmationStatus,
     TransactionErrorFieldless,
     TransactionStatus,
+    UiCompiledInstruction,
+    UiRawMessage,
+    UiTransaction,
+    UiTransactionStatusMeta,
 )
 
 from core.base58 import b58decode, b58encode
@@ -74,7 +86,7 @@ from localnet.errors import (
 )
 
 if TYPE_CHECKING:
-    from localnet.chain import Localnet
+    from localnet.chain import LandedTransaction, Localnet
 
 logger = logging.getLogger("localnet")
 
@@ -89,6 +101,10 @@ INTERNAL_ERROR = -32603
 SEND_TRANSACTION_PREFLIGHT_FAILURE = -32002
 TRANSACTION_SIGNATURE_VERIFICATION_FAILURE = -32003
 MIN_CONTEXT_SLOT_NOT_REACHED = -32016
+UNSUPPORTED_TRANSACTION_VERSION = -32015
+# A getProgramAccounts answer over the cluster-like mode's size limit: the request
+# itself must change (dataSlice, filters), so retrying it as is cannot help.
+PROGRAM_ACCOUNTS_TOO_LARGE = INVALID_REQUEST
 
 # Agave's limits.
 PACKET_DATA_SIZE = 1232
@@ -99,6 +115,8 @@ MAX_SIGNATURE_STATUSES = 256
 MAX_FILTERS = 4
 MAX_BASE58_ACCOUNT_DATA = 128
 MAX_MEMCMP_BYTES = 128
+MAX_PRIORITIZATION_FEE_ACCOUNTS = 128
+MAX_SIGNATURES_FOR_ADDRESS = 1000
 
 _COMMITMENTS = {"processed", "confirmed", "finalized", "recent", "single", "root", "max"}
 
@@ -416,6 +434,7 @@ def get_program_accounts(net: Localnet, params: list[Any]) -> Any:
             for pubkey, account in net.get_program_accounts(program_id)
             if all(f(bytes(account.data)) for f in filters)
         ]
+    _check_scan_size(net, matches, encoder)
     keyed = [RpcKeyedAccount(pubkey, encoder.sliced(account)) for pubkey, account in matches]
     if _bool(config, "withContext"):
         result = _result(GetProgramAccountsWithContextResp(keyed, context))
@@ -425,6 +444,29 @@ def get_program_accounts(net: Localnet, params: list[Any]) -> Any:
     for entry, (_, account) in zip(entries, matches, strict=True):
         encoder.patch(entry["account"], account)
     return result
+
+
+def _check_scan_size(
+    net: Localnet, matches: list[tuple[Pubkey, Account]], encoder: _Encoder
+) -> None:
+    """Cluster-like mode: refuse an answer with more account data than the limit."""
+    if net.behaviour is None:
+        return
+    limit = net.behaviour.program_accounts_max_bytes
+    total = 0
+    for _, account in matches:
+        size = len(account.data)
+        if encoder.data_slice is not None:
+            offset, length = encoder.data_slice
+            size = max(0, min(length, size - offset))
+        total += size
+    if total > limit:
+        raise RpcError(
+            PROGRAM_ACCOUNTS_TOO_LARGE,
+            f"getProgramAccounts: the answer would hold {total} bytes of account data "
+            f"({len(matches)} accounts), over this endpoint's limit of {limit} bytes; use "
+            "dataSlice and filters (dataSize, memcmp) to narrow the scan",
+        )
 
 
 def get_latest_blockhash(net: Localnet, params: list[Any]) -> Any:
@@ -452,7 +494,7 @@ def send_transaction(net: Localnet, params: list[Any]) -> Any:
     tx = _decode_transaction(_param(params, 0, "transaction"), config.get("encoding", "base58"))
     _check_min_context_slot(net, config)
     try:
-        outcome = net.send_transaction(tx, skip_preflight=_bool(config, "skipPreflight"))
+        signature = net.submit_transaction(tx, skip_preflight=_bool(config, "skipPreflight"))
     except SignatureVerificationFailure:
         raise _signature_failure() from None
     except PreflightFailure as exc:
@@ -467,7 +509,7 @@ def send_transaction(net: Localnet, params: list[Any]) -> Any:
             SEND_TRANSACTION_PREFLIGHT_FAILURE,
             SendTransactionPreflightFailureMessage(str(exc), data),
         ) from None
-    return _result(SendTransactionResp(outcome.signature))
+    return _result(SendTransactionResp(signature))
 
 
 def simulate_transaction(net: Localnet, params: list[Any]) -> Any:
@@ -533,20 +575,176 @@ def get_signature_statuses(net: Localnet, params: list[Any]) -> Any:
         signatures = [Signature.from_string(item) for item in raw]
     except (ValueError, TypeError):
         raise invalid_params("Invalid param: Invalid") from None
-    _config(params, 1)  # searchTransactionHistory: every status is kept anyway
+    search_history = _bool(_config(params, 1), "searchTransactionHistory")
+    value: list[TransactionStatus | None] = []
     with net.lock:
         context = _context(net)
-        statuses = [net.signature_status(signature) for signature in signatures]
-    value = [
-        None
-        if status is None
-        # Each landed slot is final at once: confirmations null, "finalized".
-        else TransactionStatus(
-            status.slot, None, status.err, status.err, TransactionConfirmationStatus.Finalized
-        )
-        for status in statuses
-    ]
+        for signature in signatures:
+            landed = net.landed_transaction(signature)
+            # Without searchTransactionHistory only the status cache's recent slots count.
+            if landed is None or not (search_history or net.in_status_cache(landed)):
+                value.append(None)
+                continue
+            commitment, confirmations = net.commitment_of(landed)
+            value.append(
+                TransactionStatus(
+                    landed.slot, confirmations, landed.err, landed.err, _CONFIRMATION[commitment]
+                )
+            )
     return _result(GetSignatureStatusesResp(value, context))
+
+
+_CONFIRMATION = {
+    "processed": TransactionConfirmationStatus.Processed,
+    "confirmed": TransactionConfirmationStatus.Confirmed,
+    "finalized": TransactionConfirmationStatus.Finalized,
+}
+_RANK = {"processed": 0, "confirmed": 1, "finalized": 2}
+
+
+def _history_commitment(config: dict[str, Any]) -> str:
+    """The commitment of a history method: confirmed or finalized (the default)."""
+    commitment = config.get("commitment", "finalized")
+    commitment = {"recent": "processed", "single": "confirmed", "root": "finalized"}.get(
+        commitment, {"max": "finalized", "singleGossip": "confirmed"}.get(commitment, commitment)
+    )
+    if commitment == "processed":
+        raise invalid_params("Method does not support commitment below `confirmed`")
+    return str(commitment)
+
+
+def _reached(net: Localnet, landed: LandedTransaction, commitment: str) -> bool:
+    return _RANK[net.commitment_of(landed)[0]] >= _RANK[commitment]
+
+
+def get_recent_prioritization_fees(net: Localnet, params: list[Any]) -> Any:
+    accounts: list[Pubkey] = []
+    if params and params[0] is not None:
+        accounts = _pubkeys(params[0], MAX_PRIORITIZATION_FEE_ACCOUNTS)
+    fees = net.prioritization_fees(accounts)
+    return _result(
+        GetRecentPrioritizationFeesResp([RpcPrioritizationFee(slot, fee) for slot, fee in fees])
+    )
+
+
+def _signature(value: Any, name: str) -> Signature:
+    try:
+        return Signature.from_string(value)
+    except (ValueError, TypeError):
+        raise invalid_params(f"Invalid param: {name} is not a base-58 signature") from None
+
+
+def get_transaction(net: Localnet, params: list[Any]) -> Any:
+    signature = _signature(_param(params, 0, "signature"), "signature")
+    config = params[1] if len(params) > 1 and isinstance(params[1], str) else None
+    # The second param may be the bare encoding, as in the deprecated form.
+    config_dict = {"encoding": config} if config is not None else _config(params, 1)
+    encoding = config_dict.get("encoding", "json")
+    if encoding not in ("json", "base64", "base58"):
+        raise invalid_params(
+            f"Invalid params: encoding {encoding!r} is not supported by the localnet; use "
+            "json, base64 or base58"
+        )
+    commitment = _history_commitment(config_dict)
+    max_version = config_dict.get("maxSupportedTransactionVersion")
+    if max_version is not None:
+        max_version = _int(max_version, "maxSupportedTransactionVersion")
+    with net.lock:
+        landed = net.landed_transaction(signature)
+        if landed is None or landed.transaction is None or not _reached(net, landed, commitment):
+            return None
+    tx = landed.transaction
+    is_v0 = isinstance(tx.message, MessageV0)
+    if is_v0 and max_version is None:
+        raise RpcError(
+            UNSUPPORTED_TRANSACTION_VERSION,
+            "Transaction version (0) is not supported by the requesting client. Please try "
+            "the request again with the following configuration parameter: "
+            '"maxSupportedTransactionVersion": 0',
+        )
+    # "version" is only reported to clients that name the versions they support.
+    version = None if max_version is None else 0 if is_v0 else Legacy.Legacy
+    encoded: VersionedTransaction | UiTransaction = tx
+    if encoding == "json":
+        msg = tx.message
+        encoded = UiTransaction(
+            tx.signatures,
+            UiRawMessage(
+                msg.header,
+                msg.account_keys,
+                msg.recent_blockhash,
+                [
+                    UiCompiledInstruction(
+                        ix.program_id_index, bytes(ix.accounts), b58encode(bytes(ix.data))
+                    )
+                    for ix in msg.instructions
+                ],
+                [] if is_v0 else None,
+            ),
+        )
+    meta = UiTransactionStatusMeta(
+        landed.err,
+        landed.fee,
+        landed.pre_balances,
+        landed.post_balances,
+        log_messages=landed.logs,
+        compute_units_consumed=landed.units_consumed,
+    )
+    result = _result(
+        GetTransactionResp(
+            EncodedConfirmedTransactionWithStatusMeta(
+                landed.slot,
+                EncodedTransactionWithStatusMeta(encoded, meta, version),
+                landed.block_time,
+            )
+        )
+    )
+    # What solders leaves null a validator sends as empty lists (no CPI details here).
+    for key in ("innerInstructions", "preTokenBalances", "postTokenBalances", "rewards"):
+        result["meta"][key] = []
+    result["meta"]["loadedAddresses"] = {"writable": [], "readonly": []}
+    if encoding == "base58":
+        result["transaction"] = [b58encode(bytes(tx)), "base58"]
+    return result
+
+
+def get_signatures_for_address(net: Localnet, params: list[Any]) -> Any:
+    address = _pubkey(_param(params, 0, "address"))
+    config = _config(params, 1)
+    commitment = _history_commitment(config)
+    limit = _int(config.get("limit", MAX_SIGNATURES_FOR_ADDRESS), "limit", minimum=1)
+    if limit > MAX_SIGNATURES_FOR_ADDRESS:
+        raise invalid_params(f"Invalid limit; max {MAX_SIGNATURES_FOR_ADDRESS}")
+    before = config.get("before")
+    until = config.get("until")
+    before_sig = _signature(before, "before") if before is not None else None
+    until_sig = _signature(until, "until") if until is not None else None
+    _check_min_context_slot(net, config)
+    found: list[RpcConfirmedTransactionStatusWithSignature] = []
+    with net.lock:
+        started = before_sig is None
+        for landed in net.history():  # newest first
+            if not started:
+                started = landed.signature == before_sig
+                continue
+            if landed.signature == until_sig:
+                break
+            if address not in landed.account_keys or not _reached(net, landed, commitment):
+                continue
+            status = net.commitment_of(landed)[0]
+            found.append(
+                RpcConfirmedTransactionStatusWithSignature(
+                    landed.signature,
+                    landed.slot,
+                    landed.err,
+                    None,
+                    landed.block_time,
+                    _CONFIRMATION[status],
+                )
+            )
+            if len(found) == limit:
+                break
+    return _result(GetSignaturesForAddressResp(found))
 
 
 def get_slot(net: Localnet, params: list[Any]) -> Any:
@@ -624,6 +822,9 @@ METHODS: dict[str, Handler] = {
     "requestAirdrop": request_airdrop,
     "getGenesisHash": get_genesis_hash,
     "getEpochInfo": get_epoch_info,
+    "getRecentPrioritizationFees": get_recent_prioritization_fees,
+    "getTransaction": get_transaction,
+    "getSignaturesForAddress": get_signatures_for_address,
 }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from core.settings import apply_defaults
+from localnet.cli import add_cluster_options
 
 if TYPE_CHECKING:
     from solders.keypair import Keypair
@@ -139,20 +140,21 @@ _DOORS: dict[str, Callable[[argparse.Namespace], int]] = {
 def _demo(args: argparse.Namespace) -> int:
     from runbooks.prefect_api import start_prefect_api
 
+    behaviour = args.behaviour
     start_prefect_api()  # a first start migrates Prefect's database: before the localnet
     if args.scenario != "upgrade":
         from runbooks.demo_migration import main as migration_demo
 
-        return migration_demo(args.scenario)
+        return migration_demo(args.scenario, behaviour)
     from runbooks.demo import main as demo_main
 
-    return demo_main()
+    return demo_main(behaviour)
 
 
-def _up(_: argparse.Namespace) -> int:
+def _up(args: argparse.Namespace) -> int:
     from runbooks.up import main as up_main
 
-    return up_main()
+    return up_main(args.behaviour)
 
 
 def _metrics(args: argparse.Namespace) -> int:
@@ -181,6 +183,13 @@ def _metrics(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         server.shutdown()
     return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]  # type: ignore[no-any-return]
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,11 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="upgrade (default); migration: upgrade, then migrate and verify 1,000 accounts; "
         "rollback: that, then the emergency rollback and the kill switch",
     )
+    add_cluster_options(demo)
     demo.set_defaults(run=_demo)
 
     up = commands.add_parser(
         "up", help="localnet + Prefect server and UI (127.0.0.1:4200) + served deployments"
     )
+    add_cluster_options(up)
     up.set_defaults(run=_up)
 
     metrics = commands.add_parser(
@@ -283,7 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         # `localnet --port 0`) through a subcommand: hand these over before it parses.
         args = argparse.Namespace(command=argv[0], rest=argv[1:], run=door)
     else:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command in ("demo", "up"):
+            from localnet.cli import cluster_behaviour
+
+            # The parser of the subcommand names the option in its usage line.
+            args.behaviour = cluster_behaviour(args, _subparser(parser, args.command))
     try:
         return args.run(args)
     except RunbookError as exc:

@@ -25,6 +25,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from core import approval
+from localnet.cluster_mode import ClusterBehaviour
 from localnet.server import LocalnetServer
 from programs import loader, rpc, send
 from programs.loader import verifiable_hash
@@ -72,10 +73,12 @@ def start_demo_chain(
     port: int = 0,
     headroom: float = 2.0,
     binaries: dict[str, bytes] | None = None,
+    behaviour: ClusterBehaviour | None = None,
 ) -> DemoChain:
-    """A running localnet with demo_vault v1 deployed (ProgramData with ``headroom``x room)."""
+    """A running localnet with demo_vault v1 deployed (ProgramData with ``headroom``x room);
+    ``behaviour`` makes it cluster-like (the setup here is direct, so immediate)."""
     binaries = binaries or demo_binaries()
-    server = LocalnetServer(port=port).start()
+    server = LocalnetServer(port=port, behaviour=behaviour).start()
     authority = Keypair()
     server.localnet.airdrop(authority.pubkey(), 1_000 * SOL)
     v1 = binaries["v1"]
@@ -282,9 +285,9 @@ async def run_upgrade(
         return await flow_task
 
 
-async def demo() -> dict[str, Any]:
+async def demo(behaviour: ClusterBehaviour | None = None) -> dict[str, Any]:
     started = time.monotonic()
-    chain = start_demo_chain()
+    chain = start_demo_chain(behaviour=behaviour)
     try:
         await setup_governance(chain)
         buffer = await write_buffer(chain, chain.binaries["v2"])
@@ -303,7 +306,7 @@ async def demo() -> dict[str, Any]:
     return result
 
 
-def main() -> int:
-    result = asyncio.run(demo())
+def main(behaviour: ClusterBehaviour | None = None) -> int:
+    result = asyncio.run(demo(behaviour))
     print("RESULT " + json.dumps(result, sort_keys=True))
     return 0

@@ -44,6 +44,7 @@ from runbooks.demo import (
 
 if TYPE_CHECKING:
     from domain.signoff import Signable
+    from localnet.cluster_mode import ClusterBehaviour
     from store.records.proposals import ProposalRecord
 
 DEMO_VAULTS = 1_000
@@ -237,13 +238,18 @@ def _newest_proposal(run_id: uuid.UUID, kind: str) -> ProposalRecord:
     return proposal
 
 
-async def demo_migration(vaults: int = DEMO_VAULTS, *, rollback: bool = False) -> dict[str, Any]:
+async def demo_migration(
+    vaults: int = DEMO_VAULTS,
+    *,
+    rollback: bool = False,
+    behaviour: ClusterBehaviour | None = None,
+) -> dict[str, Any]:
     """Upgrade, migrate ``vaults`` accounts and verify; with ``rollback``, roll back too."""
     from flows.migration import migrate_accounts
     from runbooks.demo import hand_buffer_to_governance, run_upgrade, setup_governance
 
     started = time.monotonic()
-    chain = start_demo_chain()
+    chain = start_demo_chain(behaviour=behaviour)
     result: dict[str, Any] = {}
     try:
         config = await create_config(chain)
@@ -331,9 +337,9 @@ async def emergency_threshold(chain: DemoChain) -> int:
         return (await read_governance(client, chain.governance)).emergency_threshold
 
 
-def main(scenario: str = "migration") -> int:
+def main(scenario: str = "migration", behaviour: ClusterBehaviour | None = None) -> int:
     import json
 
-    result = asyncio.run(demo_migration(rollback=scenario == "rollback"))
+    result = asyncio.run(demo_migration(rollback=scenario == "rollback", behaviour=behaviour))
     print("RESULT " + json.dumps(result, sort_keys=True, default=str))
     return 0

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -26,6 +26,9 @@ from core.settings import (
     REPO_ROOT,
     settings,
 )
+
+if TYPE_CHECKING:
+    from localnet.cluster_mode import ClusterBehaviour
 
 UI_HOST = "127.0.0.1"
 UI_PORT = 4200
@@ -89,11 +92,12 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[Any]:
     return deployments
 
 
-async def prepare_chain() -> dict[str, str]:
-    """Localnet scenario + blocks; returns what to tell the operator."""
+async def prepare_chain(behaviour: ClusterBehaviour | None = None) -> dict[str, str]:
+    """Localnet scenario + blocks (a cluster-like localnet with ``behaviour``); returns
+    what to tell the operator."""
     from runbooks.demo import start_demo_chain
 
-    return await prepare_console(start_demo_chain(port=LOCALNET_PORT))
+    return await prepare_console(start_demo_chain(port=LOCALNET_PORT, behaviour=behaviour))
 
 
 async def prepare_console(chain: Any, members_dir: Path = UP_DIR) -> dict[str, str]:
@@ -173,7 +177,7 @@ def start_metrics_endpoint() -> None:
     print(f"Metrics:     {endpoint_url(server, host)}  (Prometheus)", flush=True)
 
 
-def main() -> int:
+def main(behaviour: ClusterBehaviour | None = None) -> int:
     os.environ.setdefault("PREFECT_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("PREFECT_UI_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "2")
@@ -187,7 +191,7 @@ def main() -> int:
     start_metrics_endpoint()
     try:
         asyncio.run(ensure_crash_automations())
-        scenario = asyncio.run(prepare_chain())
+        scenario = asyncio.run(prepare_chain(behaviour))
         print(
             f"\nPrefect UI:  http://{UI_HOST}:{UI_PORT}\n"
             f"Localnet:    {scenario['rpc']}\n"
