@@ -47,7 +47,7 @@ from runbooks.demo import (
     save_blocks,
     setup_governance,
 )
-from store.records import proposals, slack_threads
+from store.records import archives, proposals, slack_threads, transactions
 from tasks.records import proposal_by_key
 from tests.stand_ins.slack_stub import SlackStub
 
@@ -58,7 +58,8 @@ TIMELOCK = 6
 
 # Runs one flow run of the upgrade; with KILL_AT_ACCEPTED_RECORD=n the process kills
 # itself just before recording its n-th accepted sign-off (after the relay landed), with
-# KILL_BEFORE_ANNOUNCE once the proposal is recorded and created on chain.
+# KILL_BEFORE_ANNOUNCE once the proposal is recorded and created on chain, with
+# KILL_AFTER_EXECUTE_SENT right after the execution's transaction first left for the RPC.
 FLOW_SCRIPT = """
 import asyncio, json, os, signal, sys
 from uuid import UUID
@@ -85,6 +86,24 @@ if kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
         return original(proposal_id, **fields)
     records.record_approval = record_or_die
+
+if os.environ.get("KILL_AFTER_EXECUTE_SENT"):
+    import programs.send
+    import tasks.chain
+    original_send, original_write = programs.send._send, tasks.chain.send_write
+    executing = [False]
+    async def send_write(client, cluster, purpose, *args, **kwargs):
+        executing[0] = purpose.startswith("execute:")
+        return await original_write(client, cluster, purpose, *args, **kwargs)
+    async def send_then_die(*args, **kwargs):
+        outcome = await original_send(*args, **kwargs)
+        if executing[0]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return outcome
+    tasks.chain.send_write = send_write
+    programs.send._send = send_then_die
+    import tasks.governance
+    tasks.governance.send_write = send_write
 
 async def main():
     async with get_client() as client:
@@ -341,3 +360,51 @@ async def test_killed_after_recording_the_restart_announces_the_proposal_once(
     [head] = [msg for msg in slack.messages if "thread_ts" not in msg]  # announced once
     assert "Upgrade proposal 1" in head["text"]
     assert slack_threads.get_slack_thread(records_db, proposal.id).ts == head["ts"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_killed_right_after_the_execute_is_sent_the_restart_records_it(
+    chain: DemoChain,
+    gov_blocks: dict[str, str],
+    records_db: Engine,
+    pda_buffer: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The execute left for the RPC and the process died before it saw the answer: the
+    restart finds the transaction in the write-ahead journal, records it with the real
+    old and new hashes, archives nothing more and sends nothing more."""
+    monkeypatch.setenv("RUNBOOKS_INLINE_TIMELOCK_SECONDS", "120")
+    m = chain.members
+    landed = count_executes(chain)
+    v1 = programdata_hash(chain)
+    v2 = loader.verifiable_hash(chain.binaries["v2"])
+    run = Run(chain, gov_blocks, pda_buffer)
+    async with get_client() as client:
+        await run.start(client, KILL_AFTER_EXECUTE_SENT="1")
+        assert run.id is not None
+        await wait_for_pause(client, run.id, timeout_seconds=90)
+        proposal = run.proposal()
+        key = None
+        for member in m[:3]:
+            key = await answered(client, run, key, sign(member, proposal))
+        assert run.proc is not None
+        assert run.proc.wait(timeout=120) == -signal.SIGKILL
+        # The execute landed; the records know its signature only from the journal.
+        assert programdata_hash(chain) == v2
+        assert proposals.get_execution(records_db, proposal.id) is None
+        (sent,) = transactions.transactions(records_db, f"execute:proposal:{proposal.id}")
+        assert sent.status == "sent" and sent.details is not None
+        assert sent.details["sha256"] == v1
+        state = await asyncio.wait_for(await run.restart(client), 120)
+    assert state.is_completed(), state
+    assert_agrees(chain, records_db, run, landed)
+    execution = proposals.get_execution(records_db, proposal.id)
+    assert execution is not None and execution.outcome == "upgraded"
+    assert execution.signature == sent.signature
+    assert (execution.old_hash, execution.new_hash) == (v1, v2)
+    (settled,) = transactions.transactions(records_db, f"execute:proposal:{proposal.id}")
+    assert settled.status == "landed"
+    # The binary archived as "the one it replaced" is v1, once; never v2.
+    program = str(chain.program_id)
+    assert archives.get_archive(records_db, "localnet", program, v1) is not None
+    assert archives.get_archive(records_db, "localnet", program, v2) is None
