@@ -27,6 +27,7 @@ from core.errors import InputError, RpcRefused, RpcUnavailable
 from core.http_server import BackgroundHTTPServer
 from localnet import LocalnetServer
 from localnet.fault_proxy import FAULTS, FaultProxy
+from programs import send
 from programs.rpc_transport import (
     RetryPolicy,
     TokenBucket,
@@ -191,10 +192,10 @@ async def test_a_resent_transaction_that_had_landed_is_confirmed_not_failed(
     payer, to = Keypair(), Keypair()
     net.airdrop(payer.pubkey(), 10**9)
     landed: list[str] = []
-    send = net.send_transaction
+    execute = net.send_transaction
 
     def counting(tx: Any, **kwargs: Any) -> Any:
-        outcome = send(tx, **kwargs)
+        outcome = execute(tx, **kwargs)
         if outcome.landed:
             landed.append(str(tx.signatures[0]))
         return outcome
@@ -203,11 +204,13 @@ async def test_a_resent_transaction_that_had_landed_is_confirmed_not_failed(
     with FaultProxy(localnet.url, fault_rate=0, seconds=30) as proxy:
         async with retrying_client([proxy.url], FAST) as client:
             await client.get_slot()
-            proxy.queue(None, "drop_after")  # getLatestBlockhash passes, the send is dropped
+            # The simulation and getLatestBlockhash pass, the send's answer is dropped.
+            proxy.queue(None, None, "drop_after")
             ix = transfer(
                 TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to.pubkey(), lamports=10**7)
             )
-            signature = await send.send_and_confirm(client, [ix], payer)
+            no_fee = send.SendOptions(max_priority_fee=0)
+            signature = await send.send_and_confirm(client, [ix], payer, options=no_fee)
     assert proxy.counts["drop_after"] == 1
     assert landed == [str(signature)]  # sent twice, landed once
     assert net.get_balance(to.pubkey()) == 10**7
