@@ -327,6 +327,11 @@ BLOCK_CASES: list[tuple[str, Callable[[], Any], tuple[str, ...]]] = [
     ("rpc url no host", lambda: SolanaCluster(rpc_urls=["http://"]), ("rpc_urls", "host")),
     ("rpc url prose", lambda: SolanaCluster(rpc_urls=["localhost 8899"]), ("rpc_urls", "https://")),
     ("commitment", lambda: SolanaCluster(commitment="final"), ("commitment", "finalized")),
+    (
+        "negative fee cap",
+        lambda: SolanaCluster(max_priority_fee_micro_lamports=-1),
+        ("max_priority_fee_micro_lamports", "greater than or equal to 0"),
+    ),
     ("cluster name", lambda: SolanaCluster(cluster="Main Net"), ("cluster", "mainnet-beta")),
     ("explorer", lambda: SolanaCluster(explorer_url="https://x/"), ("explorer_url", "{address}")),
     ("slack channel", lambda: SlackChannel(bot_token="t", channel=" "), ("channel", "#ops")),
