@@ -3,6 +3,7 @@ retried task never sends the same change twice."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -146,8 +147,9 @@ def execution_purpose(proposal_id: int) -> str:
 
 
 def run_purpose(what: str) -> str:
-    """A purpose for a write that may recur (a pause, an unpause): one per flow run."""
-    return f"{what}:run:{current_run_id() or 'none'}"
+    """A purpose for a write that may recur (a pause, an unpause): one per flow run (a
+    retried run keeps its id); outside a flow run, one per call."""
+    return f"{what}:run:{current_run_id() or uuid.uuid4().hex}"
 
 
 @task(name="landed-execution", **READ_RETRIES)
