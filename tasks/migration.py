@@ -2,8 +2,13 @@
 
 A batch is at most 100 accounts (one getMultipleAccounts). Migrating a batch reads the
 chain first and records each account's snapshot before anything is sent for it, so a
-retried or rerun batch never sends a migrate for an account already on the new layout;
-the program's migrate being idempotent makes even an in-flight duplicate harmless.
+retried or rerun batch never sends a migrate for an account already on the new layout.
+Migrates go through ``programs.send`` (one simulation and one fee read per batch), their
+signatures written ahead to the journal under ``migrate:{migration id}``, each row naming
+the accounts its transaction covers. Before reading the chain, a batch settles what an
+earlier attempt left in flight for its accounts, so an in-flight migrate lands (or
+expires) rather than being sent twice, and an account found migrated is recorded with
+the landed transaction that did it.
 """
 
 from __future__ import annotations
