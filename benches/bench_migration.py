@@ -132,6 +132,7 @@ async def run() -> None:
 
 def main() -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench-records.db'}"
+    os.environ["RUNBOOKS_CREATE_DATABASE"] = "1"  # a scratch file, new on purpose
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     asyncio.run(run())
 
