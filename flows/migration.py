@@ -19,7 +19,8 @@ Resumable: kill the process at any point and run it again. The records are the
 checkpoint, the chain the truth: the migrates a killed run sent (their signatures were
 written ahead) are settled first, accounts already on the new layout are recorded as
 migrated, with the signature that migrated them, without sending anything, accounts
-snapshotted but not migrated are migrated, and none is skipped. Accounts that failed are retried only with ``retry_failed``.
+snapshotted but not migrated are migrated, and none is skipped. Accounts that failed
+are retried only with ``retry_failed``.
 """
 
 from __future__ import annotations
