@@ -1,9 +1,10 @@
 """Account migration benchmarks, on one localnet with demo_vault v2 deployed.
 
-1. Raw: 10,000 v1 vaults migrated by sending the same packed migrate transactions the
-   flow sends (22 per transaction, with the rent top-up) straight to the localnet's
-   JSON-RPC, as many in flight as the flow has, and confirming them. No discovery, no
-   snapshots, no records, no verification: the floor.
+1. Raw: 10,000 v1 vaults migrated by sending packed migrate transactions as the flow
+   packs them (21 per transaction, with the rent top-up; no compute-budget instructions)
+   straight to the localnet's JSON-RPC, as many in flight as the flow has, and confirming
+   them with the send path's confirmation loop. No simulation, no fee read, no journal,
+   no discovery, no snapshots, no records, no verification: the floor.
 2. The migration flow on 10,000 other v1 vaults: discover, snapshot into the records,
    send, confirm, read back and verify, record each account, progress artifact.
 3. The naive shape, one Prefect task and one transaction per account (on 500 vaults).
@@ -28,6 +29,7 @@ from benches._report import figure, heading, ratio, stopwatch
 from programs import rpc
 from programs.demo_vault import client as vault
 from programs.demo_vault.plugins import DemoVaultMigrator
+from programs.send import SendOptions, Signed, confirm
 from runbooks.demo import DemoChain, save_blocks, start_demo_chain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
 
@@ -48,22 +50,24 @@ async def raw_sends(chain: DemoChain, vaults: list[Pubkey]) -> tuple[float, int]
     limit = asyncio.Semaphore(IN_FLIGHT)
     async with AsyncClient(chain.url) as client:
         with stopwatch() as elapsed:
-            signatures = []
+            signatures: list[Signed] = []
             for start in range(0, len(chunks), TRANSACTIONS_PER_BLOCKHASH):
-                resp = await client.get_latest_blockhash(commitment=Confirmed)
-                blockhash = resp.value.blockhash
+                latest = (await client.get_latest_blockhash(commitment=Confirmed)).value
 
-                async def send(chunk: list[Pubkey], blockhash=blockhash) -> object:
+                async def send(chunk: list[Pubkey], latest=latest) -> Signed:
                     ixs = migrator.migrate_instructions(chain.program_id, chunk, payer.pubkey())
-                    tx = Transaction.new_signed_with_payer(ixs, payer.pubkey(), [payer], blockhash)
+                    tx = Transaction.new_signed_with_payer(
+                        ixs, payer.pubkey(), [payer], latest.blockhash
+                    )
                     async with limit:
-                        return (await client.send_transaction(tx, opts=rpc.SEND_OPTS)).value
+                        await client.send_transaction(tx, opts=rpc.SEND_OPTS)
+                    return Signed.of(tx, latest.last_valid_block_height)
 
                 wave = chunks[start : start + TRANSACTIONS_PER_BLOCKHASH]
                 signatures += await asyncio.gather(*(send(c) for c in wave))
-            for signature in signatures:
-                await rpc.wait_confirmed(client, signature, 60)
+            outcomes = await confirm(client, signatures, SendOptions(max_priority_fee=0))
             seconds = elapsed()
+    assert all(o.landed for o in outcomes.values()), "a raw migrate failed"
     _check_migrated(chain, vaults)
     return seconds, len(chunks)
 
@@ -128,6 +132,7 @@ async def run() -> None:
 
 def main() -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench-records.db'}"
+    os.environ["RUNBOOKS_CREATE_DATABASE"] = "1"  # a scratch file, new on purpose
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     asyncio.run(run())
 

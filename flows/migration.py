@@ -16,9 +16,11 @@ Seed 000's "Starting a Migration" and seed 003's "Complete Account Migration Log
 6. Publish a report and a table of failures; failures or mismatches fail the run.
 
 Resumable: kill the process at any point and run it again. The records are the
-checkpoint, the chain the truth: accounts already on the new layout are recorded as
-migrated without sending anything, accounts snapshotted but not migrated are migrated,
-and none is skipped. Accounts that failed are retried only with ``retry_failed``.
+checkpoint, the chain the truth: the migrates a killed run sent (their signatures were
+written ahead) are settled first, accounts already on the new layout are recorded as
+migrated, with the signature that migrated them, without sending anything, accounts
+snapshotted but not migrated are migrated, and none is skipped. Accounts that failed
+are retried only with ``retry_failed``.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ async def migrate_accounts(
 
     # 4-5. Migrate, then verify, a bounded number of batches at a time, over one client.
     progress = await Progress.create(run, len(work))
-    # Whole transactions per batch: 88 accounts (4 x 22) beat 100 (4 x 22 + 12).
+    # Whole transactions per batch: 84 accounts (4 x 21) beat 100 (4 x 21 + 16).
     if batch_size >= per_transaction:
         batch_size -= batch_size % per_transaction
     batches = [work[i : i + batch_size] for i in range(0, len(work), batch_size)]

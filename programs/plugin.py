@@ -34,6 +34,7 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from solana.rpc.models import MemcmpOpts
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.message import Message
@@ -51,6 +52,12 @@ PACKET_DATA_SIZE = 1232  # the largest serialized transaction a cluster accepts
 MAX_TRANSACTION_COMPUTE_UNITS = 1_400_000
 # Without a SetComputeUnitLimit instruction a transaction gets 200k CU per instruction.
 DEFAULT_UNITS_PER_INSTRUCTION = 200_000
+
+# Every write carries a compute-unit limit and price (programs.send): room for both.
+COMPUTE_BUDGET_INSTRUCTIONS = (
+    set_compute_unit_limit(MAX_TRANSACTION_COMPUTE_UNITS),
+    set_compute_unit_price(2**64 - 1),
+)
 
 _CUSTOM_ERROR = re.compile(r"custom program error: 0x([0-9a-fA-F]+)|Custom\((\d+)\)")
 
@@ -128,8 +135,8 @@ class AccountMigrator(ABC):
         return message
 
     def accounts_per_transaction(self, program_id: Pubkey, payer: Pubkey) -> int:
-        """How many accounts one transaction can migrate: as many as fit in a packet and
-        within the compute limit."""
+        """How many accounts one transaction can migrate: as many as fit in a packet
+        beside the compute-budget instructions, and within the compute limit."""
         by_compute = MAX_TRANSACTION_COMPUTE_UNITS // self.compute_units_per_account
         fits = 0
         for n in range(1, by_compute + 1):
@@ -138,8 +145,10 @@ class AccountMigrator(ABC):
             units = min(len(ixs) * DEFAULT_UNITS_PER_INSTRUCTION, MAX_TRANSACTION_COMPUTE_UNITS)
             if units < n * self.compute_units_per_account:
                 break
-            tx = Transaction.new_unsigned(Message.new_with_blockhash(ixs, payer, Hash.default()))
-            if len(bytes(tx)) > PACKET_DATA_SIZE:
+            message = Message.new_with_blockhash(
+                [*COMPUTE_BUDGET_INSTRUCTIONS, *ixs], payer, Hash.default()
+            )
+            if len(bytes(Transaction.new_unsigned(message))) > PACKET_DATA_SIZE:
                 break
             fits = n
         if fits == 0:

@@ -6,9 +6,6 @@ embedded localnet, devnet or mainnet. Prefect tasks wrap them with retries.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from solana.rpc.async_api import AsyncClient
@@ -190,56 +187,3 @@ def transaction_failed(exc: RPCException) -> TransactionFailed:
     err = getattr(data, "err", None)
     text = f"transaction refused: {message}" + (f" ({err})" if err is not None else "")
     return TransactionFailed(text, logs)
-
-
-async def wait_confirmed(client: AsyncClient, signature: Signature, timeout_seconds: float) -> None:
-    """Wait until ``signature`` is confirmed; TransactionFailed when it landed with an error."""
-    errors = await confirm_signatures(client, [signature], timeout_seconds)
-    if signature in errors:
-        raise TransactionFailed(f"transaction {signature} failed: {errors[signature]}")
-
-
-# getSignatureStatuses answers for at most 256 signatures per call.
-STATUS_LIMIT = 256
-CONFIRM_POLL_SECONDS = 0.2
-
-
-async def confirm_signatures(
-    client: AsyncClient,
-    signatures: Sequence[Signature],
-    timeout_seconds: float,
-    *,
-    what: str = "transactions",
-    hint: str = "check it in an explorer before retrying",
-) -> dict[Signature, str]:
-    """Wait until every signature has landed; returns the failed ones with their error.
-
-    The one confirmation loop: polls ``getSignatureStatuses`` (256 signatures a call)
-    every 0.2 s until each has a confirmation status. solana-py's
-    ``AsyncClient.confirm_transaction`` polls the same method but for one signature at a
-    time and with its own fixed 90 s limit; a migration confirms hundreds at once. After
-    ``timeout_seconds`` a ChainError names the first unconfirmed signature and ``hint``
-    says what to do next (``what`` names them when there are several).
-    """
-    pending = list(signatures)
-    errors: dict[Signature, str] = {}
-    deadline = time.monotonic() + timeout_seconds
-    while pending:
-        waiting: list[Signature] = []
-        for start in range(0, len(pending), STATUS_LIMIT):
-            chunk = pending[start : start + STATUS_LIMIT]
-            statuses = (await client.get_signature_statuses(chunk)).value
-            for signature, status in zip(chunk, statuses, strict=True):
-                if status is None or status.confirmation_status is None:
-                    waiting.append(signature)
-                elif status.err is not None:
-                    errors[signature] = str(status.err)
-        pending = waiting
-        if pending:
-            if time.monotonic() > deadline:
-                waited = f"not confirmed after {timeout_seconds:.0f} s"
-                if len(signatures) == 1:
-                    raise ChainError(f"transaction {pending[0]} {waited}; {hint}")
-                raise ChainError(f"{len(pending)} {what} {waited} (first: {pending[0]}); {hint}")
-            await asyncio.sleep(CONFIRM_POLL_SECONDS)
-    return errors

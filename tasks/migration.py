@@ -2,14 +2,19 @@
 
 A batch is at most 100 accounts (one getMultipleAccounts). Migrating a batch reads the
 chain first and records each account's snapshot before anything is sent for it, so a
-retried or rerun batch never sends a migrate for an account already on the new layout;
-the program's migrate being idempotent makes even an in-flight duplicate harmless.
+retried or rerun batch never sends a migrate for an account already on the new layout.
+Migrates go through ``programs.send`` (one simulation and one fee read per batch), their
+signatures written ahead to the journal under ``migrate:{migration id}``, each row naming
+the accounts its transaction covers. Before reading the chain, a batch settles what an
+earlier attempt left in flight for its accounts, so an in-flight migrate lands (or
+expires) rather than being sent twice, and an account found migrated is recorded with
+the landed transaction that did it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -19,26 +24,25 @@ from prefect.cache_policies import NO_CACHE
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.models import DataSliceOpts
-from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-from solders.signature import Signature
-from solders.transaction import Transaction
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import TransactionFailed
-from programs import rpc
+from programs import send
 from programs.plugin import AccountMigrator, get_migrator
+from programs.send import SendOptions, Signed
 from store.records import migrations
+from store.records import transactions as journal_records
 from store.records.migrations import AccountOutcome, AccountState, MigrationRunRecord, Snapshot
-from tasks.chain import READ_RETRIES, WRITE_RETRIES, rpc_client
+from store.records.transactions import TransactionRecord
+from tasks.chain import READ_RETRIES, WRITE_RETRIES, RecordsJournal, rpc_client, send_options
 from tasks.kill_switch import ensure_released
 from tasks.records import current_run_id, records_engine
 
 FETCH_LIMIT = 100  # getMultipleAccounts answers at most 100 addresses
-CONFIRM_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,61 @@ class BatchResult:
     failed: dict[str, str] = field(default_factory=dict)
     # Migrated accounts that do not match their snapshots (also in ``failed``).
     mismatches: dict[str, str] = field(default_factory=dict)
+
+
+def migration_purpose(migration_id: int) -> str:
+    """The journal purpose of every migrate transaction of a migration run."""
+    return f"migrate:{migration_id}"
+
+
+class MigrationJournal(RecordsJournal):
+    """The migration's write-ahead journal, seen by one batch: each transaction's row
+    names the accounts it migrates (``details["accounts"]``), and the batch settles and
+    reads only the rows that cover its own accounts (other batches run meanwhile)."""
+
+    def __init__(
+        self, migration_id: int, accounts: Iterable[str], chunks: Sequence[Sequence[str]] = ()
+    ) -> None:
+        super().__init__(migration_purpose(migration_id))
+        self.migration_id = migration_id
+        self.accounts = frozenset(accounts)
+        self.chunks = [list(chunk) for chunk in chunks]
+
+    def covering(self, chunks: Sequence[Sequence[str]]) -> MigrationJournal:
+        """This journal for a send of ``chunks``: one transaction per chunk, in order."""
+        return MigrationJournal(self.migration_id, self.accounts, chunks)
+
+    def unsettled(self) -> list[Signed]:
+        rows = journal_records.unsettled(records_engine(), self.purpose)
+        return [
+            Signed(row.signature, row.wire, row.last_valid_block_height)
+            for row in rows
+            if self.accounts.intersection(_covered(row))
+        ]
+
+    def write_ahead(self, signed: Sequence[Signed]) -> None:
+        journal_records.write_ahead(
+            records_engine(),
+            self.purpose,
+            signed,
+            details_each=[{"accounts": chunk} for chunk in self.chunks],
+            flow_run_id=current_run_id(),
+        )
+
+    def landed_signatures(self) -> dict[str, str]:
+        """Account -> the signature of the landed transaction that migrated it, for this
+        batch's accounts (a migrate lands once: the chain is read before each send)."""
+        found: dict[str, str] = {}
+        for row in journal_records.transactions(records_engine(), self.purpose):
+            if row.status == "landed":
+                for address in self.accounts.intersection(_covered(row)):
+                    found[address] = row.signature
+        return found
+
+
+def _covered(row: TransactionRecord) -> list[str]:
+    accounts = (row.details or {}).get("accounts")
+    return [a for a in accounts if isinstance(a, str)] if isinstance(accounts, list) else []
 
 
 # One RPC client (one connection pool) for every batch of a migration run: a client per
@@ -174,7 +233,12 @@ async def migrate_batch(
     to_send: list[str] = []
     to_verify: list[str] = []
     skipped = 0
+    options = send_options(cluster)
+    journal = MigrationJournal(migration_id, addresses)
     async with _rpc(cluster) as client:
+        # What an earlier attempt sent for these accounts lands (or expires) before the
+        # chain is read: an in-flight migrate is found on chain, never sent twice.
+        await send.settle_unsettled(client, journal, options)
         datas = await fetch_accounts(client, addresses)
         fresh = {
             address: data
@@ -218,13 +282,23 @@ async def migrate_batch(
                 ensure_released, cluster.cluster, program_id, "account migration"
             )
             sent, transactions = await send_migrates(
-                client, migrator, program, payer, to_send, per_transaction
+                client,
+                migrator,
+                program,
+                payer,
+                to_send,
+                per_transaction,
+                options=options,
+                journal=journal,
             )
             signatures = {o.address: o.signature for o in sent}
             outcomes += [o for o in sent if o.status == "failed"]
             to_verify += [o.address for o in sent if o.status == "migrated"]
         else:
             signatures = {}
+        # Found migrated: the journal names the transaction of an earlier attempt that
+        # did it; an account no journal row covers was migrated by someone else.
+        earlier = await asyncio.to_thread(journal.landed_signatures) if found_migrated else {}
         if to_verify:
             current = await fetch_accounts(client, to_verify)
     mismatches: dict[str, str] = {}
@@ -238,17 +312,17 @@ async def migrate_batch(
             )
         for address, data in zip(to_verify, current, strict=True):
             problems = migrator.verify(known[address], data)
-            sent_now = address in signatures
+            signature = signatures.get(address) or earlier.get(address)
+            # An earlier attempt's migrate counts as sent once, when first recorded.
+            sent = address in signatures or (
+                signature is not None and signature != _recorded_signature(states, address)
+            )
             if problems:
                 error = "verification: " + "; ".join(problems)
                 mismatches[address] = "; ".join(problems)
-                outcomes.append(
-                    AccountOutcome(address, "failed", error, signatures.get(address), sent_now)
-                )
+                outcomes.append(AccountOutcome(address, "failed", error, signature, sent))
             else:
-                outcomes.append(
-                    AccountOutcome(address, "verified", None, signatures.get(address), sent_now)
-                )
+                outcomes.append(AccountOutcome(address, "verified", None, signature, sent))
     await asyncio.to_thread(
         migrations.record_outcomes, engine, migration_id, outcomes, flow_run_id=run_id
     )
@@ -313,14 +387,18 @@ async def send_migrates(
     payer: Keypair,
     addresses: Sequence[str],
     per_transaction: int,
+    *,
+    options: SendOptions | None = None,
+    journal: MigrationJournal | None = None,
 ) -> tuple[list[AccountOutcome], int]:
-    """Send the migrates of ``addresses``, ``per_transaction`` per transaction; a refused
-    transaction is retried one account per transaction. Returns the outcomes and how
-    many transactions were sent."""
+    """Send the migrates of ``addresses``, ``per_transaction`` per transaction, through
+    ``programs.send`` (signatures written ahead to ``journal``); a refused transaction is
+    retried one account per transaction. Returns the outcomes and how many transactions
+    were sent."""
     chunks = [
         list(addresses[i : i + per_transaction]) for i in range(0, len(addresses), per_transaction)
     ]
-    results = await _send_chunks(client, migrator, program, payer, chunks)
+    results = await _send_chunks(client, migrator, program, payer, chunks, options, journal)
     outcomes: list[AccountOutcome] = []
     isolate: list[list[str]] = []
     for chunk, signature, error in results:
@@ -335,7 +413,7 @@ async def send_migrates(
     sent = len(chunks)
     if isolate:
         for chunk, signature, error in await _send_chunks(
-            client, migrator, program, payer, isolate
+            client, migrator, program, payer, isolate, options, journal
         ):
             outcomes.append(
                 AccountOutcome(chunk[0], "migrated", signature=signature, sent=True)
@@ -352,54 +430,60 @@ async def _send_chunks(
     program: Pubkey,
     payer: Keypair,
     chunks: Sequence[list[str]],
+    options: SendOptions | None,
+    journal: MigrationJournal | None,
 ) -> list[tuple[list[str], str | None, str | None]]:
-    """Send one transaction per chunk, concurrently, and confirm them all:
-    (chunk, signature, error) each."""
-    blockhash = (await client.get_latest_blockhash(commitment=Confirmed)).value.blockhash
-
-    async def send(chunk: list[str]) -> tuple[list[str], Signature | None, str | None]:
-        tx = _transaction(migrator, program, payer, chunk, blockhash)
-        try:
-            # AlreadyProcessed (a resend after a lost answer) gives the landed signature.
-            signature = await rpc.send_transaction(client, tx)
-        except TransactionFailed as failure:
-            return chunk, None, migrator.describe_failure(str(failure), failure.logs)
-        return chunk, signature, None
-
-    sent = await asyncio.gather(*(send(chunk) for chunk in chunks))
-    errors = await rpc.confirm_signatures(
-        client,
-        [sig for _, sig, _ in sent if sig is not None],
-        CONFIRM_TIMEOUT_SECONDS,
-        what="migrate transactions",
-        hint="rerun the migration: it reads the chain and sends only what did not land",
-    )
-    results: list[tuple[list[str], str | None, str | None]] = []
-    for chunk, signature, error in sent:
-        if signature is not None and signature in errors:
-            error = migrator.describe_failure(
-                f"transaction {signature} failed: {errors[signature]}"
+    """One transaction per chunk, under one blockhash, sent and confirmed together
+    (one simulation, one fee read): (chunk, signature, error) each."""
+    sets = [
+        migrator.migrate_instructions(
+            program, [Pubkey.from_string(a) for a in chunk], payer.pubkey()
+        )
+        for chunk in chunks
+    ]
+    try:
+        outcomes = await send.send_batch(
+            client,
+            sets,
+            payer,
+            options=options,
+            journal=None if journal is None else journal.covering(chunks),
+        )
+    except TransactionFailed as refusal:
+        # The batch's one simulation refused, before anything was signed: of which chunk
+        # is unknown, so each is simulated and sent on its own.
+        if len(chunks) == 1:
+            return [(chunks[0], None, migrator.describe_failure(str(refusal), refusal.logs))]
+        alone = await asyncio.gather(
+            *(
+                _send_chunks(client, migrator, program, payer, [chunk], options, journal)
+                for chunk in chunks
             )
-        results.append((chunk, None if error else str(signature), error))
-    return results
+        )
+        return [result for results in alone for result in results]
+    return [
+        (chunk, o.signature, None)
+        if o.landed
+        else (chunk, None, migrator.describe_failure(o.error or "failed", o.logs))
+        for chunk, o in zip(chunks, outcomes, strict=True)
+    ]
 
 
-def _transaction(
-    migrator: AccountMigrator, program: Pubkey, payer: Keypair, chunk: list[str], blockhash: Hash
-) -> Transaction:
-    keys = [Pubkey.from_string(a) for a in chunk]
-    ixs = migrator.migrate_instructions(program, keys, payer.pubkey())
-    return Transaction.new_signed_with_payer(ixs, payer.pubkey(), [payer], blockhash)
+def _recorded_signature(states: dict[str, AccountState], address: str) -> str | None:
+    state = states.get(address)
+    return None if state is None else state.signature
 
 
 __all__ = [
     "FETCH_LIMIT",
     "BatchResult",
+    "MigrationJournal",
     "account_states",
     "discover_accounts",
     "fetch_accounts",
     "finish_migration",
     "migrate_batch",
+    "migration_purpose",
     "send_migrates",
     "start_migration",
     "verify_batch",

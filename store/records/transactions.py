@@ -51,14 +51,29 @@ def write_ahead(
     signed: Sequence[SignedTransaction],
     *,
     details: Mapping[str, Any] | None = None,
+    details_each: Sequence[Mapping[str, Any]] | None = None,
     flow_run_id: str | None = None,
 ) -> None:
-    """Record ``signed`` as sent, in one statement, before any of them is sent."""
+    """Record ``signed`` as sent, in one statement, before any of them is sent.
+
+    ``details`` go with every row; ``details_each`` (one per item of ``signed``, in order)
+    with each row of its own, e.g. the accounts a transaction of a batch covers."""
     purpose = _text("purpose", purpose)
     if len(purpose) > 200:
         raise InputError(f"purpose {purpose[:40]!r}... is longer than 200 characters")
+    if details is not None and details_each is not None:
+        raise InputError("write_ahead takes details or details_each, not both")
+    if details_each is not None and len(details_each) != len(signed):
+        raise InputError(
+            f"details_each has {len(details_each)} entries for {len(signed)} transactions"
+        )
     if not signed:
         return
+    each = (
+        [dict(d) for d in details_each]
+        if details_each is not None
+        else [dict(details) if details is not None else None] * len(signed)
+    )
     now = utcnow()
     rows = [
         {
@@ -67,11 +82,11 @@ def write_ahead(
             "status": "sent",
             "wire": item.wire,
             "last_valid_block_height": item.last_valid_block_height,
-            "details": dict(details) if details is not None else None,
+            "details": row_details,
             "sent_at": now,
             "flow_run_id": flow_run_id,
         }
-        for item in signed
+        for item, row_details in zip(signed, each, strict=True)
     ]
     with session_scope(engine) as session:
         session.execute(insert(ChainTransaction), rows)

@@ -27,3 +27,21 @@ def count_landed(net: Localnet, program_id: Pubkey, data: bytes, account: int) -
 
     net.send_transaction = counting  # type: ignore[method-assign]
     return counts
+
+
+def landed_signatures(
+    net: Localnet, program_id: Pubkey, data: bytes, account: int
+) -> dict[str, list[str]]:
+    """From the localnet's history (either mode): the signatures of every successful
+    transaction with an instruction of ``program_id`` with exactly ``data``, per the
+    address of its ``account``-th account, oldest first."""
+    found: dict[str, list[str]] = {}
+    for landed in reversed(net.history()):
+        tx = landed.transaction
+        if landed.err is not None or tx is None:
+            continue
+        keys = tx.message.account_keys
+        for ix in tx.message.instructions:
+            if keys[ix.program_id_index] == program_id and bytes(ix.data) == data:
+                found.setdefault(str(keys[ix.accounts[account]]), []).append(str(tx.signatures[0]))
+    return found

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from landed import count_landed
+from landed import count_landed, landed_signatures
 from prefect.settings import get_current_settings
 from solders.account import Account
 from solders.pubkey import Pubkey
@@ -268,3 +268,47 @@ async def test_a_finished_migration_run_again_finds_nothing_and_succeeds(
     assert again["migration_id"] == first["migration_id"]
     assert (again["discovered"], again["worked_on"]) == (0, 0)
     assert again["accounts"]["verified"] == 30
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_failing_account_in_the_simulated_transaction_fails_alone(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    # A batch simulates its first largest transaction once: here that one holds the bad
+    # account, so the simulation refuses before anything is signed, and each transaction
+    # (then each account) is tried on its own.
+    vaults = seed_vaults(chain, Pubkey.new_unique(), 50)
+    net = chain.server.localnet
+    bad = vaults[0]
+    good_data = bytes(net.get_account(bad).data)  # type: ignore[union-attr]
+    with net.lock:
+        net.svm.set_account(
+            bad,
+            Account(
+                net.minimum_balance_for_rent_exemption(96),
+                good_data + bytes(8),
+                chain.program_id,
+                False,
+                0,
+            ),
+        )
+    await upgrade_directly(chain, chain.binaries["v2"])
+    landed = landed_signatures(net, chain.program_id, MIGRATE, 0)  # nothing yet
+    assert landed == {}
+
+    state = await migrate_accounts(**params(chain, block_names), return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(MigrationError, match=f"1 accounts failed \\({bad}: .*AccountDid"):
+        await state.result()
+    run = migrations.get_migration_by_key(records_db, _key(chain))
+    assert run is not None
+    states = migrations.account_states(records_db, run.id)
+    assert (states[str(bad)].status, states[str(bad)].attempts) == ("failed", 1)
+    assert states[str(bad)].signature is None
+    landed = landed_signatures(net, chain.program_id, MIGRATE, 0)
+    assert set(landed) == {str(v) for v in vaults[1:]}
+    assert {len(s) for s in landed.values()} == {1}
+    assert {a: s.signature for a, s in states.items() if a != str(bad)} == {
+        a: s[0] for a, s in landed.items()
+    }

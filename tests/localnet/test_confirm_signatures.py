@@ -1,5 +1,5 @@
-"""The one confirmation loop (programs.rpc.confirm_signatures) against the localnet:
-landed, landed with an error, and never landed."""
+"""The one confirmation loop (programs.send.confirm) against the localnet over HTTP:
+landed, landed with an error, and never seen before the safety-net timeout."""
 
 from __future__ import annotations
 
@@ -9,41 +9,43 @@ from solana.rpc.models import TxOpts
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from core.errors import ChainError, TransactionFailed
-from programs import rpc
+from core.errors import ChainError
+from programs.send import SendOptions, Signed, confirm
 
 SKIP_PREFLIGHT = TxOpts(skip_preflight=True)
+OPTIONS = SendOptions(max_priority_fee=0)
 
 
-async def _send_transfer(client: AsyncClient, payer: Keypair, lamports: int) -> Signature:
-    blockhash = (await client.get_latest_blockhash()).value.blockhash
+async def _transfer(client: AsyncClient, payer: Keypair, lamports: int) -> Signed:
+    latest = (await client.get_latest_blockhash()).value
     ix = transfer(
         TransferParams(from_pubkey=payer.pubkey(), to_pubkey=Pubkey.new_unique(), lamports=lamports)
     )
-    tx = Transaction([payer], Message([ix], payer.pubkey()), blockhash)
-    return (await client.send_transaction(tx, opts=SKIP_PREFLIGHT)).value
+    tx = Transaction([payer], Message([ix], payer.pubkey()), latest.blockhash)
+    return Signed.of(tx, latest.last_valid_block_height)
 
 
-async def test_landed_and_failed_signatures(client: AsyncClient, payer: Keypair) -> None:
-    good = [await _send_transfer(client, payer, 10**6 + i) for i in range(3)]
-    bad = await _send_transfer(client, payer, 10**15)
-    errors = await rpc.confirm_signatures(client, [*good, bad], timeout_seconds=10)
-    assert list(errors) == [bad]
-    await rpc.wait_confirmed(client, good[0], timeout_seconds=10)
-    with pytest.raises(TransactionFailed, match=f"transaction {bad} failed"):
-        await rpc.wait_confirmed(client, bad, timeout_seconds=10)
+async def test_landed_and_failed_transactions(client: AsyncClient, payer: Keypair) -> None:
+    good = [await _transfer(client, payer, 10**6 + i) for i in range(3)]
+    bad = await _transfer(client, payer, 10**15)  # more than the payer has: lands, fails
+    for item in [*good, bad]:
+        await client.send_transaction(item.transaction(), opts=SKIP_PREFLIGHT)
+    outcomes = await confirm(client, [*good, bad], OPTIONS)
+    assert [outcomes[g.signature].landed for g in good] == [True] * 3
+    failed = outcomes[bad.signature]
+    assert not failed.landed and not failed.expired and not failed.refused
+    assert (failed.error or "").startswith("transaction failed: ")
 
 
-async def test_unconfirmed_signatures_time_out_with_a_hint(client: AsyncClient) -> None:
-    missing = Signature.new_unique()
-    with pytest.raises(ChainError, match=f"transaction {missing} not confirmed .*explorer"):
-        await rpc.wait_confirmed(client, missing, timeout_seconds=0.3)
-    several = [Signature.new_unique(), Signature.new_unique()]
-    with pytest.raises(ChainError, match=r"2 migrate transactions not confirmed .*rerun"):
-        await rpc.confirm_signatures(
-            client, several, timeout_seconds=0.3, what="migrate transactions", hint="rerun"
-        )
+async def test_a_transaction_never_seen_times_out_naming_it(
+    client: AsyncClient, payer: Keypair
+) -> None:
+    never_sent = await _transfer(client, payer, 10**6)
+    hasty = SendOptions(max_priority_fee=0, timeout_seconds=0.3)
+    with pytest.raises(
+        ChainError, match=f"1 transaction\\(s\\) not confirmed .*{never_sent.signature}"
+    ):
+        await confirm(client, [never_sent], hasty)

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.message import Message
 from solders.pubkey import Pubkey
@@ -72,11 +73,13 @@ def test_verify_compares_every_preserved_field() -> None:
 def test_packing_fills_a_transaction_and_no_more() -> None:
     program, payer = Pubkey.new_unique(), Pubkey.new_unique()
     fits = M.accounts_per_transaction(program, payer)
-    assert fits == vault.MIGRATES_PER_TRANSACTION_WITH_PAYER
+    # One fewer than a bare transaction holds: the compute-budget instructions need room.
+    assert fits == vault.MIGRATES_PER_TRANSACTION_WITH_PAYER - 1
 
     def size(n: int) -> int:
         ixs = M.migrate_instructions(program, [Pubkey.new_unique() for _ in range(n)], payer)
-        msg = Message.new_with_blockhash(ixs, payer, Hash.default())
+        budget = [set_compute_unit_limit(1_400_000), set_compute_unit_price(10**6)]
+        msg = Message.new_with_blockhash([*budget, *ixs], payer, Hash.default())
         return len(bytes(Transaction.new_unsigned(msg)))
 
     assert size(fits) <= plugin.PACKET_DATA_SIZE < size(fits + 1)

@@ -59,4 +59,21 @@ def test_bad_input_writes_nothing(engine: Engine) -> None:
         transactions.write_ahead(engine, "x" * 201, [Wire("s", "w", 1)])
     with pytest.raises(InputError, match="status must be one of landed"):
         transactions.settle(engine, "s", "sent")
+    two = [Wire("s1", "w", 1), Wire("s2", "w", 1)]
+    with pytest.raises(InputError, match="details_each has 1 entries for 2 transactions"):
+        transactions.write_ahead(engine, "migrate:1", two, details_each=[{"accounts": ["a"]}])
+    with pytest.raises(InputError, match="details or details_each, not both"):
+        transactions.write_ahead(engine, "migrate:1", two, details={"a": 1}, details_each=[{}, {}])
     assert _count(engine) == 0
+
+
+def test_details_each_go_with_their_own_rows(engine: Engine) -> None:
+    batch = [Wire("s1", "w1", 1), Wire("s2", "w2", 1)]
+    transactions.write_ahead(
+        engine, "migrate:3", batch, details_each=[{"accounts": ["a", "b"]}, {"accounts": ["c"]}]
+    )
+    rows = transactions.transactions(engine, "migrate:3")
+    assert [(r.signature, r.details) for r in rows] == [
+        ("s1", {"accounts": ["a", "b"]}),
+        ("s2", {"accounts": ["c"]}),
+    ]
