@@ -6,8 +6,14 @@ from collections import Counter
 from typing import Any
 
 from solders.pubkey import Pubkey
+from sqlalchemy import Engine
 
-from localnet.chain import Localnet
+from localnet.chain import LandedTransaction, Localnet
+from programs import loader
+from store.records.transactions import transactions_like
+
+# The loader's Upgrade instruction data (its tag alone); the buffer is its 3rd account.
+LOADER_UPGRADE = bytes(loader.upgrade(*[Pubkey.default()] * 4).data)
 
 
 def count_landed(net: Localnet, program_id: Pubkey, data: bytes, account: int) -> Counter[str]:
@@ -27,3 +33,46 @@ def count_landed(net: Localnet, program_id: Pubkey, data: bytes, account: int) -
 
     net.send_transaction = counting  # type: ignore[method-assign]
     return counts
+
+
+def landed_signatures(net: Localnet) -> set[str]:
+    """Every signature the localnet landed so far (a mark to compare against later)."""
+    return {str(landed.signature) for landed in net.history()}
+
+
+def landed_since(net: Localnet, mark: set[str]) -> list[LandedTransaction]:
+    """The transactions sent to ``net`` that landed after ``mark`` was taken, oldest first
+    (airdrops, which carry no transaction of ours, left out). Unlike ``count_landed`` this
+    reads the localnet's history, so it sees what the cluster-like slot clock lands."""
+    return [
+        landed
+        for landed in reversed(net.history())
+        if str(landed.signature) not in mark and landed.transaction is not None
+    ]
+
+
+def instructions_in(
+    landed: list[LandedTransaction], program_id: Pubkey, data: bytes, account: int
+) -> Counter[str]:
+    """Successful instructions of ``program_id`` with exactly ``data`` among ``landed``,
+    counted per the address of their ``account``-th account."""
+    counts: Counter[str] = Counter()
+    for item in landed:
+        if item.err is not None or item.transaction is None:
+            continue
+        keys = item.transaction.message.account_keys
+        for ix in item.transaction.message.instructions:
+            if keys[ix.program_id_index] == program_id and bytes(ix.data) == data:
+                counts[str(keys[ix.accounts[account]])] += 1
+    return counts
+
+
+def assert_journal_holds(engine: Engine, landed: list[LandedTransaction]) -> None:
+    """Every transaction in ``landed`` is in the records' write-ahead journal as landed,
+    and every signature the journal calls landed really landed."""
+    rows = {row.signature: row.status for row in transactions_like(engine, "")}
+    missing = [str(t.signature) for t in landed if rows.get(str(t.signature)) != "landed"]
+    assert not missing, f"landed but not journalled as landed: {missing} (journal: {rows})"
+    on_chain = {str(t.signature) for t in landed}
+    claimed = {sig for sig, status in rows.items() if status == "landed"}
+    assert claimed <= on_chain, f"journalled as landed but not on chain: {claimed - on_chain}"
