@@ -76,3 +76,11 @@ def assert_journal_holds(engine: Engine, landed: list[LandedTransaction]) -> Non
     on_chain = {str(t.signature) for t in landed}
     claimed = {sig for sig, status in rows.items() if status == "landed"}
     assert claimed <= on_chain, f"journalled as landed but not on chain: {claimed - on_chain}"
+
+
+def assert_landed_as_the_mode_lands(net: Localnet, landed: list[LandedTransaction]) -> None:
+    """The run's transactions landed as ``net``'s mode lands them: on the cluster-like
+    slot clock (never at once) or, on the instant localnet, each at once."""
+    assert landed, "the run landed nothing"
+    instant = net.behaviour is None
+    assert all(t.immediate == instant for t in landed), [str(t.signature) for t in landed]

@@ -12,6 +12,7 @@ from cluster_like import CLUSTER_LIKE
 from landed import (
     LOADER_UPGRADE,
     assert_journal_holds,
+    assert_landed_as_the_mode_lands,
     instructions_in,
     landed_signatures,
     landed_since,
@@ -122,6 +123,7 @@ async def test_rollback_restores_the_exact_archived_binary(
     upgrades = instructions_in(landed, loader.LOADER_ID, LOADER_UPGRADE, 2)
     assert upgrades[v2_buffer] == 1 and sorted(upgrades.values()) == [1, 1]
     assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
     proposal = proposals.get_proposal(records_db, result["proposal_id"])
     assert proposal is not None
     assert (proposal.kind, proposal.status, proposal.buffer_hash) == (

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 from cluster_like import CLUSTER_LIKE
-from landed import assert_journal_holds, instructions_in, landed_signatures, landed_since
+from landed import (
+    assert_journal_holds,
+    assert_landed_as_the_mode_lands,
+    instructions_in,
+    landed_signatures,
+    landed_since,
+)
 from prefect import tags
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
@@ -210,6 +216,7 @@ async def test_onchain_rollback_restores_the_archived_hash_without_an_upgrade_ke
     executes = um_instructions(landed, "execute_upgrade")
     assert executes == {result["onchain_proposal"]: 1}
     assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
     assert (result["emergency_threshold"], result["emergency_timelock_seconds"]) == (EMERGENCY, 1)
     assert sorted(result["approvals"]) == sorted(str(k.pubkey()) for k in m[1:5])
     proposal = rollback_row(records_db)

@@ -12,6 +12,7 @@ from flow_driver import run_upgrade_flow
 from landed import (
     LOADER_UPGRADE,
     assert_journal_holds,
+    assert_landed_as_the_mode_lands,
     instructions_in,
     landed_signatures,
     landed_since,
@@ -116,6 +117,7 @@ async def test_upgrade_end_to_end(
     upgrades = instructions_in(landed, loader.LOADER_ID, LOADER_UPGRADE, 2)
     assert upgrades == {v2_buffer: 1}
     assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
     assert result["signature"] in {str(t.signature) for t in landed}
 
     proposal = outcome.proposal

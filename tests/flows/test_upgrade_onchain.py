@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 import pytest
 from cluster_like import CLUSTER_LIKE, on
 from flow_driver import run_upgrade_flow
-from landed import assert_journal_holds, instructions_in, landed_signatures, landed_since
+from landed import (
+    assert_journal_holds,
+    assert_landed_as_the_mode_lands,
+    instructions_in,
+    landed_signatures,
+    landed_since,
+)
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
@@ -133,6 +139,7 @@ async def test_onchain_upgrade_end_to_end(
     executes = instructions_in(landed, um.PROGRAM_ID, instruction_data("execute_upgrade"), 1)
     assert executes == {result["onchain_proposal"]: 1}
     assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
 
     proposal = outcome.proposal
     assert proposal is not None and proposal.status == "executed"
