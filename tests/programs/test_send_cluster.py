@@ -77,7 +77,7 @@ def _count_submits(net: Localnet) -> Counter[str]:
 HALF_DROPPED = ClusterBehaviour(slot_seconds=0.1, drop_fraction=0.5, seed=1)
 
 
-@pytest.mark.parametrize("cluster", [HALF_DROPPED], indirect=True)
+@pytest.mark.parametrize("cluster", [HALF_DROPPED], indirect=True, ids=["half-dropped"])
 async def test_a_write_dropped_by_the_cluster_lands_once_through_resends(
     cluster: LocalnetServer, client: AsyncClient, payer: Keypair
 ) -> None:
@@ -105,6 +105,7 @@ async def test_a_write_dropped_by_the_cluster_lands_once_through_resends(
     "cluster",
     [ClusterBehaviour(slot_seconds=0.1, drop_fraction=1.0, max_processing_age=5)],
     indirect=True,
+    ids=["all-dropped"],
 )
 async def test_a_write_that_never_lands_expires_and_the_journal_says_so(
     cluster: LocalnetServer, client: AsyncClient, payer: Keypair
@@ -130,7 +131,7 @@ HELD = ClusterBehaviour(slot_seconds=3600, drop_fraction=0.0)
 PRICES = [1_000 * n for n in range(1, 11)]
 
 
-@pytest.mark.parametrize("cluster", [HELD], indirect=True)
+@pytest.mark.parametrize("cluster", [HELD], indirect=True, ids=["held-clock"])
 @pytest.mark.parametrize(("cap", "paid"), [(100_000, 8_000), (5_000, 5_000), (0, None)])
 async def test_the_priority_fee_is_the_75th_percentile_of_recent_fees_capped(
     cluster: LocalnetServer, client: AsyncClient, payer: Keypair, cap: int, paid: int | None
