@@ -132,7 +132,9 @@ async def run() -> None:
 
 def main() -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench-records.db'}"
-    os.environ["RUNBOOKS_CREATE_DATABASE"] = "1"  # a scratch file, new on purpose
+    # A scratch database this bench creates (an explicit DATABASE_URL is otherwise refused
+    # unless it names an existing records database).
+    os.environ["RUNBOOKS_CREATE_DATABASE"] = "1"
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     asyncio.run(run())
 

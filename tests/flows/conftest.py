@@ -1,5 +1,6 @@
-"""Flow fixtures: a localnet with demo_vault v1, the blocks the flows load, and a records
-database (SQLite and PostgreSQL). The sign-off driver is in flow_driver.py."""
+"""Flow fixtures: a localnet with demo_vault v1 (cluster-like when a test parametrizes
+``behaviour``, see cluster_like.py), the blocks the flows load, and a records database
+(SQLite and PostgreSQL). The sign-off driver is in flow_driver.py."""
 
 from __future__ import annotations
 
@@ -9,13 +10,23 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from sqlalchemy import Engine
 
+from localnet.cluster_mode import ClusterBehaviour
 from runbooks.demo import DemoChain, save_blocks, start_demo_chain
 from tasks.records import records_engine
 
 
 @pytest.fixture
-def chain(demo_binaries: dict[str, bytes]) -> Iterator[DemoChain]:
-    chain = start_demo_chain(binaries=demo_binaries)
+def behaviour() -> ClusterBehaviour | None:
+    """The localnet's behaviour: instant unless a test parametrizes ``behaviour``
+    (cluster_like.CLUSTER)."""
+    return None
+
+
+@pytest.fixture
+def chain(
+    demo_binaries: dict[str, bytes], behaviour: ClusterBehaviour | None
+) -> Iterator[DemoChain]:
+    chain = start_demo_chain(binaries=demo_binaries, behaviour=behaviour)
     yield chain
     chain.server.stop()
 

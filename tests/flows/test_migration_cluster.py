@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from landed import landed_signatures
+from landed import signatures_by_account
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine
 from test_migration_flow import MIGRATE, on_chain, params
@@ -57,7 +57,7 @@ async def test_a_2000_account_migration_completes_on_a_cluster_like_localnet(
     migrated = on_chain(chain, vaults)
     assert all(isinstance(v, vault.VaultV2) for v in migrated)
     assert [v.balance for v in migrated] == list(range(total))
-    landed = landed_signatures(net, chain.program_id, MIGRATE, 0)
+    landed = signatures_by_account(net, chain.program_id, MIGRATE, 0)
     assert set(landed) == {str(v) for v in vaults}
     assert {len(sigs) for sigs in landed.values()} == {1}  # one migrate per account
     states = migrations.account_states(records_db, result["migration_id"])

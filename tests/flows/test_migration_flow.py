@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from landed import count_landed, landed_signatures
+from landed import count_landed, signatures_by_account
 from prefect.settings import get_current_settings
 from solders.account import Account
 from solders.pubkey import Pubkey
@@ -293,7 +293,7 @@ async def test_a_failing_account_in_the_simulated_transaction_fails_alone(
             ),
         )
     await upgrade_directly(chain, chain.binaries["v2"])
-    landed = landed_signatures(net, chain.program_id, MIGRATE, 0)  # nothing yet
+    landed = signatures_by_account(net, chain.program_id, MIGRATE, 0)  # nothing yet
     assert landed == {}
 
     state = await migrate_accounts(**params(chain, block_names), return_state=True)
@@ -306,7 +306,7 @@ async def test_a_failing_account_in_the_simulated_transaction_fails_alone(
     states = migrations.account_states(records_db, run.id)
     assert (states[str(bad)].status, states[str(bad)].attempts) == ("failed", 1)
     assert states[str(bad)].signature is None
-    landed = landed_signatures(net, chain.program_id, MIGRATE, 0)
+    landed = signatures_by_account(net, chain.program_id, MIGRATE, 0)
     assert set(landed) == {str(v) for v in vaults[1:]}
     assert {len(s) for s in landed.values()} == {1}
     assert {a: s.signature for a, s in states.items() if a != str(bad)} == {

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from landed import landed_signatures
+from landed import signatures_by_account
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow_async
 from prefect.settings import get_current_settings
@@ -88,7 +88,7 @@ def records_agree_with_chain(
 ) -> None:
     """One landed migrate per vault; each vault's record names it; the journal holds
     every landed migrate as landed."""
-    landed = landed_signatures(chain.server.localnet, chain.program_id, MIGRATE, 0)
+    landed = signatures_by_account(chain.server.localnet, chain.program_id, MIGRATE, 0)
     assert set(landed) == {str(v) for v in vaults}
     assert {len(sigs) for sigs in landed.values()} == {1}, "a vault was migrated twice"
     states = migrations.account_states(records_db, migration_id)

@@ -8,6 +8,15 @@ import uuid
 from typing import Any
 
 import pytest
+from cluster_like import CLUSTER_LIKE
+from landed import (
+    LOADER_UPGRADE,
+    assert_journal_holds,
+    assert_landed_as_the_mode_lands,
+    instructions_in,
+    landed_signatures,
+    landed_since,
+)
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine, func, select
@@ -80,6 +89,7 @@ def rollback_params(chain: DemoChain, names: dict[str, str], pause: str) -> dict
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("behaviour", [None, CLUSTER_LIKE], ids=["instant", "cluster"])
 async def test_rollback_restores_the_exact_archived_binary(
     chain: DemoChain,
     block_names: dict[str, str],
@@ -88,6 +98,7 @@ async def test_rollback_restores_the_exact_archived_binary(
     pausable: tuple[Pubkey, str],
 ) -> None:
     config, pause = pausable
+    mark = landed_signatures(chain.server.localnet)
     v1_hash, v2_hash = (loader.verifiable_hash(chain.binaries[v]) for v in ("v1", "v2"))
     program_id = str(chain.program_id)
     upgraded = await run_upgrade(chain, v2_buffer, chain.members[:3], block_names)
@@ -106,6 +117,13 @@ async def test_rollback_restores_the_exact_archived_binary(
 
     assert result["new_hash"] == v1_hash == programdata_hash(chain)
     assert result["old_hash"] == v2_hash and result["archive_id"] == archived.id
+    # One Upgrade from v2's buffer, one from the buffer the rollback wrote: nothing twice;
+    # every transaction of both runs is journalled as landed.
+    landed = landed_since(chain.server.localnet, mark)
+    upgrades = instructions_in(landed, loader.LOADER_ID, LOADER_UPGRADE, 2)
+    assert upgrades[v2_buffer] == 1 and sorted(upgrades.values()) == [1, 1]
+    assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
     proposal = proposals.get_proposal(records_db, result["proposal_id"])
     assert proposal is not None
     assert (proposal.kind, proposal.status, proposal.buffer_hash) == (

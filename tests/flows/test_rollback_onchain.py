@@ -17,6 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from cluster_like import CLUSTER_LIKE
+from landed import (
+    assert_journal_holds,
+    assert_landed_as_the_mode_lands,
+    instructions_in,
+    landed_signatures,
+    landed_since,
+)
 from prefect import tags
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
@@ -33,6 +41,7 @@ from domain.governance import onchain_approval_line
 from flows._signoff import approval_subject, signing_subject
 from flows.rollback import emergency_rollback
 from programs import loader
+from programs.anchor import instruction_data
 from programs.demo_vault import client as vault
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalKind, ProposalStatus
@@ -55,6 +64,11 @@ from tasks.archive import archive_program
 from tests.stand_ins.slack_stub import SlackStub
 
 EMERGENCY = 4  # setup_governance: threshold 3 of 5, emergency 4 of 5
+
+
+def um_instructions(landed: list[Any], name: str) -> Any:
+    """Landed upgrade_manager ``name`` instructions, per proposal account."""
+    return instructions_in(landed, um.PROGRAM_ID, instruction_data(name), 1)
 
 
 def account(chain: DemoChain, address: Pubkey) -> bytes:
@@ -157,10 +171,12 @@ def onchain(chain: DemoChain, proposal: proposals.ProposalRecord) -> Proposal:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("behaviour", [None, CLUSTER_LIKE], ids=["instant", "cluster"])
 async def test_onchain_rollback_restores_the_archived_hash_without_an_upgrade_key(
     chain: DemoChain, rolled_forward: dict[str, Any], records_db: Engine
 ) -> None:
     m = chain.members
+    mark = landed_signatures(chain.server.localnet)
     program_id = str(chain.program_id)
     v1_hash, v2_hash = (loader.verifiable_hash(chain.binaries[v]) for v in ("v1", "v2"))
     assert programdata_hash(chain) == v2_hash
@@ -195,6 +211,12 @@ async def test_onchain_rollback_restores_the_archived_hash_without_an_upgrade_ke
     assert result["backend"] == "onchain"
     assert result["restored_hash"] == result["archived_hash"] == v1_hash == programdata_hash(chain)
     assert result["old_hash"] == v2_hash
+    # Exactly one execute landed; every transaction of the run is journalled as landed.
+    landed = landed_since(chain.server.localnet, mark)
+    executes = um_instructions(landed, "execute_upgrade")
+    assert executes == {result["onchain_proposal"]: 1}
+    assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
     assert (result["emergency_threshold"], result["emergency_timelock_seconds"]) == (EMERGENCY, 1)
     assert sorted(result["approvals"]) == sorted(str(k.pubkey()) for k in m[1:5])
     proposal = rollback_row(records_db)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from flow_driver import run_upgrade_flow
-from landed import count_landed, landed_signatures
+from landed import count_landed, signatures_by_account
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine
 from test_migration_flow import MIGRATE, count_migrates, on_chain, params
@@ -134,7 +134,7 @@ async def test_a_2000_account_migration_completes_through_rpc_faults(
     run = migrations.get_migration(records_db, result["migration_id"])
     assert run is not None and run.status == "completed"
     # Every landed migrate's signature is in the records, on the account it migrated.
-    signatures = landed_signatures(chain.server.localnet, chain.program_id, MIGRATE, 0)
+    signatures = signatures_by_account(chain.server.localnet, chain.program_id, MIGRATE, 0)
     states = migrations.account_states(records_db, run.id)
     assert {a: s.signature for a, s in states.items()} == {a: s[0] for a, s in signatures.items()}
     assert all(proxy.counts[f] for f in FAULTS), proxy.counts

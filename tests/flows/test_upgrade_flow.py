@@ -7,7 +7,16 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from cluster_like import CLUSTER_LIKE, on
 from flow_driver import run_upgrade_flow
+from landed import (
+    LOADER_UPGRADE,
+    assert_journal_holds,
+    assert_landed_as_the_mode_lands,
+    instructions_in,
+    landed_signatures,
+    landed_since,
+)
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from sqlalchemy import Engine, func, select
@@ -61,11 +70,17 @@ def counts(engine: Engine) -> dict[str, int]:
         }
 
 
+@pytest.mark.parametrize(
+    ("db_url", "behaviour"),
+    [on("sqlite", None), on("postgresql", None), on("sqlite", CLUSTER_LIKE)],
+    indirect=["db_url"],
+)
 async def test_upgrade_end_to_end(
     chain: DemoChain, block_names, records_db: Engine, v2_buffer: str, tmp_path, capsys
 ) -> None:
     v1_hash, v2_hash = (loader.verifiable_hash(chain.binaries[v]) for v in ("v1", "v2"))
     assert programdata_hash(chain) == v1_hash
+    mark = landed_signatures(chain.server.localnet)
     m = chain.members
 
     def answers(proposal: proposals_records.ProposalRecord) -> list[dict]:
@@ -97,6 +112,13 @@ async def test_upgrade_end_to_end(
     assert result["old_hash"] == v1_hash and result["new_hash"] == v2_hash
     assert result["approvals"] == [str(k.pubkey()) for k in m[:3]]
     assert programdata_hash(chain) == v2_hash
+    # Exactly one Upgrade landed, and every transaction of the run is journalled as landed.
+    landed = landed_since(chain.server.localnet, mark)
+    upgrades = instructions_in(landed, loader.LOADER_ID, LOADER_UPGRADE, 2)
+    assert upgrades == {v2_buffer: 1}
+    assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
+    assert result["signature"] in {str(t.signature) for t in landed}
 
     proposal = outcome.proposal
     assert proposal is not None and proposal.status == "executed"

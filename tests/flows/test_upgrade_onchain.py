@@ -11,7 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from cluster_like import CLUSTER_LIKE, on
 from flow_driver import run_upgrade_flow
+from landed import (
+    assert_journal_holds,
+    assert_landed_as_the_mode_lands,
+    instructions_in,
+    landed_signatures,
+    landed_since,
+)
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
@@ -25,6 +33,7 @@ from domain.policy import Member
 from domain.signoff import Verdict
 from flows._signoff import approval_subject
 from programs import loader
+from programs.anchor import instruction_data
 from programs.upgrade_manager import client as um
 from programs.upgrade_manager.client import Governance, Proposal, ProposalStatus
 from programs.upgrade_manager.sandbox import DEVNET_GENESIS
@@ -81,10 +90,16 @@ def sign(member: Keypair, proposal: proposals.ProposalRecord, action: str = "app
     }
 
 
+@pytest.mark.parametrize(
+    ("db_url", "behaviour"),
+    [on("sqlite", None), on("postgresql", None), on("sqlite", CLUSTER_LIKE)],
+    indirect=["db_url"],
+)
 async def test_onchain_upgrade_end_to_end(
     chain: DemoChain, gov_blocks, records_db: Engine, pda_buffer: str, tmp_path, capsys
 ) -> None:
     m = chain.members
+    mark = landed_signatures(chain.server.localnet)
     v2_hash = loader.verifiable_hash(chain.binaries["v2"])
     outsider = Keypair()
 
@@ -118,6 +133,13 @@ async def test_onchain_upgrade_end_to_end(
     assert result["backend"] == "onchain"
     assert result["approvals"] == [str(k.pubkey()) for k in m[:3]]
     assert programdata_hash(chain) == v2_hash
+    # Exactly one execute landed (the proposal, the relayed votes and the execute are
+    # all the run's), and every transaction of the run is journalled as landed.
+    landed = landed_since(chain.server.localnet, mark)
+    executes = instructions_in(landed, um.PROGRAM_ID, instruction_data("execute_upgrade"), 1)
+    assert executes == {result["onchain_proposal"]: 1}
+    assert_journal_holds(records_db, landed)
+    assert_landed_as_the_mode_lands(chain.server.localnet, landed)
 
     proposal = outcome.proposal
     assert proposal is not None and proposal.status == "executed"
