@@ -42,8 +42,10 @@ demo: setup
 demo-rollback: setup
 	RUNBOOKS_PAUSE_POLL_SECONDS=1 $(RUN) runbooks demo --scenario rollback
 
+# The production layout on one machine: make up WORKERS=2 PREFECT_DATABASE=postgresql+asyncpg://...
 up: setup
-	$(RUN) runbooks up
+	$(RUN) runbooks up $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(PREFECT_DATABASE),--prefect-database $(PREFECT_DATABASE))
 
 test: setup
 	$(RUN) pytest

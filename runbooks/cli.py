@@ -154,7 +154,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from runbooks.up import main as up_main
 
-    return up_main(args.behaviour)
+    return up_main(args.behaviour, workers=args.workers, prefect_database=args.prefect_database)
 
 
 def _metrics(args: argparse.Namespace) -> int:
@@ -265,6 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
         "up", help="localnet + Prefect server and UI (127.0.0.1:4200) + served deployments"
     )
     add_cluster_options(up)
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the deployments on the `runbooks` process work pool with this many "
+        "workers (`prefect deploy --all` + `prefect worker start`), as in production; "
+        "0 (default): serve them from this process",
+    )
+    up.add_argument(
+        "--prefect-database",
+        metavar="URL",
+        help="the Prefect server's PostgreSQL (postgresql+asyncpg://user:pass@host/db); "
+        "default: Prefect's SQLite under PREFECT_HOME",
+    )
     up.set_defaults(run=_up)
 
     metrics = commands.add_parser(

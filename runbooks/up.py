@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from core.errors import InputError
 from core.keys import keypair_to_json
 from core.settings import (
     EPHEMERAL_STARTUP_TIMEOUT,
@@ -177,10 +178,25 @@ def start_metrics_endpoint() -> None:
     print(f"Metrics:     {endpoint_url(server, host)}  (Prometheus)", flush=True)
 
 
-def main(behaviour: ClusterBehaviour | None = None) -> int:
+def main(
+    behaviour: ClusterBehaviour | None = None,
+    *,
+    workers: int = 0,
+    prefect_database: str | None = None,
+) -> int:
+    """The console. With ``workers``, prefect.yaml's deployments go to the ``runbooks``
+    process work pool and that many workers run them (the production layout, on one
+    machine); without, this process serves them. ``prefect_database``: the Prefect
+    server's PostgreSQL (else its SQLite under PREFECT_HOME)."""
+    from runbooks import workers as pool
+
+    server_env = pool.server_database_env(prefect_database)  # refused before anything starts
+    if workers < 0:
+        raise InputError(f"--workers {workers}: give 0 (serve from this process) or more")
     os.environ.setdefault("PREFECT_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("PREFECT_UI_API_URL", f"http://{UI_HOST}:{UI_PORT}/api")
     os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "2")
+    os.environ.update(server_env)
     # Prefect reads its settings at import: after the environment above is set.
     from runbooks.crash_watch import HEARTBEAT_SECONDS, ensure_crash_automations
 
@@ -188,12 +204,24 @@ def main(behaviour: ClusterBehaviour | None = None) -> int:
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     (REPO_ROOT / "var").mkdir(exist_ok=True)
     server = start_prefect_server()
+    running: list[subprocess.Popen[bytes]] = []
     start_metrics_endpoint()
     try:
         asyncio.run(ensure_crash_automations())
         scenario = asyncio.run(prepare_chain(behaviour))
+        if workers:
+            asyncio.run(pool.ensure_work_pool())
+            env = pool.runbooks_env()
+            pool.deploy_all(env, REPO_ROOT / "var" / "deploy.log")
+            running = pool.start_workers(workers, env, REPO_ROOT / "var" / "workers")
+        where = (
+            f"{workers} process worker(s) on work pool {pool.POOL!r} (logs in var/workers/)"
+            if workers
+            else "served from this process"
+        )
         print(
-            f"\nPrefect UI:  http://{UI_HOST}:{UI_PORT}\n"
+            f"\nPrefect UI:  http://{UI_HOST}:{UI_PORT}"
+            f"  ({'PostgreSQL' if server_env else 'SQLite'}; deployments {where})\n"
             f"Localnet:    {scenario['rpc']}\n"
             f"Program:     {scenario['program_id']}  (demo_vault v1)\n"
             f"Buffer:      {scenario['buffer']}  (demo_vault v2)\n"
@@ -205,11 +233,16 @@ def main(behaviour: ClusterBehaviour | None = None) -> int:
             "Ctrl-C stops everything.\n",
             flush=True,
         )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        if workers:
+            while all(worker.poll() is None for worker in running):
+                time.sleep(1)
+            raise RuntimeError("a worker exited; see var/workers/")
         from prefect import serve
 
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         serve(*load_deployments(), print_starting_message=True)
     finally:
+        pool.stop(running)
         server.terminate()
         server.wait(timeout=30)
     return 0

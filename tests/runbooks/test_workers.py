@@ -1,0 +1,120 @@
+"""The production layout `runbooks up --workers 2 --prefect-database ...` builds, with real
+parts: `prefect server start` on PostgreSQL, the `runbooks` process work pool,
+`prefect deploy --all` of prefect.yaml, and two `prefect worker start` processes that
+share the runs of a deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.errors import InputError
+from core.settings import REPO_ROOT
+from runbooks import workers
+from store.testing import create_scratch_database, drop_database, postgres_unavailable_reason
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from browser_stack import ConsoleEnv, free_port, patched_environ, stop
+
+RUNS = 4
+
+
+@pytest.fixture
+def production(tmp_path: Path) -> Iterator[tuple[ConsoleEnv, dict[str, str]]]:
+    reason = postgres_unavailable_reason()
+    if reason is not None:
+        if os.environ.get("TEST_POSTGRES_REQUIRED", "").strip() not in ("", "0"):
+            pytest.fail(f"the Prefect server's PostgreSQL: {reason}")
+        pytest.skip(f"the Prefect server's PostgreSQL: {reason}")
+    from runbooks.up import start_prefect_server
+
+    database = create_scratch_database()
+    env = ConsoleEnv(
+        port=free_port(),
+        prefect_home=tmp_path / "prefect",
+        database_url=f"sqlite:///{tmp_path / 'records.db'}",
+    )
+    server_env = workers.server_database_env(database)
+    (REPO_ROOT / "var").mkdir(exist_ok=True)  # start_prefect_server logs there
+    with patched_environ({**env.variables(), **server_env}):
+        server = start_prefect_server(host="127.0.0.1", port=env.port)
+    try:
+        yield env, server_env
+    finally:
+        stop(server)
+        drop_database(database)
+
+
+async def test_two_workers_on_a_postgresql_server_share_a_deployments_runs(
+    production: tuple[ConsoleEnv, dict[str, str]], tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env, server_env = production
+    assert server_env[workers.SERVER_DATABASE_SETTING].startswith("postgresql+asyncpg://")
+    run_env = workers.runbooks_env({**env.environ(), "PREFECT_WORKER_QUERY_SECONDS": "1"})
+    with temporary_settings(updates={PREFECT_API_URL: env.api_url}):
+        await workers.ensure_work_pool()
+        await workers.ensure_work_pool()  # a second time changes nothing
+        workers.deploy_all(run_env, tmp_path / "deploy.log")
+        running = workers.start_workers(2, run_env, tmp_path / "workers", limit=1)
+        try:
+            async with get_client() as client:
+                pool = await client.read_work_pool(workers.POOL)
+                assert pool.type == "process"
+                # Every deployment of prefect.yaml is on the pool, as `prefect deploy --all`
+                # registers them for an operator.
+                spec = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+                deployed = await client.read_deployments()
+                names = {d.name: d for d in deployed}
+                assert {d["name"] for d in spec["deployments"]} <= set(names)
+                assert {d.work_pool_name for d in deployed} == {workers.POOL}
+                monthly = names["monthly"]
+                runs = [
+                    await client.create_flow_run_from_deployment(monthly.id) for _ in range(RUNS)
+                ]
+                states = await _wait_until_final(client, [r.id for r in runs], timeout=240)
+        finally:
+            workers.stop(running)
+    assert all(state == "COMPLETED" for state in states.values()), states
+    # Each worker runs one at a time (--limit 1): both took a share of the runs.
+    taken = {
+        log.stem: log.read_text().count("submitting flow run")
+        for log in sorted((tmp_path / "workers").glob("*.log"))
+    }
+    assert set(taken) == {"runbooks-worker-1", "runbooks-worker-2"}
+    assert sum(taken.values()) == RUNS and all(taken.values()), taken
+
+
+async def _wait_until_final(client: object, ids: list, timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {}
+        for run_id in ids:
+            run = await client.read_flow_run(run_id)  # type: ignore[attr-defined]
+            states[str(run_id)] = run.state.type.value if run.state else "NONE"
+        if all(s in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for s in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            raise AssertionError(f"runs not finished after {timeout:.0f} s: {states}")
+        await asyncio.sleep(1)
+
+
+def test_the_prefect_database_must_be_postgresql_and_its_password_is_never_shown() -> None:
+    with pytest.raises(InputError, match="not a PostgreSQL URL") as refused:
+        workers.server_database_env("mysql://admin:hunter2@db/prefect")
+    assert "hunter2" not in str(refused.value)
+    assert workers.server_database_env(None) == {}
+    assert workers.server_database_env("postgresql+psycopg://u:p@h/db") == {
+        workers.SERVER_DATABASE_SETTING: "postgresql+asyncpg://u:p@h/db"
+    }
+    with pytest.raises(InputError, match="--workers 0"):
+        workers.start_workers(0, {}, Path("/nonexistent"))
