@@ -4,12 +4,14 @@ Proposing, approving and executing an upgrade, as the operations runbook describ
 
 1. Audit the multisig policy (members, threshold, timelock, description).
 2. Verify the buffer on chain: a loader Buffer, the program's authority, the expected
-   verifiable-build hash, and room in the ProgramData.
+   verifiable-build hash. Given the built ``.so`` instead, check its hash first, then
+   write the buffer (resuming a half-written one) and hand it to the authority.
 3. Record the proposal and tell the members what to sign.
 4. Collect sign-offs, one pause per sign-off, until the threshold is met (or the
    proposal is rejected or cancelled).
 5. Wait out the timelock, counted from the moment the threshold was met.
-6. Execute the Upgrade through the BPF Upgradeable Loader.
+6. Extend the ProgramData when the new binary needs more room (ExtendProgram), then
+   execute the Upgrade through the BPF Upgradeable Loader.
 7. Verify on chain, record, and publish a report.
 
 A restart (a suspended run resumed, or a crashed run retried) repeats nothing: the
@@ -37,7 +39,7 @@ from blocks.keypair import SolanaKeypair
 from blocks.multisig import MultisigPolicy
 from blocks.slack import SlackChannel
 from core.approval import ApprovalSubject
-from core.errors import ProposalClosed
+from core.errors import InputError, ProposalClosed
 from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey, parse_sha256
 from core.settings import settings
@@ -48,8 +50,10 @@ from domain.report import fields_table, linked
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome, approval_subject
 from programs.rpc import ProgramInfo
+from store.records import proposals as proposals_records
 from store.records.proposals import ProposalRecord
 from tasks import archive, chain, governance, kill_switch, records
+from tasks import buffer as buffer_tasks
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id
 
@@ -68,9 +72,10 @@ def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None)
 @flow(name="program-upgrade", persist_result=False)
 async def upgrade_program(
     program_id: str,
-    buffer: str,
     description: str,
     proposer: str,
+    buffer: str | None = None,
+    program_file: str | None = None,
     expected_sha256: str | None = None,
     cluster_block: str = "localnet",
     policy_block: str = "localnet-multisig",
@@ -82,13 +87,16 @@ async def upgrade_program(
 
     Args:
         program_id: The upgradeable program to upgrade (base58 address).
-        buffer: The buffer already written on chain (`solana program write-buffer`),
-            its authority set to the program's upgrade authority.
         description: What changes and why, in plain ASCII; every member reads it.
         proposer: Who proposes: your name or key.
+        buffer: A buffer already written on chain (`solana program write-buffer`), its
+            authority set to the program's upgrade authority. Give this or program_file.
+        program_file: The built .so on the worker: the run writes it to a buffer itself
+            (resuming a half-written one) after checking it against expected_sha256.
+            Give this or buffer.
         expected_sha256: The verifiable-build hash of the new binary (solana-verify); the
-            buffer must match it. Without it, the buffer's own hash is proposed and shown
-            to every member.
+            buffer must match it, and so must program_file (required with it). Without
+            it, the buffer's own hash is proposed and shown to every member.
         cluster_block: The SolanaCluster block of the cluster to upgrade on.
         policy_block: The MultisigPolicy block: members, threshold, timelock, backend.
         authority_block: The SolanaKeypair block of the upgrade authority (keypair
@@ -101,9 +109,22 @@ async def upgrade_program(
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")
-    parse_pubkey(buffer, "buffer")
+    if bool(buffer) == bool(program_file):
+        raise InputError(
+            "give one of buffer (a buffer written already) or program_file (the built .so, "
+            f"written by this run), not {'both' if buffer else 'neither'}"
+        )
+    if buffer:
+        parse_pubkey(buffer, "buffer")
     if expected_sha256:
         expected_sha256 = parse_sha256(expected_sha256, "expected_sha256")
+    if program_file:
+        if not expected_sha256:
+            raise InputError(
+                "program_file needs expected_sha256: the verifiable-build hash "
+                "(`solana-verify get-executable-hash <file>`) the file must have"
+            )
+        buffer_tasks.read_program_file(program_file, expected_sha256)
 
     # 1. Policy audit, before anything is recorded.
     cluster = await load_block(SolanaCluster, cluster_block)
@@ -138,6 +159,23 @@ async def upgrade_program(
         if onchain is not None
         else (await load_block(SolanaKeypair, authority_block)).keypair().pubkey()
     )
+
+    # 2. Written by this run from the .so (resumed on a restart), handed to the authority.
+    if program_file:
+        assert expected_sha256 is not None  # checked above
+        buffer = await buffer_tasks.write_program_buffer(
+            cluster,
+            program_id,
+            program_file,
+            expected_sha256,
+            buffer_tasks.buffer_purpose(
+                cluster.cluster, program_id, expected_sha256, current_run_id()
+            ),
+            fee_payer_block,
+            authority_block=None if onchain is not None else authority_block,
+            governance_authority=onchain.authority if onchain is not None else None,
+        )
+    assert buffer is not None  # one of the two, checked above
 
     # 2-3. Verify the buffer and record the proposal (once per run).
     key = proposal_key(cluster.cluster, program_id, buffer, current_run_id())
@@ -272,6 +310,14 @@ async def execute_verified(
     if earlier is not None:
         signature, before = earlier
     else:
+        # A larger binary needs room first; no authority signs it, so no sign-off either.
+        await buffer_tasks.make_room(
+            cluster,
+            proposal.program_id,
+            proposal.buffer or "",
+            fee_payer_block,
+            proposals_records.proposal_subject(proposal.id),
+        )
         await archive.archive_program(cluster, proposal.program_id, proposal_id=proposal.id)
         before = await chain.read_program(cluster, proposal.program_id)
         if onchain is not None:

@@ -41,6 +41,15 @@ _IX_CLOSE = 5
 _IX_EXTEND_PROGRAM = 6
 _IX_SET_AUTHORITY_CHECKED = 7
 
+# The runtime's ceiling for an account's data (MAX_PERMITTED_DATA_LENGTH, 10 MiB), so for
+# a buffer's and a ProgramData's; and the least ExtendProgram grows a ProgramData by.
+MAX_ACCOUNT_DATA_LEN = 10 * 1024 * 1024
+MAX_PROGRAM_LEN = MAX_ACCOUNT_DATA_LEN - PROGRAMDATA_METADATA_SIZE
+MIN_EXTEND_BYTES = 10_240
+# sBPF ELF: ELF64, little endian, a shared object, e_machine EM_BPF or EM_SBPF.
+_ET_DYN = 3
+_SBPF_MACHINES = (247, 263)
+
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
 
@@ -241,6 +250,32 @@ def write_chunks(data: bytes, chunk_size: int = WRITE_CHUNK_SIZE) -> Iterator[tu
         raise InputError(f"chunk_size must be positive, got {chunk_size}")
     for offset in range(0, len(data), chunk_size):
         yield offset, bytes(data[offset : offset + chunk_size])
+
+
+def extension_bytes(capacity: int, needed: int) -> int:
+    """What ExtendProgram must add to a ProgramData of ``capacity`` program bytes to hold
+    ``needed``: 0 when it fits, else at least ``MIN_EXTEND_BYTES``."""
+    if needed <= capacity:
+        return 0
+    return max(needed - capacity, MIN_EXTEND_BYTES)
+
+
+def check_program_elf(elf: bytes, what: str = "program") -> None:
+    """InputError unless ``elf`` is an sBPF ELF shared object the loader can hold."""
+    if len(elf) < 64 or elf[:4] != b"\x7fELF":
+        raise InputError(f"{what} is not an ELF file (no ELF header); pass the built .so")
+    (e_type, e_machine) = struct.unpack_from("<HH", elf, 16)
+    if elf[4] != 2 or elf[5] != 1 or e_type != _ET_DYN or e_machine not in _SBPF_MACHINES:
+        raise InputError(
+            f"{what} is an ELF but not an sBPF program (class {elf[4]}, data {elf[5]}, "
+            f"type {e_type}, machine {e_machine}); pass the .so `cargo build-sbf` or "
+            "`make programs` built"
+        )
+    if len(elf) > MAX_PROGRAM_LEN:
+        raise InputError(
+            f"{what} is {len(elf)} bytes; the loader holds at most {MAX_PROGRAM_LEN} bytes "
+            "of program"
+        )
 
 
 # --- account states -------------------------------------------------------------------

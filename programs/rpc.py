@@ -124,8 +124,13 @@ def check_upgrade_ready(
     buffer: BufferInfo,
     authority: Pubkey,
     expected_hash: str | None,
+    *,
+    extendable: bool = False,
 ) -> None:
-    """Every precondition of an Upgrade, checked before anything is recorded or sent."""
+    """Every precondition of an Upgrade, checked before anything is recorded or sent.
+
+    ``extendable``: a ProgramData too small is no refusal (the runbook extends it before
+    the execution)."""
     if program.authority is None:
         raise ProgramImmutable(
             f"program {program.program_id} is immutable (no upgrade authority): "
@@ -146,7 +151,7 @@ def check_upgrade_ready(
         )
     if expected_hash is not None and buffer.sha256 != expected_hash.strip().lower():
         raise HashMismatch(f"buffer {buffer.address}", expected_hash, buffer.sha256)
-    if buffer.data_len > program.capacity:
+    if buffer.data_len > program.capacity and not extendable:
         missing = buffer.data_len - program.capacity
         raise ProgramDataTooSmall(
             f"ProgramData of {program.program_id} holds {program.capacity} bytes but the "

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import httpx2
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment
 from solana.rpc.core import RPCException
@@ -180,9 +182,13 @@ async def send_batch(
     options: SendOptions | None = None,
     journal: Journal | None = None,
     concurrency: int = 16,
+    preflight: bool = True,
 ) -> list[Outcome]:
     """One transaction per instruction set, under one blockhash, sent concurrently and
     confirmed together; an outcome for each, in order.
+
+    ``preflight`` False skips the RPC's per-transaction simulation (the batch's own
+    simulation has checked its largest set): a failure then lands, as an outcome.
 
     Refused and failed transactions are outcomes, not errors. If any expired,
     TransactionExpired is raised after every other one was settled in the journal.
@@ -212,9 +218,13 @@ async def send_batch(
 
     async def first_send(tx: Transaction) -> Outcome | None:
         async with gate:
-            return await _send(client, tx, preflight=True, commitment=opts.commitment)
+            return await _send(client, tx, preflight=preflight, commitment=opts.commitment)
 
-    refusals = await asyncio.gather(*(first_send(tx) for tx in txs))
+    if preflight:
+        refusals = await asyncio.gather(*(first_send(tx) for tx in txs))
+    else:
+        await _send_unchecked(client, txs)
+        refusals = [None] * len(txs)
     outcomes: dict[str, Outcome] = {}
     for item, refusal in zip(signed, refusals, strict=True):
         if refusal is not None:
@@ -371,6 +381,49 @@ async def _send(
     return None
 
 
+# Transactions per JSON-RPC batch request of unchecked sends.
+SEND_BATCH_SIZE = 64
+
+
+async def _send_unchecked(client: AsyncClient, txs: Sequence[Transaction]) -> None:
+    """Send ``txs`` without preflight, many to a JSON-RPC batch request: one HTTP round
+    trip per batch instead of per transaction. Answers are not read (the confirmation
+    decides); an endpoint that refuses batches gets one request per transaction."""
+    provider = client._provider  # solana-py has no batch call; rpc_transport uses it too
+
+    async def post(chunk: Sequence[Transaction]) -> None:
+        body = json.dumps(
+            [
+                {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": "sendTransaction",
+                    "params": [
+                        base64.b64encode(bytes(tx)).decode(),
+                        {"encoding": "base64", "skipPreflight": True, "maxRetries": 0},
+                    ],
+                }
+                for i, tx in enumerate(chunk)
+            ]
+        )
+        reply: object = None
+        try:
+            response = await provider.session.post(
+                provider.endpoint_uri, content=body, headers={"Content-Type": "application/json"}
+            )
+            if response.status_code == 200:
+                reply = response.json()
+        except (httpx2.HTTPError, ValueError):
+            reply = None
+        if not isinstance(reply, list):
+            for tx in chunk:
+                await _send(client, tx, preflight=False)
+
+    await asyncio.gather(
+        *(post(txs[i : i + SEND_BATCH_SIZE]) for i in range(0, len(txs), SEND_BATCH_SIZE))
+    )
+
+
 async def _statuses(
     client: AsyncClient, items: Sequence[Signed]
 ) -> list[tuple[Signed, TransactionStatus | None]]:
@@ -419,15 +472,17 @@ def _needed(
     keys: Sequence[Keypair], instructions: Sequence[Instruction], payer: Keypair
 ) -> list[Keypair]:
     """The signers a transaction needs: the payer and the keys its instructions ask for."""
-    wanted = {bytes(payer.pubkey())} | {
-        bytes(meta.pubkey) for ix in instructions for meta in ix.accounts if meta.is_signer
+    wanted = {payer.pubkey()} | {
+        meta.pubkey for ix in instructions for meta in ix.accounts if meta.is_signer
     }
-    return [k for k in keys if bytes(k.pubkey()) in wanted]
+    return [k for k in keys if k.pubkey() in wanted]
 
 
 # A blockhash lands transactions for 150 blocks; send in waves well inside that, each
 # under a fresh blockhash, as `solana program write-buffer` refreshes its own.
-WRITES_PER_BLOCKHASH = 64
+WRITES_PER_BLOCKHASH = 128
+# Writes in flight at once: each is small, and the RPC answers a send before it lands.
+WRITE_CONCURRENCY = 32
 
 
 async def write_buffer(
@@ -439,33 +494,95 @@ async def write_buffer(
     *,
     options: SendOptions | None = None,
     journal: Journal | None = None,
+    write_journal: Journal | None = None,
 ) -> Pubkey:
     """Create a buffer and write ``elf`` into it, as `solana program write-buffer` does.
 
-    Chunks go out concurrently (each Write names its own offset, so order does not
-    matter) in waves of ``WRITES_PER_BLOCKHASH``, each wave under a fresh blockhash.
+    ``journal`` takes the create, ``write_journal`` (default: ``journal``) the Writes.
     """
-    rent = await client.get_minimum_balance_for_rent_exemption(
-        loader.BUFFER_METADATA_SIZE + len(elf)
+    await create_buffer(client, payer, buffer, authority.pubkey(), len(elf), options, journal)
+    # A new buffer holds zeros: no read-back needed, and zero chunks need no Write.
+    await write_missing(
+        client,
+        payer,
+        buffer.pubkey(),
+        authority,
+        elf,
+        current=bytes(len(elf)),
+        options=options,
+        journal=write_journal or journal,
     )
-    create = loader.create_buffer(
-        payer.pubkey(), buffer.pubkey(), authority.pubkey(), rent.value, len(elf)
-    )
-    await send_and_confirm(client, create, payer, [buffer], options=options, journal=journal)
+    return buffer.pubkey()
+
+
+async def create_buffer(
+    client: AsyncClient,
+    payer: Keypair,
+    buffer: Keypair,
+    authority: Pubkey,
+    size: int,
+    options: SendOptions | None = None,
+    journal: Journal | None = None,
+) -> Signature:
+    """Create and initialize a rent-exempt buffer of ``size`` program bytes."""
+    rent = await client.get_minimum_balance_for_rent_exemption(loader.BUFFER_METADATA_SIZE + size)
+    create = loader.create_buffer(payer.pubkey(), buffer.pubkey(), authority, rent.value, size)
+    return await send_and_confirm(client, create, payer, [buffer], options=options, journal=journal)
+
+
+async def write_missing(
+    client: AsyncClient,
+    payer: Keypair,
+    buffer: Pubkey,
+    authority: Keypair,
+    elf: bytes,
+    *,
+    current: bytes | None = None,
+    options: SendOptions | None = None,
+    journal: Journal | None = None,
+) -> int:
+    """Write the chunks of ``elf`` whose bytes differ from the buffer's; how many were sent.
+
+    ``current``: the buffer's program bytes when known (else read back), so a buffer
+    half-written by a killed run gets only what it lacks. Chunks go out concurrently
+    (each Write names its own offset, so order does not matter) in waves of
+    ``WRITES_PER_BLOCKHASH``, each wave under a fresh blockhash.
+    """
+    if current is None:
+        resp = await client.get_account_info(
+            buffer, commitment=_commitment(options or SendOptions())
+        )
+        if resp.value is None:
+            raise ChainError(f"buffer {buffer} does not exist; create it before writing")
+        current = loader.program_bytes(bytes(resp.value.data))
+    if len(current) < len(elf):
+        raise ChainError(
+            f"buffer {buffer} holds {len(current)} program bytes, fewer than the "
+            f"{len(elf)} to write; write a new buffer"
+        )
     writes = [
-        [loader.write(buffer.pubkey(), authority.pubkey(), offset, chunk)]
+        [loader.write(buffer, authority.pubkey(), offset, chunk)]
         for offset, chunk in loader.write_chunks(elf)
+        if current[offset : offset + len(chunk)] != chunk
     ]
     for start in range(0, len(writes), WRITES_PER_BLOCKHASH):
         wave = writes[start : start + WRITES_PER_BLOCKHASH]
         outcomes = await send_batch(
-            client, wave, payer, [authority], options=options, journal=journal
+            client,
+            wave,
+            payer,
+            [authority],
+            options=options,
+            journal=journal,
+            concurrency=WRITE_CONCURRENCY,
+            # The wave's simulation checked a Write; a preflight per chunk doubles the work.
+            preflight=False,
         )
         failed = [o for o in outcomes if not o.landed]
         if failed:
             raise TransactionFailed(
-                f"{len(failed)} Write transaction(s) to buffer {buffer.pubkey()} failed "
+                f"{len(failed)} Write transaction(s) to buffer {buffer} failed "
                 f"(first: {failed[0].error})",
                 list(failed[0].logs),
             )
-    return buffer.pubkey()
+    return len(writes)

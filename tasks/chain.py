@@ -175,11 +175,14 @@ async def landed_execution(
 async def inspect_upgrade(
     cluster: SolanaCluster, program_id: str, buffer: str, authority: str, expected_hash: str | None
 ) -> tuple[ProgramInfo, BufferInfo]:
-    """Read the program and the buffer and check every precondition of the upgrade."""
+    """Read the program and the buffer and check every precondition of the upgrade; a
+    ProgramData too small is none (``tasks.buffer.make_room`` extends it before execution)."""
     async with rpc_client(cluster) as client:
         program = await rpc.read_program(client, Pubkey.from_string(program_id))
         buf = await rpc.read_buffer(client, Pubkey.from_string(buffer))
-    rpc.check_upgrade_ready(program, buf, Pubkey.from_string(authority), expected_hash)
+    rpc.check_upgrade_ready(
+        program, buf, Pubkey.from_string(authority), expected_hash, extendable=True
+    )
     get_run_logger().info(
         "buffer %s verified: sha256 %s, %d bytes, authority %s",
         buffer,

@@ -105,6 +105,27 @@ def settle(engine: Engine, signature: str, status: str, error: str | None = None
         )
 
 
+def settle_many(engine: Engine, settled: Sequence[tuple[str, str, str | None]]) -> None:
+    """``settle`` for many (signature, status, error) at once: one statement per distinct
+    (status, error), in one database transaction."""
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    for signature, status, error in settled:
+        groups.setdefault((_choice("status", status, TRANSACTION_STATUSES[1:]), error), []).append(
+            signature
+        )
+    if not groups:
+        return
+    now = utcnow()
+    with session_scope(engine) as session:
+        for (status, error), signatures in groups.items():
+            session.execute(
+                update(ChainTransaction)
+                .where(ChainTransaction.signature.in_(signatures))
+                .where(ChainTransaction.status == "sent")
+                .values(status=status, error=error, settled_at=now)
+            )
+
+
 def unsettled(engine: Engine, purpose: str) -> list[TransactionRecord]:
     """Transactions of ``purpose`` sent (or about to be) and never settled, oldest first."""
     return _select(engine, purpose, only_unsettled=True)

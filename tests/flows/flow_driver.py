@@ -19,6 +19,7 @@ from flows.upgrade import proposal_key, upgrade_program
 from runbooks.console import sign_off, wait_for_pause
 from runbooks.demo import DemoChain, find_run
 from store.records.proposals import ProposalRecord
+from tasks.buffer import buffer_purpose, journaled_buffer
 from tasks.records import proposal_by_key
 
 Answers = Callable[[ProposalRecord], list[dict[str, Any]]]
@@ -34,11 +35,12 @@ class FlowOutcome:
 async def run_upgrade_flow(
     chain: DemoChain,
     names: dict[str, str],
-    buffer: str,
+    buffer: str | None,
     answers: Answers | None = None,
     **params: Any,
 ) -> FlowOutcome:
-    """Run the upgrade flow; when it pauses, submit ``answers(proposal)`` one per pause."""
+    """Run the upgrade flow; when it pauses, submit ``answers(proposal)`` one per pause.
+    ``buffer`` None: the run writes it from ``program_file`` (in ``params``)."""
     tag = f"test-{uuid.uuid4().hex[:12]}"
     program_id = params.pop("program_id", str(chain.program_id))
     with tags(tag):
@@ -54,7 +56,14 @@ async def run_upgrade_flow(
             )
         )
     run_id = await find_run(tag)
-    key = proposal_key("localnet", program_id, buffer, str(run_id))
+    sha256 = params.get("expected_sha256") or ""
+
+    def key() -> str:
+        written = buffer or journaled_buffer(
+            buffer_purpose("localnet", program_id, sha256, str(run_id))
+        )
+        return proposal_key("localnet", program_id, written or "none", str(run_id))
+
     if answers is not None:
         async with get_client() as client:
             try:
@@ -62,10 +71,10 @@ async def run_upgrade_flow(
             except ConsoleError:
                 pass  # ended before asking for sign-offs; the state tells why
             else:
-                proposal = proposal_by_key(key)
+                proposal = proposal_by_key(key())
                 assert proposal is not None
                 after = None
                 for answer in answers(proposal):
                     after = await sign_off(client, run_id, answer, after_key=after)
     state = await asyncio.wait_for(flow_task, timeout=120)
-    return FlowOutcome(state=state, run_id=run_id, proposal=proposal_by_key(key))
+    return FlowOutcome(state=state, run_id=run_id, proposal=proposal_by_key(key()))

@@ -53,7 +53,9 @@ def bad_chain(demo_binaries: dict[str, bytes]) -> Iterator[DemoChain]:
 
 
 @pytest.fixture(scope="module")
-async def names(prefect_api: None, bad_chain: DemoChain) -> dict[str, str]:
+async def names(
+    prefect_api: None, bad_chain: DemoChain, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     saved = await save_blocks(bad_chain, prefix="bad-input", timelock_seconds=2)
     # A keypair block holding no keypair, and a pause block of another program.
     await SolanaKeypair(secret_key="[1, 2, 3]").asave("bad-input-broken-key", overwrite=True)
@@ -64,6 +66,9 @@ async def names(prefect_api: None, bad_chain: DemoChain) -> dict[str, str]:
     await SolanaKeypair.from_keypair(new_key).asave("bad-input-new-key", overwrite=True)
     saved["new_authority"] = str(new_key.pubkey())
     saved["buffer"] = str(await write_buffer(bad_chain, bad_chain.binaries["v2"]))
+    v2_file = tmp_path_factory.mktemp("bad-input-so") / "vault.so"
+    v2_file.write_bytes(bad_chain.binaries["v2"])
+    saved[V2_SO] = str(v2_file)
     return saved
 
 
@@ -525,6 +530,8 @@ def _upgrade(n: dict[str, str], chain: DemoChain, **over: Any) -> Any:
         "authority_block": n["authority_block"],
         "fee_payer_block": n["fee_payer_block"],
     }
+    if over.get("program_file") == V2_SO:  # the built v2, written by the fixture
+        over = {**over, "program_file": n[V2_SO]}
     return upgrade_program(**{**params, **over})
 
 
@@ -586,7 +593,10 @@ FLOWS = {
     "kill": _kill,
     "migrate": _migrate,
 }
+REPO = Path(__file__).resolve().parents[2]
 MISSING = "bad-input-no-such-block"
+V2_SO = "v2.so"  # stands for the path of the built v2 (``names``)
+ZERO_HASH = "0" * 64
 BROKEN_KEY = "bad-input-broken-key"
 
 FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
@@ -595,6 +605,37 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("upgrade", "buffer", {"buffer": "0xabc"}, ("buffer", "solana address")),
     ("upgrade", "hash short", {"expected_sha256": "abc"}, ("expected_sha256", "64 hex")),
     ("upgrade", "hash not hex", {"expected_sha256": "zz" * 32}, ("expected_sha256", "sha256sum")),
+    (
+        "upgrade",
+        "buffer and file",
+        {"program_file": V2_SO, "expected_sha256": ZERO_HASH},
+        ("buffer", "program_file", "not both"),
+    ),
+    ("upgrade", "neither buffer nor file", {"buffer": None}, ("program_file", "not neither")),
+    (
+        "upgrade",
+        "file missing",
+        {"buffer": None, "program_file": "/nonexistent/vault.so", "expected_sha256": ZERO_HASH},
+        ("program_file", "not a file"),
+    ),
+    (
+        "upgrade",
+        "file not an elf",
+        {"buffer": None, "program_file": str(REPO / "README.md"), "expected_sha256": ZERO_HASH},
+        ("program_file", "not an ELF"),
+    ),
+    (
+        "upgrade",
+        "file of another hash",
+        {"buffer": None, "program_file": V2_SO, "expected_sha256": ZERO_HASH},
+        ("program_file", "expected " + ZERO_HASH),
+    ),
+    (
+        "upgrade",
+        "file without hash",
+        {"buffer": None, "program_file": V2_SO},
+        ("program_file needs expected_sha256",),
+    ),
     ("upgrade", "description empty", {"description": ""}, ("description is empty",)),
     ("upgrade", "description bell", {"description": "v2\x07"}, ("description", "plain ascii")),
     ("upgrade", "description utf8", {"description": "v2 für"}, ("description", "plain ascii")),

@@ -1,0 +1,156 @@
+"""Buffer write benchmarks: the upgrade runbook writing a built .so itself.
+
+1. 512 KiB written by the runbook's task (``tasks.buffer.write_program_buffer``: journal,
+   Writes in batched waves, read-back of the hash) through the localnet's JSON-RPC,
+   against the same Write transactions sent straight into LiteSVM. Goal: at most 4x.
+2. A write stopped after two waves (as a killed run would be) and run again: the Write
+   transactions the rerun sends, against the chunks the buffer was missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from solders.pubkey import Pubkey
+
+from benches._report import figure, heading, ratio, stopwatch
+from benches.bench_upgrade import BUFFER_BYTES, write_straight_into_litesvm
+from blocks import SolanaCluster
+from core.errors import RunbookError
+from programs import loader, send
+from runbooks.demo import DemoChain, save_blocks, start_demo_chain
+from tasks.buffer import buffer_purpose, journaled_buffer, write_program_buffer
+
+GOAL = 4.0
+WAVE = 32
+
+
+class Killed(RunbookError):
+    """Stands in for the kill: a RunbookError, so the task does not retry it."""
+
+
+def program_of(size: int, elf: bytes) -> bytes:
+    """A ``size``-byte sBPF ELF: a real program's bytes, then non-zero filler."""
+    return elf + bytes((i % 255) + 1 for i in range(size - len(elf)))
+
+
+def buffer_bytes(chain: DemoChain, address: str) -> bytes:
+    account = chain.server.localnet.get_account(Pubkey.from_string(address))
+    assert account is not None
+    return loader.program_bytes(bytes(account.data))
+
+
+async def write_by_task(
+    chain: DemoChain, names: dict[str, str], path: Path, sha: str, purpose: str
+) -> str:
+    cluster = await SolanaCluster.aload(names["cluster_block"])
+    return await write_program_buffer(
+        cluster,
+        str(chain.program_id),
+        str(path),
+        sha,
+        purpose,
+        names["fee_payer_block"],
+        authority_block=names["authority_block"],
+    )
+
+
+async def through_the_task(data: bytes, workdir: Path) -> tuple[float, int, int]:
+    """(seconds of the 512 KiB write, Writes sent on resume, chunks missing at resume)."""
+    chain = start_demo_chain(members=3)
+    try:
+        names = await save_blocks(chain, prefix=f"bench-{uuid.uuid4().hex[:8]}")
+        path = workdir / "program.so"
+        path.write_bytes(data)
+        sha = loader.verifiable_hash(data)
+        # Warm-up, not timed: the first task run imports and connects (the baseline's
+        # LiteSVM is created outside its timing too).
+        small = workdir / "small.so"
+        small.write_bytes(data[:4096])
+        small_sha = loader.verifiable_hash(data[:4096])
+        await write_by_task(
+            chain,
+            names,
+            small,
+            small_sha,
+            buffer_purpose("localnet", "warm-up", small_sha, uuid.uuid4().hex),
+        )
+        purpose = buffer_purpose("localnet", str(chain.program_id), sha, uuid.uuid4().hex)
+        with stopwatch() as elapsed:
+            address = await write_by_task(chain, names, path, sha, purpose)
+            seconds = elapsed()
+        assert buffer_bytes(chain, address) == data
+
+        # The resumed write: stopped after two waves, then run again.
+        purpose = buffer_purpose("localnet", str(chain.program_id), sha, uuid.uuid4().hex)
+        original = send.send_batch
+        sent: list[int] = []
+
+        async def stopping(*args: Any, **kwargs: Any) -> list[send.Outcome]:
+            outcomes = await original(*args, **kwargs)
+            if kwargs.get("preflight") is False:
+                sent.append(len(args[1]))
+                if len(sent) == 2:
+                    raise Killed("stopped after two waves")
+            return outcomes
+
+        send.send_batch = stopping  # type: ignore[assignment]
+        send.WRITES_PER_BLOCKHASH, wave = WAVE, send.WRITES_PER_BLOCKHASH
+        try:
+            await write_by_task(chain, names, path, sha, purpose)
+        except Killed:
+            pass
+        finally:
+            send.WRITES_PER_BLOCKHASH = wave
+        half = journaled_buffer(purpose)
+        assert half is not None
+        current = buffer_bytes(chain, half)
+        missing = sum(1 for o, c in loader.write_chunks(data) if current[o : o + len(c)] != c)
+        sent.clear()
+
+        async def counting(*args: Any, **kwargs: Any) -> list[send.Outcome]:
+            if kwargs.get("preflight") is False:
+                sent.append(len(args[1]))
+            return await original(*args, **kwargs)
+
+        send.send_batch = counting  # type: ignore[assignment]
+        try:
+            assert await write_by_task(chain, names, path, sha, purpose) == half
+        finally:
+            send.send_batch = original
+        assert buffer_bytes(chain, half) == data
+        return seconds, sum(sent), missing
+    finally:
+        chain.server.stop()
+
+
+def main() -> None:
+    heading("buffer: the runbook writes 512 KiB from a .so")
+    data = program_of(BUFFER_BYTES, start_demo_elf())
+    raw = write_straight_into_litesvm(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        task, resent, missing = asyncio.run(through_the_task(data, Path(tmp)))
+    writes = len(list(loader.write_chunks(data)))
+    figure(f"straight into LiteSVM ({writes} Write transactions)", raw, "s")
+    figure("runbook task through the localnet JSON-RPC", task, "s")
+    figure("runbook task through the localnet JSON-RPC", BUFFER_BYTES / 1024 / task, "KiB/s")
+    ratio(f"task / straight (goal <= {GOAL:.0f}x)", task, raw)
+    heading("buffer: resumed after a stop two waves in")
+    figure("chunks missing when the rerun started", missing, "chunks")
+    figure("Write transactions the rerun sent", resent, "tx")
+
+
+def start_demo_elf() -> bytes:
+    from runbooks.demo import demo_binaries
+
+    return demo_binaries()["v2"]
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "1")
+    main()
