@@ -64,6 +64,11 @@ async def names(prefect_api: None, bad_chain: DemoChain) -> dict[str, str]:
     await SolanaKeypair.from_keypair(new_key).asave("bad-input-new-key", overwrite=True)
     saved["new_authority"] = str(new_key.pubkey())
     saved["buffer"] = str(await write_buffer(bad_chain, bad_chain.binaries["v2"]))
+    # The same policy on the Squads backend, whose flows are not built: refused, never
+    # run as the keypair backend.
+    policy = await MultisigPolicy.aload(saved["policy_block"])
+    squads = MultisigPolicy.model_validate({**policy.model_dump(), "backend": "squads"})
+    await squads.asave(SQUADS_POLICY, overwrite=True)
     return saved
 
 
@@ -587,6 +592,8 @@ FLOWS = {
     "migrate": _migrate,
 }
 MISSING = "bad-input-no-such-block"
+SQUADS_POLICY = "bad-input-squads-policy"
+SQUADS_WORDS = ("squads backend runs", "not yet", "nothing was recorded or sent", "keypair")
 BROKEN_KEY = "bad-input-broken-key"
 
 FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
@@ -607,7 +614,14 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("upgrade", "policy missing", {"policy_block": MISSING}, ("Multisig Policy", MISSING)),
     ("upgrade", "cluster missing", {"cluster_block": MISSING}, ("Solana Cluster", MISSING)),
     ("upgrade", "cluster empty", {"cluster_block": ""}, ("block name is empty",)),
+    ("upgrade", "squads backend", {"policy_block": SQUADS_POLICY}, (*SQUADS_WORDS, "upgrade")),
     # rollback
+    (
+        "rollback",
+        "squads backend",
+        {"policy_block": SQUADS_POLICY},
+        (*SQUADS_WORDS, "emergency rollback"),
+    ),
     ("rollback", "program id", {"program_id": "vault"}, ("program id", "base58")),
     ("rollback", "reason empty", {"reason": ""}, ("reason is empty",)),
     # NUL is not even storable by the Prefect API: \x01 reaches the flow.
@@ -630,6 +644,12 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
         ("program_pause_block", "pauses"),
     ),
     # key rotation
+    (
+        "rotation",
+        "squads backend",
+        {"policy_block": SQUADS_POLICY},
+        (*SQUADS_WORDS, "key rotation"),
+    ),
     ("rotation", "new authority", {"new_authority": "bob"}, ("new authority", "base58")),
     (
         "rotation",
