@@ -169,3 +169,26 @@ def audit(policy: Policy, description: str, field: str = "description") -> None:
     findings = audit_findings(policy, description)
     if findings:
         raise PolicyViolation(findings)
+
+
+# The backends whose runbook path is built; anything else refuses (never falls back).
+BUILT_BACKENDS = ("keypair", "onchain")
+
+
+def check_backend(policy: Policy, runbook: str) -> None:
+    """Refuse, before anything is recorded or sent, a policy whose backend has no path in
+    ``runbook``: a Squads policy must never run as the hot-key ``keypair`` backend."""
+    if policy.backend in BUILT_BACKENDS:
+        return
+    if policy.backend == "squads":
+        raise InputError(
+            f"the Squads backend runs the {runbook} not yet: the Squads v4 wire format "
+            "(programs/squads) is built, but not the flow that creates the vault "
+            "transaction and its proposal, waits for the members' approvals and the "
+            "time lock, and executes it; nothing was recorded or sent. Set backend to "
+            f"keypair or onchain in the Multisig Policy block {policy.name!r}"
+        )
+    raise InputError(
+        f"backend {policy.backend!r} of the Multisig Policy block {policy.name!r} is not "
+        f"one of {', '.join(BUILT_BACKENDS)}; nothing was recorded or sent"
+    )

@@ -167,6 +167,7 @@ async def rotate_upgrade_authority(
     cluster = await load_block(SolanaCluster, cluster_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
+    policy_audit.check_backend(policy, "key rotation")
     policy_audit.audit(policy, reason, "reason")
     proposer = policy_audit.check_description(proposer, "proposer")
     # Every block the run uses loads before anything is recorded or sent.

@@ -114,6 +114,7 @@ async def emergency_rollback(
     cluster = await load_block(SolanaCluster, cluster_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
+    policy_audit.check_backend(policy, "emergency rollback")
     onchain = None
     if policy.backend == "onchain":
         # upgrade_manager holds the authority: no upgrade key is loaded, and the emergency

@@ -130,6 +130,7 @@ async def upgrade_program(
     cluster = await load_block(SolanaCluster, cluster_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
+    policy_audit.check_backend(policy, "upgrade")
     policy_audit.audit(policy, description)
     proposer = policy_audit.check_description(proposer, "proposer")
     # Every block the run uses loads now: one found missing after the proposal was

@@ -69,6 +69,11 @@ async def names(
     v2_file = tmp_path_factory.mktemp("bad-input-so") / "vault.so"
     v2_file.write_bytes(bad_chain.binaries["v2"])
     saved[V2_SO] = str(v2_file)
+    # The same policy on the Squads backend, whose flows are not built: refused, never
+    # run as the keypair backend.
+    policy = await MultisigPolicy.aload(saved["policy_block"])
+    squads = MultisigPolicy.model_validate({**policy.model_dump(), "backend": "squads"})
+    await squads.asave(SQUADS_POLICY, overwrite=True)
     return saved
 
 
@@ -597,6 +602,8 @@ REPO = Path(__file__).resolve().parents[2]
 MISSING = "bad-input-no-such-block"
 V2_SO = "v2.so"  # stands for the path of the built v2 (``names``)
 ZERO_HASH = "0" * 64
+SQUADS_POLICY = "bad-input-squads-policy"
+SQUADS_WORDS = ("squads backend runs", "not yet", "nothing was recorded or sent", "keypair")
 BROKEN_KEY = "bad-input-broken-key"
 
 FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
@@ -648,7 +655,14 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("upgrade", "policy missing", {"policy_block": MISSING}, ("Multisig Policy", MISSING)),
     ("upgrade", "cluster missing", {"cluster_block": MISSING}, ("Solana Cluster", MISSING)),
     ("upgrade", "cluster empty", {"cluster_block": ""}, ("block name is empty",)),
+    ("upgrade", "squads backend", {"policy_block": SQUADS_POLICY}, (*SQUADS_WORDS, "upgrade")),
     # rollback
+    (
+        "rollback",
+        "squads backend",
+        {"policy_block": SQUADS_POLICY},
+        (*SQUADS_WORDS, "emergency rollback"),
+    ),
     ("rollback", "program id", {"program_id": "vault"}, ("program id", "base58")),
     ("rollback", "reason empty", {"reason": ""}, ("reason is empty",)),
     # NUL is not even storable by the Prefect API: \x01 reaches the flow.
@@ -671,6 +685,12 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
         ("program_pause_block", "pauses"),
     ),
     # key rotation
+    (
+        "rotation",
+        "squads backend",
+        {"policy_block": SQUADS_POLICY},
+        (*SQUADS_WORDS, "key rotation"),
+    ),
     ("rotation", "new authority", {"new_authority": "bob"}, ("new authority", "base58")),
     (
         "rotation",
