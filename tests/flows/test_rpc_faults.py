@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 from flow_driver import run_upgrade_flow
-from landed import count_landed, signatures_by_account
+from landed import (
+    assert_journal_holds,
+    count_landed,
+    landed_signatures,
+    landed_since,
+    signatures_by_account,
+)
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine
 from test_migration_flow import MIGRATE, count_migrates, on_chain, params
@@ -81,6 +87,7 @@ async def test_the_onchain_upgrade_completes_through_rpc_faults(
 ) -> None:
     v2_hash = loader.verifiable_hash(chain.binaries["v2"])
     executes = count_executes(chain)
+    mark = landed_signatures(chain.server.localnet)
     proxy = proxy_at(rate, seed)
     await through(proxy, gov_blocks["cluster_block"])
     m = chain.members
@@ -99,6 +106,9 @@ async def test_the_onchain_upgrade_completes_through_rpc_faults(
     assert proposal is not None and proposal.status == "executed"
     assert onchain_proposal(chain, proposal).status == ProposalStatus.EXECUTED
     assert executes == {proposal.onchain_address: 1}  # exactly one execute landed
+    # Every transaction the run landed (proposal, relayed sign-offs, execute) is in the
+    # write-ahead journal as landed, faults or not.
+    assert_journal_holds(records_db, landed_since(chain.server.localnet, mark))
     # The faults really happened: about the rate asked, of several kinds.
     faults = sum(proxy.counts[f] for f in FAULTS)
     assert faults >= rate / 2 * sum(proxy.counts.values()), proxy.counts
