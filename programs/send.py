@@ -141,6 +141,23 @@ class Journal(Protocol):
 
     def settle(self, signature: str, status: Settlement, error: str | None = None) -> None: ...
 
+    # Optional: ``settle_many(settlements: Sequence[tuple[str, Settlement, str | None]])``
+    # settles a confirmation round's signatures in one write; without it, ``settle`` is
+    # called per signature.
+
+
+def _settle_all(
+    journal: Journal | None, settlements: Sequence[tuple[str, Settlement, str | None]]
+) -> None:
+    if journal is None or not settlements:
+        return
+    bulk = getattr(journal, "settle_many", None)
+    if bulk is not None:
+        bulk(settlements)
+    else:
+        for signature, status, error in settlements:
+            journal.settle(signature, status, error)
+
 
 async def send_and_confirm(
     client: AsyncClient,
@@ -216,11 +233,12 @@ async def send_batch(
 
     refusals = await asyncio.gather(*(first_send(tx) for tx in txs))
     outcomes: dict[str, Outcome] = {}
+    refused: list[tuple[str, Settlement, str | None]] = []
     for item, refusal in zip(signed, refusals, strict=True):
         if refusal is not None:
             outcomes[item.signature] = refusal
-            if journal is not None:
-                journal.settle(item.signature, "refused", refusal.error)
+            refused.append((item.signature, "refused", refusal.error))
+    _settle_all(journal, refused)
     live = [item for item in signed if item.signature not in outcomes]
     outcomes.update(await confirm(client, live, opts, journal=journal))
     _raise_if_expired(outcomes.values())
@@ -257,6 +275,7 @@ async def confirm(
     deadline = time.monotonic() + options.timeout_seconds
     while waiting:
         unseen: list[Signed] = []
+        settled: list[tuple[str, Settlement, str | None]] = []
         for item, status in await _statuses(client, list(waiting.values())):
             if status is None:
                 unseen.append(item)
@@ -264,8 +283,9 @@ async def confirm(
                 error = None if status.err is None else f"transaction failed: {status.err}"
                 outcomes[item.signature] = Outcome(item.signature, error)
                 del waiting[item.signature]
-                if journal is not None:
-                    journal.settle(item.signature, "landed" if error is None else "failed", error)
+                settled.append((item.signature, "landed" if error is None else "failed", error))
+        # One journal write per round: a batch's transactions mostly confirm together.
+        _settle_all(journal, settled)
         if unseen:
             height = (await client.get_block_height(commitment=options.commitment)).value
             for item in [i for i in unseen if i.last_valid_block_height < height]:
