@@ -99,11 +99,15 @@ async def raw_sends(chain: DemoChain, vaults: list[Pubkey]) -> tuple[float, int]
 
 def flow_process(chain: DemoChain, names: dict[str, str], size: int) -> tuple[float, dict]:
     """(wall seconds, {"summary", "peak_kib"}) of the flow run in a process of its own."""
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import get_current_settings
 
+    # The API this process uses (the bench runner's local server unless one is set), so
+    # the flow process starts no server of its own.
+    api = get_current_settings().api.url or SubprocessASGIServer().api_url
     env = {
         **os.environ,
-        "PREFECT_API_URL": get_current_settings().api.url or "",
+        "PREFECT_API_URL": api,
         "DATABASE_URL": f"sqlite:///{Path(tempfile.mkdtemp()) / f'bench-{size}.db'}",
         "RUNBOOKS_CREATE_DATABASE": "1",
         "PYTHONPATH": str(REPO),

@@ -146,17 +146,23 @@ class Journal(Protocol):
     # called per signature.
 
 
-def _settle_all(
+async def _settle_all(
     journal: Journal | None, settlements: Sequence[tuple[str, Settlement, str | None]]
 ) -> None:
+    """Settle in the journal, in a thread: a records commit must not stall the other
+    sends and confirmations on this event loop."""
     if journal is None or not settlements:
         return
     bulk = getattr(journal, "settle_many", None)
     if bulk is not None:
-        bulk(settlements)
+        await asyncio.to_thread(bulk, settlements)
     else:
-        for signature, status, error in settlements:
-            journal.settle(signature, status, error)
+
+        def each() -> None:
+            for signature, status, error in settlements:
+                journal.settle(signature, status, error)
+
+        await asyncio.to_thread(each)
 
 
 async def send_and_confirm(
@@ -224,7 +230,7 @@ async def send_batch(
     ]
     signed = [Signed.of(tx, last_valid) for tx in txs]
     if journal is not None:
-        journal.write_ahead(signed)
+        await asyncio.to_thread(journal.write_ahead, signed)
     gate = asyncio.Semaphore(concurrency)
 
     async def first_send(tx: Transaction) -> Outcome | None:
@@ -238,7 +244,7 @@ async def send_batch(
         if refusal is not None:
             outcomes[item.signature] = refusal
             refused.append((item.signature, "refused", refusal.error))
-    _settle_all(journal, refused)
+    await _settle_all(journal, refused)
     live = [item for item in signed if item.signature not in outcomes]
     outcomes.update(await confirm(client, live, opts, journal=journal))
     _raise_if_expired(outcomes.values())
@@ -250,7 +256,7 @@ async def settle_unsettled(
 ) -> list[Outcome]:
     """Settle what an earlier attempt wrote ahead: resend what may still land, wait, and
     record each as landed, failed or expired. Returns the outcomes (expired included)."""
-    pending = list(journal.unsettled())
+    pending = list(await asyncio.to_thread(journal.unsettled))
     if not pending:
         return []
     opts = options or SendOptions()
@@ -285,7 +291,7 @@ async def confirm(
                 del waiting[item.signature]
                 settled.append((item.signature, "landed" if error is None else "failed", error))
         # One journal write per round: a batch's transactions mostly confirm together.
-        _settle_all(journal, settled)
+        await _settle_all(journal, settled)
         if unseen:
             height = (await client.get_block_height(commitment=options.commitment)).value
             for item in [i for i in unseen if i.last_valid_block_height < height]:
@@ -300,8 +306,7 @@ async def confirm(
                 )
                 outcomes[item.signature] = Outcome(item.signature, error, expired=True)
                 del waiting[item.signature]
-                if journal is not None:
-                    journal.settle(item.signature, "expired", error)
+                await _settle_all(journal, [(item.signature, "expired", error)])
             if time.monotonic() - last_send >= options.resend_seconds:
                 last_send = time.monotonic()
                 for item in unseen:
