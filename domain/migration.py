@@ -86,6 +86,9 @@ class AccountKeys:
     def __len__(self) -> int:
         return len(self._blob) // 32
 
+    def __iter__(self) -> Iterator[bytes]:
+        return (self.key(i) for i in range(len(self)))
+
     def key(self, index: int) -> bytes:
         return self._blob[index * 32 : index * 32 + 32]
 

@@ -318,9 +318,20 @@ async def test_a_failing_account_in_the_simulated_transaction_fails_alone(
 async def test_two_shards_together_migrate_every_account_once(
     chain: DemoChain, block_names: dict[str, str], records_db: Engine
 ) -> None:
+    from solders.keypair import Keypair
+
     from domain.migration import in_shard
 
-    vaults = seed_vaults(chain, Pubkey.new_unique(), 160)
+    # Random keys, as real accounts have: Pubkey.new_unique() keys start with 8 zero bytes
+    # and would all fall in shard 0.
+    net = chain.server.localnet
+    rent = net.minimum_balance_for_rent_exemption(vault.VaultV1.SIZE)
+    config = Pubkey.new_unique()
+    vaults = [Keypair().pubkey() for _ in range(160)]
+    with net.lock:
+        for i, key in enumerate(vaults):
+            data = vault.VaultV1(owner=Pubkey.new_unique(), config=config, balance=i).encode()
+            net.svm.set_account(key, Account(rent, data, chain.program_id, False, 0))
     await upgrade_directly(chain, chain.binaries["v2"])
     first = await migrate_accounts(**params(chain, block_names, shard="0/2"))
     # Only shard 0's accounts moved; shard 1's are still on v1.
