@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from prefect import flow, get_run_logger
@@ -39,6 +39,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 from pydantic import Field
+from solders.pubkey import Pubkey
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
@@ -46,7 +47,7 @@ from blocks.keypair import SolanaKeypair
 from core.errors import HashMismatch, MigrationError
 from core.idempotency import idempotency_key
 from core.keys import parse_pubkey, parse_sha256
-from domain.migration import outcome, plan
+from domain.migration import AccountKeys, outcome, parse_shard
 from domain.report import fields_table, linked
 from programs.plugin import get_migrator
 from store.records import migrations
@@ -57,13 +58,25 @@ from tasks.migration import FETCH_LIMIT, BatchResult
 from tasks.records import records_engine
 
 T = TypeVar("T")
+R = TypeVar("R")
 # Failed accounts listed in the failures artifact; the records hold them all.
 FAILURES_SHOWN = 1000
 
 
-def migration_key(cluster: str, program_id: str, migrator: str, source: int, target: int) -> str:
-    """Identifies one migration, so a rerun (after a crash, or to retry) resumes it."""
-    return idempotency_key("migration", cluster, program_id, migrator, f"v{source}->v{target}")
+def migration_key(
+    cluster: str,
+    program_id: str,
+    migrator: str,
+    source: int,
+    target: int,
+    shard: tuple[int, int] | None = None,
+) -> str:
+    """Identifies one migration, so a rerun (after a crash, or to retry) resumes it.
+    A shard is its own migration: each resumes on its own."""
+    parts = [cluster, program_id, migrator, f"v{source}->v{target}"]
+    if shard is not None:
+        parts.append(f"shard-{shard[0]}-of-{shard[1]}")
+    return idempotency_key("migration", *parts)
 
 
 @flow(name="account-migration", persist_result=False)
@@ -78,6 +91,7 @@ async def migrate_accounts(
     accounts_per_transaction: Annotated[int | None, Field(ge=1)] = None,
     cluster_block: str = "localnet",
     fee_payer_block: str = "localnet-fee-payer",
+    shard: str | None = None,
 ) -> dict[str, Any]:
     """Migrate a program's accounts to its new layout, in batches, verified and resumable.
 
@@ -96,9 +110,12 @@ async def migrate_accounts(
             many as fit in 1,232 bytes and the compute limit.
         cluster_block: The SolanaCluster block of the cluster to migrate on.
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
+        shard: "i/N": migrate only the accounts of shard i of N (by the first 8 bytes of
+            their key); each shard is its own, resumable migration. Empty: all accounts.
     """
     started = time.monotonic()
     logger = get_run_logger()
+    shard_of = parse_shard(shard)
     program_key = parse_pubkey(program_id, "program id")
     if expected_program_sha256:
         expected_program_sha256 = parse_sha256(expected_program_sha256, "expected_program_sha256")
@@ -119,17 +136,22 @@ async def migrate_accounts(
     fits = m.accounts_per_transaction(program_key, payer)
     per_transaction = min(accounts_per_transaction or fits, fits)
 
-    # 2. Discover (reads only), then record (or resume) the migration.
-    key = migration_key(cluster.cluster, program_id, m.name, m.source_version, m.target_version)
-    discovered = await tasks.discover_accounts(cluster, program_id, m.name, m.source_version)
+    # 2. Discover (reads only: keys, no data), then record (or resume) the migration.
+    key = migration_key(
+        cluster.cluster, program_id, m.name, m.source_version, m.target_version, shard_of
+    )
+    discovered = await tasks.discover_accounts(
+        cluster, program_id, m.name, m.source_version, shard_of
+    )
     if not discovered and migrations.get_migration_by_key(records_engine(), key) is None:
         # Nothing to migrate and never migrated: a mistyped program id or the wrong
         # migrator looks exactly like this, so it is not reported as a success.
         raise MigrationError(
             f"no accounts of program {program_id} on layout v{m.source_version} of "
-            f"migrator {m.name!r} were found on {cluster.cluster}, and no earlier migration "
-            "of them is recorded: check the program id, the migrator and the cluster block; "
-            "nothing was recorded"
+            f"migrator {m.name!r} were found on {cluster.cluster}"
+            + ("" if shard_of is None else f" in shard {shard}")
+            + ", and no earlier migration of them is recorded: check the program id, the "
+            "migrator and the cluster block; nothing was recorded"
         )
     run = tasks.start_migration(
         key=key,
@@ -140,85 +162,106 @@ async def migrate_accounts(
         to_version=m.target_version,
         program_hash=program.sha256,
     )
-
-    # 3. Plan against the records.
-    work = plan(discovered, tasks.account_states(run.id), retry_failed=retry_failed)
     logger.info(
-        "migration #%d: %d accounts to work on (%d on layout v%d), %d per transaction",
+        "migration #%d: %d accounts on layout v%d, %d per transaction",
         run.id,
-        len(work),
         len(discovered),
         m.source_version,
         per_transaction,
     )
 
-    # 4-5. Migrate, then verify, a bounded number of batches at a time, over one client.
-    progress = await Progress.create(run, len(work))
+    # 3-4. Migrate as a pipeline: batches are cut from the key list (then from the records'
+    # pending accounts) as earlier ones finish, at most ``concurrency`` in flight; each
+    # batch reads its own accounts' states. Memory holds the keys and the batches in
+    # flight, whatever the account count.
     # Whole transactions per batch: 84 accounts (4 x 21) beat 100 (4 x 21 + 16).
     if batch_size >= per_transaction:
         batch_size -= batch_size % per_transaction
-    batches = [work[i : i + batch_size] for i in range(0, len(work), batch_size)]
+    progress = await Progress.create(run, len(discovered))
+    totals = Totals()
+
+    async def done(result: BatchResult) -> None:
+        totals.add(result)
+        await progress.advance(result.accounts)
+
+    resumed = _recorded(
+        run.id,
+        ("pending", "failed") if retry_failed else ("pending",),
+        batch_size,
+        discovered,
+        progress,
+    )
     async with tasks.shared_rpc(cluster):
         try:
-            results: list[BatchResult] = await bounded(
-                [
-                    tasks.migrate_batch(
-                        i,
-                        cluster,
-                        program_id,
-                        run.id,
-                        m.name,
-                        batch,
-                        fee_payer_block,
-                        per_transaction,
-                        retry_failed,
-                    )
-                    for i, batch in enumerate(batches)
-                ],
+            await pipeline(
+                _chain(discovered.batches(batch_size), resumed),
                 concurrency,
-                on_done=lambda r: progress.advance(r.accounts),
+                lambda i, batch: tasks.migrate_batch(
+                    i,
+                    cluster,
+                    program_id,
+                    run.id,
+                    m.name,
+                    batch,
+                    fee_payer_block,
+                    per_transaction,
+                    retry_failed,
+                ),
+                done,
             )
         except BaseException as exc:
             tasks.finish_migration(run.id, "incomplete", {"error": str(exc)[:500]})
             raise
 
-        # Batches verify what they migrate; here what an interrupted run left migrated but
-        # unverified (and, with ``reverify``, everything verified before).
-        wanted = {"migrated", "verified"} if reverify else {"migrated"}
-        states = tasks.account_states(run.id)
-        to_verify = sorted(a for a, s in states.items() if s.status in wanted)
-        mismatches = {a: why for r in results for a, why in r.mismatches.items()}
-        for found in await bounded(
-            [
-                tasks.verify_batch(i, cluster, run.id, m.name, to_verify[at : at + FETCH_LIMIT])
-                for i, at in enumerate(range(0, len(to_verify), FETCH_LIMIT))
-            ],
-            concurrency,
-        ):
+        # 5. Batches verify what they migrate; here what an interrupted run left migrated
+        # but unverified (and, with ``reverify``, everything verified before), a page of
+        # the records at a time.
+        wanted = ("migrated", "verified") if reverify else ("migrated",)
+        mismatches = totals.mismatches
+        verified_again = 0
+
+        async def checked(found: dict[str, str]) -> None:
             mismatches.update(found)
+
+        async def to_verify() -> AsyncIterator[list[str]]:
+            nonlocal verified_again
+            async for page in _recorded(run.id, wanted, FETCH_LIMIT):
+                verified_again += len(page)
+                yield page
+
+        await pipeline(
+            to_verify(),
+            concurrency,
+            lambda i, page: tasks.verify_batch(i, cluster, run.id, m.name, page),
+            checked,
+        )
     await progress.finish()
 
     # 6. Report.
     engine = records_engine()
     counts = migrations.migration_counts(engine, run.id)
-    failures = migrations.failed_accounts(engine, run.id)
+    failures = migrations.failed_accounts(engine, run.id, limit=FAILURES_SHOWN)
     seconds = time.monotonic() - started
+    worked_on = totals.accounts - totals.skipped
     summary: dict[str, Any] = {
         "migration_id": run.id,
         "program_id": program_id,
         "migrator": m.name,
+        "shard": None if shard_of is None else f"{shard_of[0]}/{shard_of[1]}",
         "discovered": len(discovered),
-        "worked_on": len(work),
-        "migrated_now": sum(r.migrated for r in results),
-        "found_migrated": sum(r.found_migrated for r in results),
-        "transactions": sum(r.transactions for r in results),
-        "verified_again": len(to_verify),
+        "worked_on": worked_on,
+        "migrated_now": totals.migrated,
+        "found_migrated": totals.found_migrated,
+        "transactions": totals.transactions,
+        "verified_again": verified_again,
         "accounts": counts,
         "seconds": round(seconds, 2),
-        "accounts_per_second": round(len(work) / seconds, 1) if seconds else None,
+        "accounts_per_second": round(worked_on / seconds, 1) if seconds else None,
     }
     await publish(run, summary, failures, cluster)
-    status, error = outcome(run.id, mismatches, failures, counts["pending"])
+    status, error = outcome(
+        run.id, mismatches, failures, counts["pending"], failed=counts["failed"]
+    )
     tasks.finish_migration(run.id, status, {"summary": summary})
     if error is not None:
         raise error
@@ -253,6 +296,109 @@ async def bounded(
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         raise
+
+
+async def pipeline(
+    items: AsyncIterator[T] | Iterable[T],
+    limit: int,
+    work: Callable[[int, T], Awaitable[R]],
+    on_done: Callable[[R], Awaitable[None]],
+) -> int:
+    """Run ``work(i, item)`` for each item, at most ``limit`` at once, taking the next item
+    only when one finishes (never a list of every job); the first failure cancels the
+    rest. Returns how many items were worked on."""
+    running: set[asyncio.Future[R]] = set()
+
+    async def reap(block: bool) -> None:
+        nonlocal running
+        if not running:
+            return
+        finished, running = await asyncio.wait(
+            running, return_when=asyncio.FIRST_COMPLETED if block else asyncio.ALL_COMPLETED
+        )
+        for future in finished:
+            await on_done(future.result())  # raises the first failure
+
+    async def each() -> AsyncIterator[T]:
+        if isinstance(items, AsyncIterator):
+            async for item in items:
+                yield item
+        else:
+            for item in items:
+                yield item
+
+    count = 0
+    try:
+        async for item in each():
+            while len(running) >= limit:
+                await reap(True)
+            running.add(asyncio.ensure_future(work(count, item)))
+            count += 1
+        while running:
+            await reap(True)
+    except BaseException:
+        for future in running:
+            future.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
+    return count
+
+
+class Totals:
+    """What the batches did, summed as they finish (no per-batch results are kept)."""
+
+    def __init__(self) -> None:
+        self.accounts = self.migrated = self.found_migrated = 0
+        self.skipped = self.transactions = 0
+        self.mismatches: dict[str, str] = {}
+
+    def add(self, result: BatchResult) -> None:
+        self.accounts += result.accounts
+        self.migrated += result.migrated
+        self.found_migrated += result.found_migrated
+        self.skipped += result.skipped
+        self.transactions += result.transactions
+        self.mismatches.update(result.mismatches)
+
+
+async def _chain(*sources: Iterable[T] | AsyncIterator[T]) -> AsyncIterator[T]:
+    for source in sources:
+        if isinstance(source, AsyncIterator):
+            async for item in source:
+                yield item
+        else:
+            for item in source:
+                yield item
+
+
+async def _recorded(
+    migration_id: int,
+    statuses: Sequence[str],
+    size: int,
+    skip: AccountKeys | None = None,
+    progress: Progress | None = None,
+) -> AsyncIterator[list[str]]:
+    """The migration's recorded accounts in ``statuses``, a page at a time, by address,
+    leaving out those in ``skip`` (the discovered ones: already worked on)."""
+    after: str | None = None
+    while True:
+        page = await asyncio.to_thread(
+            migrations.account_addresses,
+            records_engine(),
+            migration_id,
+            statuses,
+            after=after,
+            limit=size,
+        )
+        if not page:
+            return
+        after = page[-1]
+        if skip is not None:
+            page = [a for a in page if bytes(Pubkey.from_string(a)) not in skip]
+        if page:
+            if progress is not None:
+                progress.total += len(page)
+            yield page
 
 
 class Progress:
@@ -340,4 +486,4 @@ async def publish(
         )
 
 
-__all__ = ["bounded", "migrate_accounts", "migration_key"]
+__all__ = ["bounded", "migrate_accounts", "migration_key", "pipeline"]

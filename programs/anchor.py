@@ -13,6 +13,7 @@ our dependency pins; see DESIGN.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from enum import IntEnum
@@ -27,6 +28,7 @@ def instruction_discriminator(name: str) -> bytes:
     return hashlib.sha256(f"global:{name}".encode()).digest()[:DISCRIMINATOR_SIZE]
 
 
+@functools.cache  # checked on every account read: a sha256 each time adds up
 def account_discriminator(name: str) -> bytes:
     """``sha256("account:<Name>")[:8]``, e.g. ``account_discriminator("Vault")``."""
     return hashlib.sha256(f"account:{name}".encode()).digest()[:DISCRIMINATOR_SIZE]

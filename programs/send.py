@@ -143,6 +143,29 @@ class Journal(Protocol):
 
     def settle(self, signature: str, status: Settlement, error: str | None = None) -> None: ...
 
+    # Optional: ``settle_many(settlements: Sequence[tuple[str, Settlement, str | None]])``
+    # settles a confirmation round's signatures in one write; without it, ``settle`` is
+    # called per signature.
+
+
+async def _settle_all(
+    journal: Journal | None, settlements: Sequence[tuple[str, Settlement, str | None]]
+) -> None:
+    """Settle in the journal, in a thread: a records commit must not stall the other
+    sends and confirmations on this event loop."""
+    if journal is None or not settlements:
+        return
+    bulk = getattr(journal, "settle_many", None)
+    if bulk is not None:
+        await asyncio.to_thread(bulk, settlements)
+    else:
+
+        def each() -> None:
+            for signature, status, error in settlements:
+                journal.settle(signature, status, error)
+
+        await asyncio.to_thread(each)
+
 
 async def send_and_confirm(
     client: AsyncClient,
@@ -213,7 +236,7 @@ async def send_batch(
     ]
     signed = [Signed.of(tx, last_valid) for tx in txs]
     if journal is not None:
-        journal.write_ahead(signed)
+        await asyncio.to_thread(journal.write_ahead, signed)
     gate = asyncio.Semaphore(concurrency)
 
     async def first_send(tx: Transaction) -> Outcome | None:
@@ -226,11 +249,12 @@ async def send_batch(
         await _send_unchecked(client, txs)
         refusals = [None] * len(txs)
     outcomes: dict[str, Outcome] = {}
+    refused: list[tuple[str, Settlement, str | None]] = []
     for item, refusal in zip(signed, refusals, strict=True):
         if refusal is not None:
             outcomes[item.signature] = refusal
-            if journal is not None:
-                journal.settle(item.signature, "refused", refusal.error)
+            refused.append((item.signature, "refused", refusal.error))
+    await _settle_all(journal, refused)
     live = [item for item in signed if item.signature not in outcomes]
     outcomes.update(await confirm(client, live, opts, journal=journal))
     _raise_if_expired(outcomes.values())
@@ -242,7 +266,7 @@ async def settle_unsettled(
 ) -> list[Outcome]:
     """Settle what an earlier attempt wrote ahead: resend what may still land, wait, and
     record each as landed, failed or expired. Returns the outcomes (expired included)."""
-    pending = list(journal.unsettled())
+    pending = list(await asyncio.to_thread(journal.unsettled))
     if not pending:
         return []
     opts = options or SendOptions()
@@ -267,6 +291,7 @@ async def confirm(
     deadline = time.monotonic() + options.timeout_seconds
     while waiting:
         unseen: list[Signed] = []
+        settled: list[tuple[str, Settlement, str | None]] = []
         for item, status in await _statuses(client, list(waiting.values())):
             if status is None:
                 unseen.append(item)
@@ -274,8 +299,9 @@ async def confirm(
                 error = None if status.err is None else f"transaction failed: {status.err}"
                 outcomes[item.signature] = Outcome(item.signature, error)
                 del waiting[item.signature]
-                if journal is not None:
-                    journal.settle(item.signature, "landed" if error is None else "failed", error)
+                settled.append((item.signature, "landed" if error is None else "failed", error))
+        # One journal write per round: a batch's transactions mostly confirm together.
+        await _settle_all(journal, settled)
         if unseen:
             height = (await client.get_block_height(commitment=options.commitment)).value
             for item in [i for i in unseen if i.last_valid_block_height < height]:
@@ -290,8 +316,7 @@ async def confirm(
                 )
                 outcomes[item.signature] = Outcome(item.signature, error, expired=True)
                 del waiting[item.signature]
-                if journal is not None:
-                    journal.settle(item.signature, "expired", error)
+                await _settle_all(journal, [(item.signature, "expired", error)])
             if time.monotonic() - last_send >= options.resend_seconds:
                 last_send = time.monotonic()
                 for item in unseen:

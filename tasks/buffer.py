@@ -9,9 +9,7 @@ then forgotten; the Writes are signed by the buffer's authority.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -26,7 +24,6 @@ from core.errors import ChainError, HashMismatch, InputError
 from core.idempotency import NO_RUN, idempotency_key
 from programs import loader, rpc, send
 from programs.rpc import ProgramInfo
-from programs.send import Settlement, Signed
 from store import records
 from store.records import audit as audit_records
 from store.records import transactions as journal_records
@@ -36,27 +33,6 @@ from tasks.records import current_run_id, records_engine
 EXTENDED_ACTION = "program.extended"
 # What a fee payer must keep beyond the rent of an extension: the transaction's fees.
 FEE_MARGIN_LAMPORTS = 100_000
-
-
-class WavesJournal(RecordsJournal):
-    """The journal of a buffer's Writes: settlements are kept and written in one statement
-    with the next wave's write-ahead (and by ``flush``), not one commit per chunk. One
-    lost in a crash leaves its row unsettled, which the next attempt settles first."""
-
-    def __init__(self, purpose: str, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(purpose, details)
-        self._settled: list[tuple[str, str, str | None]] = []
-
-    def write_ahead(self, signed: Sequence[Signed]) -> None:
-        self.flush()
-        super().write_ahead(signed)
-
-    def settle(self, signature: str, status: Settlement, error: str | None = None) -> None:
-        self._settled.append((signature, status, error))
-
-    def flush(self) -> None:
-        settled, self._settled = self._settled, []
-        journal_records.settle_many(records_engine(), settled)
 
 
 def buffer_purpose(cluster: str, program_id: str, sha256: str, run_id: str | None) -> str:
@@ -142,14 +118,12 @@ async def write_program_buffer(
             return await _consumed(client, program_id, address, expected_sha256)
         info = await rpc.read_buffer(client, buffer)
         if info.authority == str(writer.pubkey()):
-            writes = WavesJournal(f"{purpose}:write", {"buffer": address})
-            try:
-                await send.settle_unsettled(client, writes, options)
-                sent = await send.write_missing(
-                    client, payer, buffer, writer, elf, options=options, journal=writes
-                )
-            finally:
-                writes.flush()
+            # A confirmation round's Writes settle in one statement (settle_many).
+            writes = RecordsJournal(f"{purpose}:write", {"buffer": address})
+            await send.settle_unsettled(client, writes, options)
+            sent = await send.write_missing(
+                client, payer, buffer, writer, elf, options=options, journal=writes
+            )
             logger.info("buffer %s: %d Write transaction(s) sent", address, sent)
             if governance_authority is not None:
                 hand_over = loader.set_authority(

@@ -117,6 +117,9 @@ class RecordsJournal:
     def settle(self, signature: str, status: Settlement, error: str | None = None) -> None:
         journal_records.settle(records_engine(), signature, status, error)
 
+    def settle_many(self, settlements: Sequence[tuple[str, Settlement, str | None]]) -> None:
+        journal_records.settle_many(records_engine(), settlements)
+
 
 async def send_write(
     client: AsyncClient,

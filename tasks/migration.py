@@ -14,6 +14,8 @@ the landed transaction that did it.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -30,7 +32,8 @@ from solders.pubkey import Pubkey
 from blocks import load_block
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
-from core.errors import TransactionFailed
+from core.errors import ChainError, TransactionFailed
+from domain.migration import AccountKeys, shard_of_key
 from programs import send
 from programs.plugin import AccountMigrator, get_migrator
 from programs.send import SendOptions, Signed
@@ -175,22 +178,84 @@ def account_states(migration_id: int) -> dict[str, AccountState]:
 
 @task(name="discover-accounts", cache_policy=NO_CACHE, **READ_RETRIES)
 async def discover_accounts(
-    cluster: SolanaCluster, program_id: str, migrator_name: str, version: int
-) -> list[str]:
-    """Addresses of the program's accounts at layout ``version`` (getProgramAccounts with
-    the migrator's filters, no data: the batches fetch it)."""
+    cluster: SolanaCluster,
+    program_id: str,
+    migrator_name: str,
+    version: int,
+    shard: tuple[int, int] | None = None,
+) -> AccountKeys:
+    """Keys of the program's accounts at layout ``version`` (of ``shard`` only, if given):
+    getProgramAccounts with the migrator's filters and a zero-length dataSlice (keys, no
+    data: the batches fetch it 100 at a time), its answer scanned as it streams in."""
     migrator = get_migrator(migrator_name)
     async with rpc_client(cluster) as client:
-        resp = await client.get_program_accounts(
-            Pubkey.from_string(program_id),
-            commitment=Confirmed,
-            encoding="base64",
-            data_slice=DataSliceOpts(offset=0, length=0),
-            filters=migrator.select(version),
+        keys = await stream_program_keys(
+            client, Pubkey.from_string(program_id), migrator.select(version)
         )
-    found = sorted(str(entry.pubkey) for entry in resp.value)
-    get_run_logger().info("%d accounts of %s at layout v%d", len(found), program_id, version)
-    return found
+    if shard is not None:
+        index, count = shard
+        keys = AccountKeys(k for k in keys if shard_of_key(k, count) == index)
+    get_run_logger().info(
+        "%d accounts of %s at layout v%d%s",
+        len(keys),
+        program_id,
+        version,
+        "" if shard is None else f" in shard {shard[0]}/{shard[1]}",
+    )
+    return keys
+
+
+# Each entry of a keys-only getProgramAccounts answer names its key once, here.
+_PUBKEY = re.compile(rb'"pubkey"\s*:\s*"([1-9A-HJ-NP-Za-km-z]{32,44})"')
+# Answers this small are parsed whole (an RPC error is one of them).
+_SMALL_ANSWER = 64 * 1024
+
+
+async def stream_program_keys(
+    client: AsyncClient, program: Pubkey, filters: Sequence[object]
+) -> AccountKeys:
+    """The keys of ``program``'s accounts matching ``filters``, without their data.
+
+    The answer is read as a stream and only the keys are kept (32 bytes each): a million
+    accounts never sit in memory as a parsed JSON document."""
+    body = client._get_program_accounts_body(  # solana-py's own request, as it would send
+        pubkey=program,
+        commitment=Confirmed,
+        encoding="base64",
+        data_slice=DataSliceOpts(offset=0, length=0),
+        filters=filters,  # type: ignore[arg-type]
+    ).to_json()
+    provider = client._provider
+    keys: list[bytes] = []
+    head = bytearray()
+    size = 0
+    tail = b""
+    async with provider.session.stream(
+        "POST",
+        provider.endpoint_uri,
+        content=body,
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size <= _SMALL_ANSWER:
+                head += chunk
+            text = tail + chunk
+            last = 0
+            for match in _PUBKEY.finditer(text):
+                keys.append(bytes(Pubkey.from_string(match.group(1).decode())))
+                last = match.end()
+            # Keep what may be the start of a key cut by the chunk's end.
+            tail = text[max(last, len(text) - 64) :]
+    if size <= _SMALL_ANSWER:
+        answer = json.loads(bytes(head))
+        if "error" in answer or not isinstance(answer.get("result"), list):
+            error = answer.get("error") or {}
+            raise ChainError(
+                f"RPC getProgramAccounts of {program} refused: "
+                f"{error.get('message', 'no result') if isinstance(error, dict) else error}"
+            )
+    return AccountKeys(keys)
 
 
 @task(

@@ -3,6 +3,7 @@ a retry could repeat it (proposals by key, threshold time and execution once).""
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -28,6 +29,13 @@ def _engine(url: str, may_create: bool) -> Engine:
 def records_engine() -> Engine:
     """The records database of this process (``DATABASE_URL``), migrated to head once.
     An explicit ``DATABASE_URL`` must name an existing one (``store.db.database_url``)."""
+    # Looked up once per environment: reading the settings costs milliseconds, and a
+    # migration asks for the engine several times per batch.
+    return _engine_for(os.environ.get("DATABASE_URL"), os.environ.get("RUNBOOKS_CREATE_DATABASE"))
+
+
+@cache
+def _engine_for(database_url: str | None, create_database: str | None) -> Engine:
     return _engine(db.database_url(), db.may_create_database())
 
 

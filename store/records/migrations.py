@@ -448,10 +448,44 @@ def migration_counts(engine: Engine, migration_id: int) -> dict[str, int]:
         return _counts(session, migration_id)
 
 
-def failed_accounts(engine: Engine, migration_id: int) -> list[AccountState]:
-    """The migration's failed accounts, with their errors, by address."""
-    states = account_states(engine, migration_id)
-    return sorted((s for s in states.values() if s.status == "failed"), key=lambda s: s.address)
+def failed_accounts(
+    engine: Engine, migration_id: int, limit: int | None = None
+) -> list[AccountState]:
+    """The migration's failed accounts (the first ``limit``), with their errors, by address."""
+    query = (
+        select(
+            MigrationAccount.address,
+            MigrationAccount.status,
+            MigrationAccount.attempts,
+            MigrationAccount.error,
+            MigrationAccount.signature,
+        )
+        .where(MigrationAccount.migration_id == migration_id, MigrationAccount.status == "failed")
+        .order_by(MigrationAccount.address)
+        .limit(limit)
+    )
+    with session_scope(engine) as session:
+        return [AccountState(*row) for row in session.execute(query)]
+
+
+def account_addresses(
+    engine: Engine,
+    migration_id: int,
+    statuses: Iterable[str],
+    *,
+    after: str | None = None,
+    limit: int = 100,
+) -> list[str]:
+    """A page of the migration's accounts in ``statuses``, by address, after ``after``:
+    a pass over a million accounts reads them a page at a time, never all at once."""
+    query = select(MigrationAccount.address).where(
+        MigrationAccount.migration_id == migration_id,
+        MigrationAccount.status.in_(list(statuses)),
+    )
+    if after is not None:
+        query = query.where(MigrationAccount.address > after)
+    with session_scope(engine) as session:
+        return list(session.scalars(query.order_by(MigrationAccount.address).limit(limit)))
 
 
 def migrated_accounts(

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
 from core.errors import InputError
 from store.db import session_scope
@@ -105,25 +105,42 @@ def settle(engine: Engine, signature: str, status: str, error: str | None = None
         )
 
 
-def settle_many(engine: Engine, settled: Sequence[tuple[str, str, str | None]]) -> None:
-    """``settle`` for many (signature, status, error) at once: one statement per distinct
-    (status, error), in one database transaction."""
-    groups: dict[tuple[str, str | None], list[str]] = {}
-    for signature, status, error in settled:
-        groups.setdefault((_choice("status", status, TRANSACTION_STATUSES[1:]), error), []).append(
-            signature
-        )
-    if not groups:
+def settle_many(engine: Engine, settlements: Sequence[tuple[str, str, str | None]]) -> None:
+    """``settle`` for many (signature, status, error) at once: one UPDATE for the landed
+    ones (they carry no error), one executemany for the rest, in one transaction."""
+    landed: list[str] = []
+    others: list[dict[str, Any]] = []
+    for signature, status, error in settlements:
+        status = _choice("status", status, TRANSACTION_STATUSES[1:])
+        if status == "landed" and error is None:
+            landed.append(signature)
+        else:
+            others.append({"sig": signature, "new_status": status, "new_error": error})
+    if not landed and not others:
         return
     now = utcnow()
     with session_scope(engine) as session:
-        for (status, error), signatures in groups.items():
+        if landed:
             session.execute(
                 update(ChainTransaction)
-                .where(ChainTransaction.signature.in_(signatures))
+                .where(ChainTransaction.signature.in_(landed))
                 .where(ChainTransaction.status == "sent")
-                .values(status=status, error=error, settled_at=now)
+                .values(status="landed", error=None, settled_at=now)
             )
+        if others:
+            for row in others:
+                row["now"] = now
+            session.connection().execute(_SETTLE_ONE, others)
+
+
+_SETTLE_ONE = (
+    update(ChainTransaction)
+    .where(ChainTransaction.signature == bindparam("sig"))
+    .where(ChainTransaction.status == "sent")
+    .values(
+        status=bindparam("new_status"), error=bindparam("new_error"), settled_at=bindparam("now")
+    )
+)
 
 
 def unsettled(engine: Engine, purpose: str) -> list[TransactionRecord]:

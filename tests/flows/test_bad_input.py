@@ -739,6 +739,11 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("migrate", "migrator unknown", {"migrator": "vault2"}, ("migrator",)),
     ("migrate", "fee payer missing", {"fee_payer_block": MISSING}, ("Solana Keypair", MISSING)),
     ("migrate", "cluster missing", {"cluster_block": MISSING}, ("Solana Cluster", MISSING)),
+    ("migrate", "shard form", {"shard": "1of4"}, ("shard", "i/N")),
+    ("migrate", "shard index", {"shard": "4/4"}, ("shard", "i/N")),
+    ("migrate", "shard zero", {"shard": "0/0"}, ("shard", "i/N")),
+    ("migrate", "shard too many", {"shard": "0/257"}, ("shard", "256")),
+    ("migrate", "shard negative", {"shard": "-1/4"}, ("shard", "i/N")),
 ]
 
 

@@ -67,3 +67,37 @@ async def test_a_2000_account_migration_completes_on_a_cluster_like_localnet(
     assert not [r for r in journal if r.status == "sent"]
     # The clock really ran: the transactions landed over many slots, not in one.
     assert net.slot - slot_before > 20
+
+
+async def test_a_keys_only_discovery_passes_where_a_full_scan_is_refused(
+    demo_binaries: dict[str, bytes],
+) -> None:
+    # 300 v1 vaults hold 26,400 bytes of data, over this endpoint's 10,000-byte limit.
+    from solana.rpc.async_api import AsyncClient
+    from solana.rpc.core import RPCException
+
+    from programs.demo_vault.plugins import DemoVaultMigrator
+    from tasks.migration import stream_program_keys
+
+    chain = start_demo_chain(
+        binaries=demo_binaries,
+        behaviour=ClusterBehaviour(
+            slot_seconds=0.1,
+            drop_fraction=0.0,
+            requests_per_second=1000.0,
+            program_accounts_max_bytes=10_000,
+        ),
+    )
+    try:
+        vaults = seed_vaults(chain, Pubkey.new_unique(), 300)
+        filters = DemoVaultMigrator().select(vault.VaultV1.VERSION)
+        async with AsyncClient(chain.url) as client:
+            with pytest.raises(RPCException, match="over this endpoint's limit of 10000 bytes"):
+                await client.get_program_accounts(
+                    chain.program_id, encoding="base64", filters=filters
+                )
+            keys = await stream_program_keys(client, chain.program_id, filters)
+    finally:
+        chain.server.stop()
+    assert len(keys) == 300
+    assert all(bytes(v) in keys for v in vaults)

@@ -312,3 +312,43 @@ async def test_a_failing_account_in_the_simulated_transaction_fails_alone(
     assert {a: s.signature for a, s in states.items() if a != str(bad)} == {
         a: s[0] for a, s in landed.items()
     }
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_two_shards_together_migrate_every_account_once(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    from solders.keypair import Keypair
+
+    from domain.migration import in_shard
+
+    # Random keys, as real accounts have: Pubkey.new_unique() keys start with 8 zero bytes
+    # and would all fall in shard 0.
+    net = chain.server.localnet
+    rent = net.minimum_balance_for_rent_exemption(vault.VaultV1.SIZE)
+    config = Pubkey.new_unique()
+    vaults = [Keypair().pubkey() for _ in range(160)]
+    with net.lock:
+        for i, key in enumerate(vaults):
+            data = vault.VaultV1(owner=Pubkey.new_unique(), config=config, balance=i).encode()
+            net.svm.set_account(key, Account(rent, data, chain.program_id, False, 0))
+    await upgrade_directly(chain, chain.binaries["v2"])
+    first = await migrate_accounts(**params(chain, block_names, shard="0/2"))
+    # Only shard 0's accounts moved; shard 1's are still on v1.
+    zero = {str(v) for v in vaults if in_shard(str(v), 0, 2)}
+    assert 0 < len(zero) < len(vaults)
+    assert first["discovered"] == first["migrated_now"] == len(zero)
+    assert {
+        str(v)
+        for v, d in zip(vaults, on_chain(chain, vaults), strict=True)
+        if isinstance(d, vault.VaultV2)
+    } == zero
+    second = await migrate_accounts(**params(chain, block_names, shard="1/2"))
+    assert second["migration_id"] != first["migration_id"]  # each shard its own record
+    assert second["migrated_now"] == len(vaults) - len(zero)
+    assert all(isinstance(v, vault.VaultV2) for v in on_chain(chain, vaults))
+    landed = signatures_by_account(chain.server.localnet, chain.program_id, MIGRATE, 0)
+    assert set(landed) == {str(v) for v in vaults}
+    assert {len(s) for s in landed.values()} == {1}  # every account migrated once
+    again = await migrate_accounts(**params(chain, block_names, shard="0/2"))
+    assert (again["migration_id"], again["discovered"]) == (first["migration_id"], 0)
