@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from core.errors import MigrationError, VerificationFailed
+from solders.pubkey import Pubkey
+
+from core.errors import InputError, MigrationError, VerificationFailed
 
 Status = Literal["completed", "incomplete", "failed"]
+# Shards a migration splits into at most ("i/N", N <= MAX_SHARDS).
+MAX_SHARDS = 256
 
 
 class _Failure(Protocol):
@@ -65,3 +69,32 @@ def outcome(
             "again with retry_failed=true."
         )
     return status, None
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` -> (i, N) with 0 <= i < N <= 256; empty: None (every account)."""
+    if text is None or not text.strip():
+        return None
+    index, sep, count = text.strip().partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or not 0 <= i < n <= MAX_SHARDS:
+        raise InputError(
+            f'shard {text[:40]!r} is not of the form "i/N" with 0 <= i < N <= {MAX_SHARDS} '
+            '(e.g. "0/4"); nothing was recorded'
+        )
+    return i, n
+
+
+def in_shard(address: str, index: int, count: int) -> bool:
+    """Whether the account at ``address`` (base58) belongs to shard ``index``/``count``:
+    its first 8 bytes, little-endian, modulo ``count``."""
+    key = bytes(Pubkey.from_string(address))
+    return int.from_bytes(key[:8], "little") % count == index
+
+
+def shard_of(address: str, count: int) -> int:
+    """The shard (of ``count``) the account at ``address`` belongs to (see ``in_shard``)."""
+    return int.from_bytes(bytes(Pubkey.from_string(address))[:8], "little") % count

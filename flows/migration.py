@@ -46,7 +46,7 @@ from blocks.keypair import SolanaKeypair
 from core.errors import HashMismatch, MigrationError
 from core.idempotency import idempotency_key
 from core.keys import parse_pubkey, parse_sha256
-from domain.migration import outcome, plan
+from domain.migration import in_shard, outcome, parse_shard, plan
 from domain.report import fields_table, linked
 from programs.plugin import get_migrator
 from store.records import migrations
@@ -61,9 +61,20 @@ T = TypeVar("T")
 FAILURES_SHOWN = 1000
 
 
-def migration_key(cluster: str, program_id: str, migrator: str, source: int, target: int) -> str:
-    """Identifies one migration, so a rerun (after a crash, or to retry) resumes it."""
-    return idempotency_key("migration", cluster, program_id, migrator, f"v{source}->v{target}")
+def migration_key(
+    cluster: str,
+    program_id: str,
+    migrator: str,
+    source: int,
+    target: int,
+    shard: tuple[int, int] | None = None,
+) -> str:
+    """Identifies one migration (or one shard of it), so a rerun (after a crash, or to
+    retry) resumes it."""
+    parts = [cluster, program_id, migrator, f"v{source}->v{target}"]
+    if shard is not None:
+        parts.append(f"shard-{shard[0]}-of-{shard[1]}")
+    return idempotency_key("migration", *parts)
 
 
 @flow(name="account-migration", persist_result=False)
@@ -78,6 +89,7 @@ async def migrate_accounts(
     accounts_per_transaction: Annotated[int | None, Field(ge=1)] = None,
     cluster_block: str = "localnet",
     fee_payer_block: str = "localnet-fee-payer",
+    shard: str | None = None,
 ) -> dict[str, Any]:
     """Migrate a program's accounts to its new layout, in batches, verified and resumable.
 
@@ -96,10 +108,13 @@ async def migrate_accounts(
             many as fit in 1,232 bytes and the compute limit.
         cluster_block: The SolanaCluster block of the cluster to migrate on.
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
+        shard: "i/N": only the accounts of shard i of N (flows/migration_fanout.py runs
+            the N shards on workers); each shard is its own migration record.
     """
     started = time.monotonic()
     logger = get_run_logger()
     program_key = parse_pubkey(program_id, "program id")
+    part = parse_shard(shard)
     if expected_program_sha256:
         expected_program_sha256 = parse_sha256(expected_program_sha256, "expected_program_sha256")
     m = get_migrator(migrator)
@@ -120,8 +135,12 @@ async def migrate_accounts(
     per_transaction = min(accounts_per_transaction or fits, fits)
 
     # 2. Discover (reads only), then record (or resume) the migration.
-    key = migration_key(cluster.cluster, program_id, m.name, m.source_version, m.target_version)
+    key = migration_key(
+        cluster.cluster, program_id, m.name, m.source_version, m.target_version, part
+    )
     discovered = await tasks.discover_accounts(cluster, program_id, m.name, m.source_version)
+    if part is not None:
+        discovered = [a for a in discovered if in_shard(a, *part)]
     if not discovered and migrations.get_migration_by_key(records_engine(), key) is None:
         # Nothing to migrate and never migrated: a mistyped program id or the wrong
         # migrator looks exactly like this, so it is not reported as a success.
