@@ -38,6 +38,24 @@ class WorkerStack:
         self.running = workers.start_workers(count, self.env, self.log_dir, limit=self.limit)
         return self.running
 
+    async def online(self, timeout: float = 120.0) -> None:
+        """Wait until every running worker has polled the server (it takes runs then)."""
+        import asyncio
+        import time
+
+        from prefect.client.orchestration import get_client
+
+        wanted = {f"runbooks-worker-{n}" for n in range(1, len(self.running) + 1)}
+        deadline = time.monotonic() + timeout
+        async with get_client() as client:
+            while True:
+                seen = await client.read_workers_for_work_pool(workers.POOL)
+                if wanted <= {w.name for w in seen if w.status == "ONLINE"}:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"workers not online after {timeout:.0f} s: {seen}")
+                await asyncio.sleep(0.5)
+
     def submitted(self) -> dict[str, str]:
         """Flow run id -> the worker that submitted it, from the workers' logs."""
         found: dict[str, str] = {}
@@ -95,6 +113,7 @@ async def worker_stack(
             workers.deploy_all(env, work_dir / "deploy.log")
             if workers_count:
                 stack.start_workers(workers_count)
+                await stack.online()
             yield stack
     finally:
         workers.stop(stack.running)

@@ -160,7 +160,7 @@ async def killed_worker_case(stack: WorkerStack, chain: DemoChain, records_db: E
         worker.send_signal(signal.SIGKILL)  # the worker first: it reports nothing
         worker.wait(timeout=30)
         assert run.infrastructure_pid, "the worker recorded no process for the run"
-        os.kill(int(str(run.infrastructure_pid).rsplit(":", 1)[1]), signal.SIGKILL)
+        os.kill(int(str(run.infrastructure_pid).rsplit(":", 1)[-1]), signal.SIGKILL)
         await asyncio.sleep(2)
         record = migrations.get_migration_by_key(records_db, keys[shard])
         assert record is not None
