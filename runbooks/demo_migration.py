@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -100,12 +101,14 @@ async def create_vaults(
 
 
 def seed_vaults(
-    chain: DemoChain, config: Pubkey, count: int, *, first_balance: int = 0
+    chain: DemoChain, config: Pubkey, count: int, *, first_balance: int = 0, spread: bool = False
 ) -> list[Pubkey]:
-    """``count`` v1 vaults written straight into the SVM (setup for tests and benches)."""
+    """``count`` v1 vaults written straight into the SVM (setup for tests and benches).
+    ``spread``: random addresses, as real ones are (``Pubkey.new_unique``'s counter
+    leaves the first 8 bytes' low bits alike: every vault would fall in one shard)."""
     net = chain.server.localnet
     rent = net.minimum_balance_for_rent_exemption(vault.VaultV1.SIZE)
-    keys = [Pubkey.new_unique() for _ in range(count)]
+    keys = [Pubkey(os.urandom(32)) if spread else Pubkey.new_unique() for _ in range(count)]
     with net.lock:
         for i, key in enumerate(keys):
             data = vault.VaultV1(

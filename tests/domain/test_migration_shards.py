@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from core.errors import InputError
-from domain.migration import AccountKeys, in_shard, parse_shard, shard_of_key
+from domain.migration import AccountKeys, in_shard, parse_shard, shard_of, shard_of_key
+from flows.migration import migration_key
 
 
 @pytest.mark.parametrize(
@@ -24,13 +26,7 @@ def test_bad_shards_are_refused_naming_the_form(text: str) -> None:
         parse_shard(text)
 
 
-def test_every_account_is_in_exactly_one_shard() -> None:
-    keys = [Keypair().pubkey() for _ in range(500)]
-    for count in (1, 2, 7):
-        owners = [[i for i in range(count) if in_shard(str(k), i, count)] for k in keys]
-        assert all(len(o) == 1 for o in owners)
-        assert {o[0] for o in owners} == set(range(count))  # random keys reach every shard
-    # The rule is the spec's: the key's first 8 bytes, little-endian, modulo N.
+def test_the_rule_is_the_first_eight_bytes_little_endian_modulo_n() -> None:
     key = bytes(range(32))
     assert shard_of_key(key, 256) == int.from_bytes(key[:8], "little") % 256 == 0
 
@@ -46,3 +42,24 @@ def test_account_keys_are_sorted_unique_and_searchable() -> None:
     batches = list(held.batches(100))
     assert [len(b) for b in batches] == [100, 100, 50]
     assert [bytes(Pubkey.from_string(a)) for b in batches for a in b] == sorted(keys)
+
+
+def test_every_account_falls_in_exactly_one_shard_by_its_first_eight_bytes() -> None:
+    keys = [str(Pubkey(os.urandom(32))) for _ in range(2_000)]
+    for count in (1, 2, 7, 256):
+        homes = [[i for i in range(count) if in_shard(k, i, count)] for k in keys]
+        assert all(len(h) == 1 for h in homes)
+        assert [h[0] for h in homes] == [shard_of(k, count) for k in keys]
+    # Little-endian: the first byte decides the shard of 2.
+    assert in_shard(str(Pubkey(bytes([1]) + bytes(31))), 1, 2)
+    assert in_shard(str(Pubkey(bytes([0, 1]) + bytes(30))), 0, 2)
+    halves = sum(in_shard(k, 0, 2) for k in keys)
+    assert 800 < halves < 1_200  # random addresses split about evenly
+
+
+def test_each_shard_is_its_own_migration_and_no_shard_is_the_whole() -> None:
+    whole = migration_key("localnet", "P", "demo_vault", 1, 2)
+    assert whole == migration_key("localnet", "P", "demo_vault", 1, 2, None)
+    keys = {migration_key("localnet", "P", "demo_vault", 1, 2, (i, 4)) for i in range(4)}
+    assert len(keys) == 4 and whole not in keys
+    assert migration_key("localnet", "P", "demo_vault", 1, 2, (0, 2)) not in keys

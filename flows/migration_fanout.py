@@ -1,0 +1,313 @@
+"""Runbook: one account migration fanned out across workers, one shard per child run.
+
+1. Check every parameter, the kill switch, the migration deployment, and that no shard of
+   this migration still runs (a second run of a shard would race the first).
+2. Discover the accounts on the old layout (reads only) and count them per shard: a shard
+   with none that was never recorded has nothing to do and is not started.
+3. Start one flow run of the migration deployment (``account-migration/migrate`` on the
+   ``runbooks`` work pool) per shard "i/N", as subflows of this run: the pool's workers,
+   on as many machines, take them. Each shard is its own migration record (the shard is
+   part of its key), so shards never touch each other's accounts.
+4. Wait for all of them, then report from the records: one table of every shard (its
+   run, state, migration and account counts) and the totals. Failed, crashed or cancelled
+   shards fail this run, named.
+
+Rerun it after a failure or a lost worker: finished shards find nothing left (quick),
+unfinished ones resume from their records and the chain, as ``migrate_accounts`` does.
+A worker killed mid-shard leaves its run Running until the crash automation
+(runbooks/crash_watch.py) marks it Crashed and reschedules it on another worker; a
+rerun of this flow refuses while that shard still runs, naming its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Annotated, Any
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from pydantic import Field
+
+from blocks import load_block
+from blocks.cluster import SolanaCluster
+from blocks.keypair import SolanaKeypair
+from core.errors import InputError, MigrationError
+from core.keys import parse_pubkey, parse_sha256
+from domain.migration import MAX_SHARDS, shard_of
+from domain.report import fields_table
+from flows.migration import migration_key
+from programs.plugin import get_migrator
+from store.records import migrations
+from tasks import kill_switch
+from tasks import migration as tasks
+from tasks.migration import FETCH_LIMIT
+from tasks.records import records_engine
+
+MIGRATE_DEPLOYMENT = "account-migration/migrate"
+# A shard's run in one of these states may still migrate: no second run of it starts.
+LIVE = [
+    StateType.SCHEDULED,
+    StateType.PENDING,
+    StateType.RUNNING,
+    StateType.PAUSED,
+    StateType.CANCELLING,
+]
+
+
+@flow(name="account-migration-sharded", persist_result=False)
+async def migrate_accounts_sharded(
+    program_id: str,
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 2,
+    migrator: str = "demo_vault",
+    expected_program_sha256: str | None = None,
+    retry_failed: bool = False,
+    reverify: bool = False,
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
+    batch_size: Annotated[int, Field(ge=1, le=FETCH_LIMIT)] = FETCH_LIMIT,
+    accounts_per_transaction: Annotated[int | None, Field(ge=1)] = None,
+    cluster_block: str = "localnet",
+    fee_payer_block: str = "localnet-fee-payer",
+    deployment_name: str = MIGRATE_DEPLOYMENT,
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0,
+) -> dict[str, Any]:
+    """Migrate a program's accounts in ``shards`` child runs that the work pool's workers
+    share; one report over all of them. Rerun to resume.
+
+    Args:
+        program_id: The program whose accounts to migrate (base58 address).
+        shards: How many shards (1-256), each a flow run of the migration deployment.
+        migrator: As for the migration runbook.
+        expected_program_sha256: As for the migration runbook.
+        retry_failed: As for the migration runbook.
+        reverify: As for the migration runbook.
+        concurrency: Batches at once within each shard.
+        batch_size: Accounts per batch.
+        accounts_per_transaction: As for the migration runbook.
+        cluster_block: The SolanaCluster block of the cluster to migrate on.
+        fee_payer_block: The SolanaKeypair block that pays the transaction fees.
+        deployment_name: The migration deployment the shards run as ("flow/deployment").
+        poll_seconds: How often the shards' states are read while waiting.
+    """
+    started = time.monotonic()
+    logger = get_run_logger()
+    # 1. Everything checked before anything starts.
+    if not 1 <= shards <= MAX_SHARDS:
+        raise InputError(f"shards {shards}: give 1 to {MAX_SHARDS}; nothing was started")
+    parse_pubkey(program_id, "program id")
+    if expected_program_sha256:
+        expected_program_sha256 = parse_sha256(expected_program_sha256, "expected_program_sha256")
+    m = get_migrator(migrator)
+    cluster = await load_block(SolanaCluster, cluster_block)
+    await load_block(SolanaKeypair, fee_payer_block)
+    kill_switch.check_kill_switch(cluster.cluster, program_id, "account migration")
+    keys = [
+        migration_key(
+            cluster.cluster,
+            program_id,
+            m.name,
+            m.source_version,
+            m.target_version,
+            (i, shards),
+        )
+        for i in range(shards)
+    ]
+    async with get_client() as client:
+        await _check_deployment(client, deployment_name)
+        live = await _live_shard_runs(client, keys)
+    if live:
+        raise MigrationError(
+            "shards of this migration still run: "
+            + ", ".join(f"{i}/{shards} (flow run {run_id}, {state})" for i, run_id, state in live)
+            + "; wait for them, or, if their worker is gone, for the crash automation to "
+            "mark them Crashed (or mark them so yourself); nothing was started"
+        )
+
+    # 2. Which shards have work: accounts on the old layout now, or a record to finish.
+    discovered = await tasks.discover_accounts(cluster, program_id, m.name, m.source_version)
+    per_shard = Counter(shard_of(a, shards) for a in discovered)
+    engine = records_engine()
+    recorded = {i: migrations.get_migration_by_key(engine, k) for i, k in enumerate(keys)}
+    todo = [i for i in range(shards) if per_shard[i] or recorded[i] is not None]
+    if not todo:
+        raise MigrationError(
+            f"no accounts of program {program_id} on layout v{m.source_version} of migrator "
+            f"{m.name!r} were found on {cluster.cluster}, and no shard of an earlier "
+            f"{shards}-shard migration of them is recorded: check the program id, the "
+            "migrator, the cluster block and the number of shards; nothing was started"
+        )
+    logger.info(
+        "%d accounts on layout v%d in %d shards; starting %d shard runs of %s",
+        len(discovered),
+        m.source_version,
+        shards,
+        len(todo),
+        deployment_name,
+    )
+
+    # 3. One child run per shard; the pool's workers take them.
+    common: dict[str, Any] = {
+        "program_id": program_id,
+        "migrator": migrator,
+        "expected_program_sha256": expected_program_sha256,
+        "retry_failed": retry_failed,
+        "reverify": reverify,
+        "concurrency": concurrency,
+        "batch_size": batch_size,
+        "accounts_per_transaction": accounts_per_transaction,
+        "cluster_block": cluster_block,
+        "fee_payer_block": fee_payer_block,
+    }
+    runs: dict[int, FlowRun] = {}
+    for i in todo:
+        runs[i] = await run_deployment(  # type: ignore[misc]
+            deployment_name,
+            parameters={**common, "shard": f"{i}/{shards}"},
+            flow_run_name=f"shard-{i}-of-{shards}",
+            tags=["migration-shard", keys[i]],
+            timeout=0,
+            as_subflow=True,
+        )
+
+    # 4. Wait for every shard, then report from the records.
+    final = await _wait(runs, poll_seconds)
+    rows = []
+    for i in range(shards):
+        record = migrations.get_migration_by_key(engine, keys[i])
+        counts = migrations.migration_counts(engine, record.id) if record else None
+        run = final.get(i)
+        rows.append(
+            {
+                "shard": f"{i}/{shards}",
+                "accounts_on_old_layout": per_shard[i],
+                "flow_run": str(run.id) if run else None,
+                "state": run.state.type.value if run and run.state else "NOT STARTED",
+                "migration_id": record.id if record else None,
+                "status": record.status if record else None,
+                "accounts": counts,
+            }
+        )
+    totals: Counter[str] = Counter()
+    for row in rows:
+        totals.update(row["accounts"] or {})
+    failed = [r["shard"] for r in rows if r["flow_run"] and r["state"] != "COMPLETED"]
+    summary: dict[str, Any] = {
+        "program_id": program_id,
+        "migrator": m.name,
+        "shards": shards,
+        "discovered": len(discovered),
+        "accounts": {s: totals[s] for s in ("pending", "migrated", "verified", "failed")},
+        "shard_runs": rows,
+        "failed_shards": failed,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    await _publish(summary, cluster.cluster, m.source_version, m.target_version)
+    if failed:
+        raise MigrationError(
+            f"shards {', '.join(failed)} of the migration of {program_id} did not complete ("
+            + ", ".join(f"{r['shard']}: {r['state']}" for r in rows if r["shard"] in failed)
+            + "); the other shards went on. See each shard's run, fix the cause, and run "
+            "this again: finished shards find nothing left, the others resume."
+        )
+    return summary
+
+
+async def _check_deployment(client: Any, name: str) -> None:
+    flow_name, sep, deployment = name.partition("/")
+    if not sep or not flow_name or not deployment:
+        raise InputError(
+            f"deployment_name {name[:80]!r}: give 'flow name/deployment name' "
+            f"(e.g. {MIGRATE_DEPLOYMENT!r}); nothing was started"
+        )
+    try:
+        await client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        raise InputError(
+            f"deployment {name[:80]!r} is not on the Prefect server: register prefect.yaml's "
+            "deployments (`prefect deploy --all`) first; nothing was started"
+        ) from None
+
+
+async def _live_shard_runs(client: Any, keys: list[str]) -> list[tuple[int, UUID, str]]:
+    """The shards (index, run id, state) with a run that may still migrate."""
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["migration-shard"]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=LIVE)),
+        )
+    )
+    index = {k: i for i, k in enumerate(keys)}
+    found = []
+    for run in runs:
+        for tag in run.tags:
+            if tag in index:
+                found.append((index[tag], run.id, run.state.type.value if run.state else "?"))
+    return sorted(found)
+
+
+async def _wait(runs: dict[int, FlowRun], poll_seconds: float) -> dict[int, FlowRun]:
+    """Every shard's run once it reached a final state (Crashed included: a rerun resumes)."""
+    final: dict[int, FlowRun] = {}
+    async with get_client() as client:
+        while len(final) < len(runs):
+            for i, run in runs.items():
+                if i in final:
+                    continue
+                current = await client.read_flow_run(run.id)
+                if current.state is not None and current.state.is_final():
+                    final[i] = current
+            if len(final) < len(runs):
+                await asyncio.sleep(poll_seconds)
+    return final
+
+
+async def _publish(summary: dict[str, Any], cluster: str, source: int, target: int) -> None:
+    counts = summary["accounts"]
+    lines = [
+        f"# Sharded migration: {summary['migrator']} v{source} -> v{target}",
+        "",
+        *fields_table(
+            [
+                ("Cluster", cluster),
+                ("Program", f"`{summary['program_id']}`"),
+                (f"On v{source} when this run started", summary["discovered"]),
+                ("Shards", summary["shards"]),
+                ("Verified", counts["verified"]),
+                ("Migrated, not verified", counts["migrated"]),
+                ("Pending", counts["pending"]),
+                ("Failed", counts["failed"]),
+                ("Failed shards", ", ".join(summary["failed_shards"]) or "none"),
+                ("Seconds", summary["seconds"]),
+            ]
+        ),
+        "",
+        "| Shard | On old layout | Flow run | State | Migration | Verified | Pending | Failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary["shard_runs"]:
+        c = row["accounts"] or {}
+        lines.append(
+            f"| {row['shard']} | {row['accounts_on_old_layout']} | {row['flow_run'] or '-'} "
+            f"| {row['state']} | {row['migration_id'] or '-'} | {c.get('verified', 0)} "
+            f"| {c.get('pending', 0)} | {c.get('failed', 0)} |"
+        )
+    await acreate_markdown_artifact(
+        key="sharded-migration-report",
+        description=f"Sharded migration of {summary['program_id']}",
+        markdown="\n".join(lines),
+    )
+
+
+__all__ = ["migrate_accounts_sharded"]
