@@ -56,15 +56,18 @@ class WorkerStack:
                     raise RuntimeError(f"workers not online after {timeout:.0f} s: {seen}")
                 await asyncio.sleep(0.5)
 
-    def submitted(self) -> dict[str, str]:
-        """Flow run id -> the worker that submitted it, from the workers' logs."""
+    async def ran_by(self, run_ids: list[str]) -> dict[str, str]:
+        """Flow run id -> the worker running or that ran it: the ``prefect.worker.name``
+        label the worker that won the run's Pending state gives it (a worker that loses
+        that race logs "submitting" too, so its log cannot say)."""
+        from prefect.client.orchestration import get_client
+
         found: dict[str, str] = {}
-        for log in sorted(self.log_dir.glob("runbooks-worker-*.log")):
-            for line in log.read_text(errors="replace").splitlines():
-                if "submitting flow run" in line.lower():
-                    for word in line.replace("'", " ").split():
-                        if len(word) == 36 and word.count("-") == 4:
-                            found[word] = log.stem
+        async with get_client() as client:
+            for run_id in run_ids:
+                name = (await client.read_flow_run(run_id)).labels.get("prefect.worker.name")
+                if name:
+                    found[run_id] = str(name)
         return found
 
 

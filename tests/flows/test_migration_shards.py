@@ -129,7 +129,7 @@ async def test_shards_on_two_workers_migrate_once_even_with_a_worker_killed_mid_
         }
         runs = [row["flow_run"] for row in result["shard_runs"]]
         assert all(row["state"] == "COMPLETED" for row in result["shard_runs"])
-        workers_of = stack.submitted()
+        workers_of = await stack.ran_by(runs)
         assert {workers_of[r] for r in runs} == {"runbooks-worker-1", "runbooks-worker-2"}
         async with get_client() as client:
             for run_id in runs:  # subflows of the parent run, as the UI shows them
@@ -155,7 +155,7 @@ async def killed_worker_case(stack: WorkerStack, chain: DemoChain, records_db: E
     victim_run, shard = await a_shard_half_done(records_db, keys, parent)
     async with get_client() as client:
         run = await client.read_flow_run(victim_run)
-        worker_name = stack.submitted()[victim_run]
+        worker_name = (await stack.ran_by([str(victim_run)]))[str(victim_run)]
         worker = stack.running[int(worker_name.rsplit("-", 1)[1]) - 1]
         worker.send_signal(signal.SIGKILL)  # the worker first: it reports nothing
         worker.wait(timeout=30)
@@ -186,8 +186,9 @@ async def killed_worker_case(stack: WorkerStack, chain: DemoChain, records_db: E
     assert result["failed_shards"] == []
     assert result["accounts"]["verified"] == ACCOUNTS
     survivor = {"runbooks-worker-1", "runbooks-worker-2"} - {worker_name}
-    workers_of = stack.submitted()
-    assert {workers_of[row["flow_run"]] for row in result["shard_runs"]} == survivor
+    reruns = [row["flow_run"] for row in result["shard_runs"]]
+    workers_of = await stack.ran_by(reruns)
+    assert {workers_of[r] for r in reruns} == survivor
     exactly_once(chain, records_db, vaults)
 
 
