@@ -134,8 +134,3 @@ def outcome(
             "again with retry_failed=true."
         )
     return status, None
-
-
-def shard_of(address: str, count: int) -> int:
-    """The shard (of ``count``) the account at ``address`` (base58) belongs to."""
-    return shard_of_key(bytes(Pubkey.from_string(address)), count)

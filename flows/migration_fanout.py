@@ -46,7 +46,7 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import InputError, MigrationError
 from core.keys import parse_pubkey, parse_sha256
-from domain.migration import MAX_SHARDS, shard_of
+from domain.migration import MAX_SHARDS, shard_of_key
 from domain.report import fields_table
 from flows.migration import migration_key
 from programs.plugin import get_migrator
@@ -137,7 +137,7 @@ async def migrate_accounts_sharded(
 
     # 2. Which shards have work: accounts on the old layout now, or a record to finish.
     discovered = await tasks.discover_accounts(cluster, program_id, m.name, m.source_version)
-    per_shard = Counter(shard_of(a, shards) for a in discovered)
+    per_shard = Counter(shard_of_key(key, shards) for key in discovered)
     engine = records_engine()
     recorded = {i: migrations.get_migration_by_key(engine, k) for i, k in enumerate(keys)}
     todo = [i for i in range(shards) if per_shard[i] or recorded[i] is not None]

@@ -74,8 +74,10 @@ async def upgrade_program(
     program_id: str,
     description: str,
     proposer: str,
-    buffer: str | None = None,
-    program_file: str | None = None,
+    # Plain strings, "" for not given: the Run form shows a text box for each (an
+    # optional str | None renders as a type picker in Prefect's form).
+    buffer: str = "",
+    program_file: str = "",
     expected_sha256: str | None = None,
     cluster_block: str = "localnet",
     policy_block: str = "localnet-multisig",
@@ -176,7 +178,6 @@ async def upgrade_program(
             authority_block=None if onchain is not None else authority_block,
             governance_authority=onchain.authority if onchain is not None else None,
         )
-    assert buffer is not None  # one of the two, checked above
 
     # 2-3. Verify the buffer and record the proposal (once per run).
     key = proposal_key(cluster.cluster, program_id, buffer, current_run_id())

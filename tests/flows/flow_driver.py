@@ -47,7 +47,7 @@ async def run_upgrade_flow(
         flow_task = asyncio.create_task(
             upgrade_program(
                 program_id=program_id,
-                buffer=buffer,
+                buffer=buffer or "",
                 description=params.pop("description", "test upgrade"),
                 proposer=params.pop("proposer", "tester"),
                 **names,

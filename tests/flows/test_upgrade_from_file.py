@@ -204,7 +204,7 @@ async def test_a_bad_file_stops_before_anything_is_recorded_or_sent(
     elif case == "both":
         buffer = v2_buffer
     elif case == "neither":
-        params["program_file"] = None
+        params["program_file"] = ""
     elif case == "file without hash":
         params["expected_sha256"] = None
     sent = chain.server.localnet.transaction_count
