@@ -74,9 +74,11 @@ class Shots:
 
 
 def form_property(scope: Page | Locator, label: str) -> Locator:
-    """The schema-form property whose label is exactly ``label``."""
+    """The schema-form property whose label is exactly ``label`` (the UI adds
+    "(Optional)" to the label of a parameter with a default)."""
     page = scope.page if isinstance(scope, Locator) else scope
-    return scope.locator(".schema-form-property").filter(has=page.get_by_text(label, exact=True))
+    text = re.compile(rf"^\s*{re.escape(label)}(\s*\(Optional\))?\s*$")
+    return scope.locator(".schema-form-property").filter(has=page.get_by_text(text))
 
 
 async def fill_text(scope: Page | Locator, label: str, value: str) -> None:
