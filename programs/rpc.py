@@ -1,4 +1,5 @@
-"""Reading programs and buffers from a cluster, and sending transactions, over JSON-RPC.
+"""Reading programs and buffers from a cluster over JSON-RPC, and reading a refused send
+(``programs.send`` sends).
 
 Plain async functions over solana-py's ``AsyncClient``: the same code talks to the
 embedded localnet, devnet or mainnet. Prefect tasks wrap them with retries.
@@ -14,8 +15,6 @@ from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.account import Account
 from solders.pubkey import Pubkey
-from solders.signature import Signature
-from solders.transaction import Transaction
 from solders.transaction_status import TransactionErrorFieldless
 
 from core.errors import (
@@ -159,22 +158,6 @@ def check_upgrade_ready(
             f"first (`solana program extend {program.program_id} {missing}`)",
             additional_bytes=missing,
         )
-
-
-async def send_transaction(client: AsyncClient, tx: Transaction) -> Signature:
-    """Send ``tx`` with preflight; its signature, also when it had landed already.
-
-    The RPC retry policy resends a request whose answer was lost; when the first send
-    landed, the chain answers the second with AlreadyProcessed (a validator's preflight
-    and the localnet's alike). The transaction is then on chain: the caller confirms its
-    signature instead of failing. Any other refusal is a TransactionFailed.
-    """
-    try:
-        return (await client.send_transaction(tx, opts=SEND_OPTS)).value
-    except RPCException as exc:
-        if already_processed(exc):
-            return tx.signatures[0]
-        raise transaction_failed(exc) from None
 
 
 def already_processed(exc: RPCException) -> bool:

@@ -155,6 +155,29 @@ def run_purpose(what: str) -> str:
     return f"{what}:run:{current_run_id() or uuid.uuid4().hex}"
 
 
+async def send_execution(
+    client: AsyncClient,
+    cluster: SolanaCluster,
+    proposal_id: int,
+    instructions: Sequence[Instruction],
+    payer: Keypair,
+    signers: Sequence[Keypair] = (),
+    *,
+    before: ProgramInfo,
+) -> Signature:
+    """Send a proposal's execution, the program as it was ``before`` written ahead with it:
+    what ``landed_execution`` gives back after a crash."""
+    return await send_write(
+        client,
+        cluster,
+        execution_purpose(proposal_id),
+        instructions,
+        payer,
+        signers,
+        details=asdict(before),
+    )
+
+
 @task(name="landed-execution", **READ_RETRIES)
 async def landed_execution(
     cluster: SolanaCluster, proposal_id: int
@@ -240,14 +263,8 @@ async def send_upgrade(
         buf = await rpc.read_buffer(client, buffer_key)
         rpc.check_upgrade_ready(program, buf, authority.pubkey(), expected_hash)
         ix = loader.upgrade(program_key, buffer_key, authority.pubkey(), payer.pubkey())
-        signature = await send_write(
-            client,
-            cluster,
-            execution_purpose(proposal.id),
-            [ix],
-            payer,
-            [authority],
-            details=asdict(program),  # the program before: what the execution records
+        signature = await send_execution(
+            client, cluster, proposal.id, [ix], payer, [authority], before=program
         )
     logger.info("upgrade of %s sent: %s", program_key, signature)
     return str(signature)

@@ -15,7 +15,7 @@ vote already on chain is not sent again.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
@@ -51,6 +51,7 @@ from tasks.chain import (
     execution_purpose,
     rpc_client,
     run_purpose,
+    send_execution,
     send_write,
 )
 from tasks.records import current_run_id, records_engine
@@ -376,13 +377,8 @@ async def execute_upgrade(
             program_key,
         )
         try:
-            signature = await send_write(
-                client,
-                cluster,
-                execution_purpose(proposal.id),
-                [ix],
-                payer,
-                details=asdict(program),  # the program before: what is recorded
+            signature = await send_execution(
+                client, cluster, proposal.id, [ix], payer, before=program
             )
         except TransactionFailed as exc:
             code = gov_rpc.program_error(exc, program_key)
