@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Modules (or their packages) a migration may load a migrator class from by
     # "package.module:ClassName", comma-separated; the built-in plugins always may.
     migrator_modules: str = Field("", validation_alias="RUNBOOKS_MIGRATOR_MODULES")
+    # A Squads v4 program binary every localnet loads at the Squads program id.
+    squads_so: str = Field("", validation_alias="RUNBOOKS_SQUADS_SO")
     # The PostgreSQL server the tests create scratch databases on (store.testing).
     test_postgres_url: str = Field("", validation_alias="TEST_POSTGRES_URL")
 

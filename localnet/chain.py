@@ -50,6 +50,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from solders.account import Account
@@ -76,6 +77,7 @@ from solders.transaction_status import (
 )
 
 from core.errors import InputError
+from localnet import clone
 from localnet.cluster_mode import STATUS_CACHE_SLOTS, ClusterBehaviour
 from localnet.errors import (
     LocalnetTransactionError,
@@ -252,6 +254,9 @@ class Localnet:
         self._history: OrderedDict[Signature, LandedTransaction] = OrderedDict()
         self._register_blockhash()
         self._sync_clock()
+        # RUNBOOKS_SQUADS_SO: the real Squads program at its real id, in every localnet.
+        if clone.load_squads_from_env(self):
+            logger.info("Squads v4 loaded from RUNBOOKS_SQUADS_SO")
 
     # --- chain state ------------------------------------------------------------------
 
@@ -730,6 +735,17 @@ class Localnet:
         self._clock_thread = None
 
     # --- programs ---------------------------------------------------------------------
+
+    def clone_from(
+        self,
+        url: str,
+        *,
+        accounts: Iterable[Pubkey | str] = (),
+        programs: Iterable[Pubkey | str] = (),
+    ) -> list[Pubkey]:
+        """Copy ``accounts`` as they are and upgradeable ``programs`` with their ProgramData
+        from the cluster at ``url`` (``localnet.clone``); nothing is written on a refusal."""
+        return clone.clone_from(self, url, accounts=accounts, programs=programs)
 
     def _run(self, payer: Keypair, signers: list[Keypair], instructions: list[Instruction]) -> None:
         """Sign with what we hold and execute; a required signer we have no key for (a

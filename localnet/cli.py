@@ -10,6 +10,11 @@ when omitted: the programs can then not be upgraded). The URL is printed on stdo
 once the server is ready, and written to ``--ready-file`` when given, so scripts can
 wait for that file instead of polling the port.
 
+``--url <RPC URL> --clone <ADDRESS> --clone-upgradeable-program <PROGRAM_ID>`` (each
+repeatable) copy accounts, and programs with their ProgramData, from a cluster before
+serving, as ``solana-test-validator`` does (``localnet.clone``). ``RUNBOOKS_SQUADS_SO``
+loads a Squads v4 binary at the Squads program id.
+
 ``--cluster-like`` runs it as a cluster behaves (``localnet.cluster_mode``): slots on a
 clock (``--slot-ms``), transactions landing a slot or two later, some dropped
 (``--drop-rate``), lagging commitment, blockhash expiry, a request rate limit (``--rps``,
@@ -199,6 +204,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ready-file", type=Path, help="write the server URL to this file once it is ready"
     )
+    parser.add_argument(
+        "--url",
+        help="RPC URL of the cluster --clone and --clone-upgradeable-program copy from",
+    )
+    parser.add_argument(
+        "--clone",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="copy this account from --url before serving (repeatable)",
+    )
+    parser.add_argument(
+        "--clone-upgradeable-program",
+        action="append",
+        default=[],
+        metavar="PROGRAM_ID",
+        help="copy this upgradeable program and its ProgramData from --url (repeatable)",
+    )
     add_cluster_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
@@ -215,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     behaviour = cluster_behaviour(args, parser)
+    if (args.clone or args.clone_upgradeable_program) and not args.url:
+        parser.error("--clone and --clone-upgradeable-program copy from --url; add --url")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -244,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info(
                 "program %s from %s (upgrade authority %s)", program_id, so_path, authority.pubkey()
             )
+        if args.url:
+            cloned = net.clone_from(
+                args.url, accounts=args.clone, programs=args.clone_upgradeable_program
+            )
+            logger.info("cloned %d accounts from %s", len(cloned), args.url)
         if behaviour is not None:
             logger.info("cluster-like: %s", behaviour)
         server = LocalnetServer(net, port=args.port).start()
