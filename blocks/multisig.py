@@ -62,6 +62,12 @@ class MultisigPolicy(Block):
         title="upgrade_manager program id (onchain backend)",
         description="Where the upgrade_manager program is deployed on this cluster.",
     )
+    squads_multisig: str | None = Field(
+        default=None,
+        title="Squads multisig (squads backend)",
+        description="The Squads v4 multisig account (not its vault); the audit reads its "
+        "members, permissions, threshold and time lock from chain.",
+    )
     emergency_threshold: int | None = Field(default=None, title="Emergency threshold")
     emergency_timelock_seconds: int | None = Field(default=None, title="Emergency timelock (s)")
 
