@@ -38,6 +38,7 @@ from solders.pubkey import Pubkey
 
 from core.errors import InputError, RunbookError
 from core.keys import load_keypair
+from localnet import clone
 from localnet.chain import Localnet
 from localnet.cluster_mode import ClusterBehaviour
 from localnet.server import LocalnetServer
@@ -273,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cloned = net.clone_from(
                 args.url, accounts=args.clone, programs=args.clone_upgradeable_program
             )
-            logger.info("cloned %d accounts from %s", len(cloned), args.url)
+            logger.info("cloned %d accounts from %s", len(cloned), clone.where(args.url))
         if behaviour is not None:
             logger.info("cluster-like: %s", behaviour)
         server = LocalnetServer(net, port=args.port).start()

@@ -28,6 +28,7 @@ from solders.pubkey import Pubkey
 from core.errors import InputError
 from core.settings import settings
 from programs import loader
+from programs.rpc_transport import redacted
 from programs.squads.client import PROGRAM_ID as SQUADS_PROGRAM_ID
 
 if TYPE_CHECKING:
@@ -52,27 +53,52 @@ def _pubkeys(values: Iterable[Pubkey | str], what: str) -> list[Pubkey]:
     return keys
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = httpx2.URL(url)
+    except httpx2.InvalidURL:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def where(url: str) -> str:
+    """What a message may show of ``url``: scheme, host and port (its path or query may
+    hold an API key)."""
+    return redacted(url) if _is_http_url(url) else "the given URL"
+
+
+def check_url(url: str) -> None:
+    """InputError unless ``url`` is an http(s) URL with a host."""
+    if not _is_http_url(url):
+        raise InputError(
+            "--url is not an http(s) RPC URL; give one such as "
+            "https://api.mainnet-beta.solana.com or http://127.0.0.1:8899"
+        )
+
+
 def _rpc(http: httpx2.Client, url: str, method: str, params: list[Any]) -> Any:
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
     try:
         reply = http.post(url, json=body)
-    except httpx2.HTTPError as exc:
+    except (httpx2.HTTPError, httpx2.InvalidURL):
         raise InputError(
-            f"cannot clone from {url}: {type(exc).__name__} ({exc}); check the RPC URL "
+            f"cannot clone from {where(url)}: {method} got no answer; check the RPC URL "
             "and that the cluster is reachable"
         ) from None
     if reply.status_code != 200:
         raise InputError(
-            f"cannot clone from {url}: {method} answered HTTP {reply.status_code}; check "
+            f"cannot clone from {where(url)}: {method} answered HTTP {reply.status_code}; check "
             "the RPC URL (a JSON-RPC endpoint, e.g. https://api.mainnet-beta.solana.com)"
         )
     try:
         answer = reply.json()
     except ValueError:
-        raise InputError(f"cannot clone from {url}: {method} did not answer JSON-RPC") from None
+        raise InputError(
+            f"cannot clone from {where(url)}: {method} did not answer JSON-RPC"
+        ) from None
     if not isinstance(answer, dict) or "error" in answer or "result" not in answer:
         error = answer.get("error") if isinstance(answer, dict) else answer
-        raise InputError(f"cannot clone from {url}: {method} failed: {error}")
+        raise InputError(f"cannot clone from {where(url)}: {method} failed: {str(error)[:200]}")
     return answer["result"]
 
 
@@ -86,7 +112,10 @@ def fetch_accounts(url: str, addresses: Sequence[Pubkey]) -> dict[Pubkey, Accoun
             result = _rpc(http, url, "getMultipleAccounts", params)
             values = result.get("value") if isinstance(result, dict) else None
             if not isinstance(values, list) or len(values) != len(batch):
-                raise InputError(f"cannot clone from {url}: getMultipleAccounts answered {result}")
+                raise InputError(
+                    f"cannot clone from {where(url)}: getMultipleAccounts answered "
+                    f"{str(result)[:200]}"
+                )
             for key, value in zip(batch, values, strict=True):
                 found[key] = None if value is None else _account(url, key, value)
     return found
@@ -103,7 +132,9 @@ def _account(url: str, key: Pubkey, value: dict[str, Any]) -> Account:
             rent_epoch=int(value.get("rentEpoch", 0)) % 2**64,
         )
     except (KeyError, IndexError, TypeError, ValueError):
-        raise InputError(f"cannot clone {key} from {url}: its account is not readable") from None
+        raise InputError(
+            f"cannot clone {key} from {where(url)}: its account is not readable"
+        ) from None
 
 
 def _program_accounts(
@@ -112,7 +143,9 @@ def _program_accounts(
     """The ProgramData address of upgradeable ``program``; InputError naming it else."""
     flag = f"--clone-upgradeable-program {program_id}"
     if program is None:
-        raise InputError(f"{flag}: no account at that address on {url}; check the program id")
+        raise InputError(
+            f"{flag}: no account at that address on {where(url)}; check the program id"
+        )
     if program.owner != loader.LOADER_ID or not program.executable:
         raise InputError(
             f"{flag}: not an upgradeable program (owner {program.owner}, executable "
@@ -137,12 +170,13 @@ def clone_from(
     before anything is written."""
     account_keys = _pubkeys(accounts, "--clone")
     program_keys = _pubkeys(programs, "--clone-upgradeable-program")
+    check_url(url)
     if not account_keys and not program_keys:
         return []
     fetched = fetch_accounts(url, [*account_keys, *program_keys])
     for key in account_keys:
         if fetched[key] is None:
-            raise InputError(f"--clone {key}: no account at that address on {url}")
+            raise InputError(f"--clone {key}: no account at that address on {where(url)}")
     to_write: dict[Pubkey, Account] = {k: a for k, a in fetched.items() if k in account_keys and a}
     programdata_of = {key: _program_accounts(url, key, fetched[key])[0] for key in program_keys}
     programdata = fetch_accounts(url, list(programdata_of.values())) if programdata_of else {}
@@ -151,7 +185,7 @@ def clone_from(
         if data is None or data.owner != loader.LOADER_ID:
             raise InputError(
                 f"--clone-upgradeable-program {key}: its ProgramData {data_key} is missing "
-                f"on {url} (or not the loader's); the program cannot run without it"
+                f"on {where(url)} (or not the loader's); the program cannot run without it"
             )
         if not isinstance(loader.decode_state(bytes(data.data)), loader.ProgramData):
             raise InputError(

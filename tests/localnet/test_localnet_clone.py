@@ -126,12 +126,19 @@ def test_a_refused_clone_names_the_address_and_writes_nothing(
     assert net.get_account(source.account) is None
 
 
-def test_an_unreachable_url_is_refused() -> None:
+def test_an_unreachable_url_is_refused_without_its_secret_parts() -> None:
     url = closed_port_url()
     net = Localnet()
     account = Pubkey.new_unique()
-    with pytest.raises(InputError, match=f"cannot clone from {url}: ConnectError"):
+    with pytest.raises(InputError, match=f"cannot clone from {url}: getMultipleAccounts got no"):
         net.clone_from(url, accounts=[account])
+    # Provider URLs carry API keys in their path or query: never in a message.
+    with pytest.raises(InputError) as refused:
+        net.clone_from(f"{url}/v2/s3cr3t?api-key=hunter2", accounts=[account])
+    assert "s3cr3t" not in str(refused.value) and "hunter2" not in str(refused.value)
+    for bad in ("not a url", "ftp://example.com", "http://"):
+        with pytest.raises(InputError, match=r"--url is not an http\(s\) RPC URL"):
+            net.clone_from(bad, accounts=[account])
     assert net.get_account(account) is None
 
 
