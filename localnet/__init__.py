@@ -23,6 +23,11 @@ expiring, a request rate limit answered with 429 and capped getProgramAccounts a
         client = AsyncClient(server.url)
 
 Or from a shell: ``python -m localnet --port 8899 --program <ID>=path/to/program.so``.
+
+``Localnet.clone_from(url, accounts=..., programs=...)`` (``--url`` with ``--clone`` and
+``--clone-upgradeable-program``) copies accounts and upgradeable programs from a cluster
+first, as ``solana-test-validator`` does; ``RUNBOOKS_SQUADS_SO`` loads a Squads v4 binary
+at the Squads program id (``localnet.clone``).
 """
 
 from localnet.chain import LandedTransaction, Localnet, SignatureStatus, TxOutcome
