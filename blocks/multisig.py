@@ -62,6 +62,12 @@ class MultisigPolicy(Block):
         title="upgrade_manager program id (onchain backend)",
         description="Where the upgrade_manager program is deployed on this cluster.",
     )
+    squads_multisig: str = Field(
+        default="",
+        title="Squads multisig (squads backend)",
+        description="The Squads v4 multisig account whose vault is the programs' upgrade "
+        "authority.",
+    )
     emergency_threshold: int | None = Field(default=None, title="Emergency threshold")
     emergency_timelock_seconds: int | None = Field(default=None, title="Emergency timelock (s)")
 

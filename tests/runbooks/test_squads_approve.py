@@ -282,6 +282,7 @@ def test_sending_without_the_squads_program_is_refused_by_the_runtime(
     before = server.localnet.transaction_count
     rc, out, text = run(capsys, *base_args(server, ms, 1), "--keypair", keyfile(tmp_path, alice))
     assert rc == 2 and "signature" not in out, text
+    assert "transaction refused" in text and "InvalidProgramForExecution" in text, text
     assert sent_nothing(server, before)
 
 
