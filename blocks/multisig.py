@@ -62,11 +62,12 @@ class MultisigPolicy(Block):
         title="upgrade_manager program id (onchain backend)",
         description="Where the upgrade_manager program is deployed on this cluster.",
     )
-    squads_multisig: str | None = Field(
-        default=None,
+    squads_multisig: str = Field(
+        default="",
         title="Squads multisig (squads backend)",
-        description="The Squads v4 multisig account (not its vault); the audit reads its "
-        "members, permissions, threshold and time lock from chain.",
+        description="The Squads v4 multisig account (not its vault) whose vault is the "
+        "programs' upgrade authority; the audit reads its members, permissions, threshold "
+        "and time lock from chain.",
     )
     emergency_threshold: int | None = Field(default=None, title="Emergency threshold")
     emergency_timelock_seconds: int | None = Field(default=None, title="Emergency timelock (s)")

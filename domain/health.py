@@ -16,12 +16,16 @@ modifications" are critical; "key rotation due dates approaching" is a warning.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from programs.rpc import ProgramInfo
+from programs.squads.client import Multisig
+from programs.squads.client import Proposal as SquadsProposal
 
 Level = Literal["info", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("info", "warning", "critical")
@@ -42,9 +46,12 @@ class Finding:
     subject: str
     level: Level
     message: str
+    # What the next run compares with (a Squads multisig's config digest); kept in the
+    # recorded row, absent from rows that carry none.
+    digest: str | None = None
 
     def row(self) -> dict[str, str]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -399,6 +406,120 @@ def check_keys(overdue: Iterable[Any]) -> list[Finding]:
         )
         for k in overdue
     ]
+
+
+# --- Squads v4 multisig --------------------------------------------------------------
+
+SQUADS_CONFIG_CHECK = "squads-config"
+
+
+def squads_config(multisig: Multisig) -> dict[str, Any]:
+    """What decides who can change the program: members and permissions, threshold,
+    time lock, config authority, rent collector (the transaction counters are not)."""
+    return {
+        "members": sorted([str(m.key), m.permissions] for m in multisig.members),
+        "threshold": multisig.threshold,
+        "time_lock": multisig.time_lock,
+        "config_authority": str(multisig.config_authority),
+        "rent_collector": None if multisig.rent_collector is None else str(multisig.rent_collector),
+    }
+
+
+def squads_config_digest(multisig: Multisig) -> str:
+    canonical = json.dumps(squads_config(multisig), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def previous_squads_digest(
+    reports: Iterable[Sequence[Mapping[str, Any]]], address: str
+) -> str | None:
+    """The config digest of ``address`` in the newest report (of ``reports``, newest
+    first) that recorded one."""
+    for findings in reports:
+        for row in findings:
+            if (
+                row.get("check") == SQUADS_CONFIG_CHECK
+                and row.get("subject") == address
+                and row.get("digest")
+            ):
+                return str(row["digest"])
+    return None
+
+
+def check_squads_config(address: str, multisig: Multisig, previous: str | None) -> Finding:
+    """The multisig's config must be the one the last run saw; a change is a warning
+    (members, threshold or time lock changed: confirm it was voted and meant)."""
+    digest = squads_config_digest(multisig)
+    summary = f"{multisig.threshold} of {len(multisig.members)}, time lock {multisig.time_lock} s"
+    if multisig.controlled:
+        summary += f", config authority {multisig.config_authority}"
+    if previous is None:
+        message = f"config ({summary}) recorded as the baseline"
+        return Finding(SQUADS_CONFIG_CHECK, address, "info", message, digest)
+    if previous == digest:
+        return Finding(
+            SQUADS_CONFIG_CHECK, address, "info", f"config unchanged ({summary})", digest
+        )
+    return Finding(
+        SQUADS_CONFIG_CHECK,
+        address,
+        "warning",
+        f"the multisig's config changed since the last health run (now {summary}; members, "
+        "permissions, threshold, time lock, config authority or rent collector): confirm in "
+        "the Squads app that the change was voted and intended, and update the policy block",
+        digest,
+    )
+
+
+def check_squads_proposals(
+    address: str,
+    multisig: Multisig,
+    proposals: Mapping[int, SquadsProposal | None],
+    now: datetime,
+    stuck_after: timedelta,
+) -> list[Finding]:
+    """Proposals left Active longer than ``stuck_after``, or Approved and not executed
+    ``stuck_after`` past the end of their time lock."""
+    findings: list[Finding] = []
+    open_count = 0
+    at = now.timestamp()
+    for index, proposal in sorted(proposals.items()):
+        if proposal is None or proposal.status.timestamp is None:
+            continue
+        kind, since = proposal.status.kind, proposal.status.timestamp
+        subject = f"{address} proposal {index}"
+        if kind == "Active":
+            open_count += 1
+            if at - since > stuck_after.total_seconds():
+                hours = (at - since) / 3600
+                findings.append(
+                    Finding(
+                        "squads-proposal",
+                        subject,
+                        "warning",
+                        f"Active for {hours:.1f} h without reaching the threshold: ask the "
+                        "members to vote, or cancel it",
+                    )
+                )
+        elif kind == "Approved":
+            open_count += 1
+            executable_at = since + multisig.time_lock
+            if at - executable_at > stuck_after.total_seconds():
+                hours = (at - executable_at) / 3600
+                findings.append(
+                    Finding(
+                        "squads-proposal",
+                        subject,
+                        "warning",
+                        f"Approved, time lock ended {hours:.1f} h ago, still not executed: "
+                        "resume its run or have the members cancel it",
+                    )
+                )
+    if not findings:
+        findings.append(
+            Finding("squads-proposal", address, "info", f"{open_count} open, none stuck")
+        )
+    return findings
 
 
 def table_rows(findings: Iterable[Finding]) -> list[dict[str, str]]:

@@ -1,8 +1,9 @@
 """The policy audit of a Squads v4 multisig, as the chain holds it.
 
 With ``backend = "squads"`` the members, threshold and time lock that matter are the
-multisig account's, not the policy block's: ``read_multisig`` reads and decodes it (the
-account must be owned by the Squads program), ``squads_audit`` judges it.
+multisig account's, not the policy block's: ``programs.squads.reads.read_multisig``
+reads and decodes it (the account must be owned by the Squads program), ``squads_audit``
+judges it.
 
 Refused, as the policy audit refuses them: fewer than 3 members who can vote; a threshold
 under half of them (or above their number: nothing could pass); a time lock under the
@@ -15,34 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from solana.rpc.async_api import AsyncClient
 from solders.pubkey import Pubkey
 
-from core.errors import AccountNotFound, ChainError
 from domain.policy import MIN_MEMBERS, Policy
-from programs.rpc import fetch_account
-from programs.squads.client import PROGRAM_ID, Multisig, Permission, decode_multisig
-
-
-async def read_multisig(
-    client: AsyncClient, address: Pubkey, program_id: Pubkey = PROGRAM_ID
-) -> Multisig:
-    """The Squads multisig at ``address``; ChainError naming it when it is not one."""
-    account = await fetch_account(client, address)
-    if account is None:
-        raise AccountNotFound(
-            f"Squads multisig {address} does not exist on this cluster; check the multisig "
-            "block's squads_multisig (the multisig account, not its vault) and the cluster"
-        )
-    if account.owner != program_id:
-        raise ChainError(
-            f"{address} is owned by {account.owner}, not the Squads v4 program {program_id}: "
-            "not a Squads multisig; set squads_multisig to the multisig account's address"
-        )
-    try:
-        return decode_multisig(bytes(account.data))
-    except ValueError as exc:
-        raise ChainError(f"{address} is not a Squads multisig account: {exc}") from None
+from programs.squads.client import Multisig, Permission
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ program team:
 5. Proposals whose timelock ends soon (announced on Slack) or ended without execution.
 6. Migrations stuck in flight (the migration runbook's records; skipped, and said so,
    where they are not installed), engaged kill switches, and keys overdue for rotation.
+7. With a policy on the Squads backend: the multisig's config (members, permissions,
+   threshold, time lock, config authority, rent collector) against the last run's, and
+   its proposals stuck Active, or Approved and not executed after the time lock.
 
 Every finding is info, warning or critical; the run publishes them as a table artifact,
 records them, alerts Slack on warning or critical, and fails on critical — after waiting
@@ -33,6 +36,7 @@ from pydantic import Field
 
 from blocks import load_block
 from blocks.cluster import SolanaCluster
+from blocks.multisig import MultisigPolicy
 from blocks.programs import ManagedPrograms
 from core.errors import ChainError, HealthCheckFailed, RecordsError
 from domain import health, key_rotation, messages
@@ -63,6 +67,8 @@ async def daily_health(
     min_version: str | None = None,
     accept_current_hash_of: list[str] = [],  # noqa: B006 - Prefect parameters are copied per run
     ack_timeout_seconds: Annotated[int, Field(ge=0)] = 3600,
+    policy_block: str | None = None,
+    stuck_proposal_hours: Annotated[float, Field(gt=0)] = 24.0,
 ) -> dict[str, Any]:
     """Check the cluster, the records database and every managed program; report.
 
@@ -83,6 +89,10 @@ async def daily_health(
             investigated: their current hash becomes the baseline (recorded as a warning).
         ack_timeout_seconds: On a critical finding, how long the run waits for the on-call
             engineer to acknowledge the alert before it fails; 0 fails at once.
+        policy_block: The MultisigPolicy block; on the squads backend its multisig's
+            config and proposals are checked. Empty: no multisig checks.
+        stuck_proposal_hours: A Squads proposal Active this long, or Approved and not
+            executed this long after its time lock, is reported stuck.
     """
     logger = get_run_logger()
     now = datetime.now(UTC)
@@ -179,6 +189,12 @@ async def daily_health(
             key_rotation_records.managed_keys(engine, name), now, key_rotation.DEFAULT_REMIND_DAYS
         )
         findings += health.check_keys(d for d in dues if d.status == "overdue")
+
+    # 7. The Squads multisig.
+    if observed is not None and policy_block:
+        findings += await _check_squads(
+            cluster, policy_block, engine, now, timedelta(hours=stuck_proposal_hours)
+        )
 
     # Report: records, artifact, Slack.
     level = health.worst(findings)
@@ -303,6 +319,40 @@ async def _check_programs(
         if verdict.record_baseline:
             tasks.record_program_hash(cluster.cluster, info.program_id, info.sha256, info.slot)
     return findings
+
+
+async def _check_squads(
+    cluster: SolanaCluster, policy_block: str, engine: Any, now: datetime, stuck: timedelta
+) -> list[Finding]:
+    try:
+        policy = await load_block(MultisigPolicy, policy_block)
+    except ValueError as exc:  # BlockNotFound: named, and the other checks still run
+        return [Finding("config", policy_block, "warning", f"{_first_line(exc)}; not checked")]
+    if policy.backend != "squads":
+        return []
+    address = policy.squads_multisig.strip()
+    if not address:
+        return [
+            Finding(
+                health.SQUADS_CONFIG_CHECK,
+                policy_block,
+                "warning",
+                "the policy's backend is squads but it names no multisig: set "
+                "squads_multisig in the policy block; the multisig was not checked",
+            )
+        ]
+    try:
+        seen = await tasks.observe_squads(cluster, address)
+    except (ChainError, ValueError) as exc:  # a wrong address or account: the finding
+        return [Finding(health.SQUADS_CONFIG_CHECK, address, "critical", _first_line(exc))]
+    previous = None
+    if engine is not None:
+        reports = health_records.health_reports(engine, cluster.cluster, limit=30)
+        previous = health.previous_squads_digest((r.findings for r in reports), address)
+    return [
+        health.check_squads_config(address, seen.multisig, previous),
+        *health.check_squads_proposals(address, seen.multisig, seen.proposals, now, stuck),
+    ]
 
 
 def _previous_slot(engine: Any, cluster: str) -> int | None:

@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sign.set_defaults(run=_sign)
 
+    from runbooks.squads import add_parser as add_squads
+
+    add_squads(commands)
+
     localnet = commands.add_parser(
         "localnet", help="run the embedded localnet (JSON-RPC over LiteSVM)", add_help=False
     )

@@ -18,6 +18,9 @@ from blocks.cluster import SolanaCluster
 from core.errors import ChainError
 from domain.health import ProgramObservation
 from programs import rpc
+from programs.squads.client import Multisig
+from programs.squads.client import Proposal as SquadsProposal
+from programs.squads.reads import read_multisig, read_proposals
 from store.records import health as health_records
 from tasks.chain import READ_RETRIES, rpc_client
 from tasks.records import current_run_id, records_engine
@@ -65,6 +68,29 @@ async def observe_programs(
                 continue
             seen[program_id] = ProgramObservation(program_id, True, account.executable, info)
     return seen
+
+
+# A multisig that never cleans up could hold thousands of open indexes: read the newest.
+MAX_SQUADS_PROPOSALS = 500
+
+
+@dataclass(frozen=True)
+class SquadsObservation:
+    multisig: Multisig
+    proposals: dict[int, SquadsProposal | None]
+
+
+@task(name="observe-squads", **READ_RETRIES)
+async def observe_squads(cluster: SolanaCluster, address: str) -> SquadsObservation:
+    """The Multisig, and the Proposals that can still change (after the stale index)."""
+    key = Pubkey.from_string(address)
+    async with rpc_client(cluster) as client:
+        multisig = await read_multisig(client, key)
+        first = max(multisig.stale_transaction_index + 1, 1)
+        first = max(first, multisig.transaction_index - MAX_SQUADS_PROPOSALS + 1)
+        indexes = range(first, multisig.transaction_index + 1)
+        proposals = await read_proposals(client, key, indexes)
+    return SquadsObservation(multisig, proposals)
 
 
 @task(name="read-balances", **READ_RETRIES)

@@ -11,8 +11,9 @@ from blocks.cluster import SolanaCluster
 from core.errors import InputError, PolicyViolation
 from core.keys import parse_pubkey
 from domain.policy import Policy
-from domain.squads_audit import SquadsAudit, read_multisig, squads_audit
+from domain.squads_audit import SquadsAudit, squads_audit
 from programs.squads.client import Multisig
+from programs.squads.reads import read_multisig
 from tasks.chain import READ_RETRIES, rpc_client
 
 ARTIFACT_KEY = "squads-multisig-audit"

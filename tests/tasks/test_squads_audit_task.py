@@ -135,16 +135,18 @@ async def test_a_wrong_owner_or_missing_account_is_refused_clearly(
     impostor, data = sdk_multisig(voters, runbook, 2, DAY, Pubkey.default())
     other_owner = Pubkey.new_unique()
     put(server.localnet, impostor, data, owner=other_owner)
-    with pytest.raises(ChainError, match=f"owned by {other_owner}, not the Squads v4 program"):
+    with pytest.raises(ChainError, match=f"owned by {other_owner}, not the Squads program"):
         await audit_squads_multisig(cluster, POLICY, str(impostor), str(runbook))
 
     missing = Pubkey.new_unique()
-    with pytest.raises(AccountNotFound, match=f"Squads multisig {missing} does not exist"):
+    with pytest.raises(
+        AccountNotFound, match=f"no account at {missing} on this cluster: not a Squads multisig"
+    ):
         await audit_squads_multisig(cluster, POLICY, str(missing), str(runbook))
 
     not_multisig = Pubkey.new_unique()
     put(server.localnet, not_multisig, b"\x01" * 120)
-    with pytest.raises(ChainError, match=f"{not_multisig} is not a Squads multisig account"):
+    with pytest.raises(ChainError, match=f"{not_multisig} is not a Squads multisig"):
         await read_squads_multisig(cluster, str(not_multisig))
 
     for address in (impostor, missing, not_multisig):
