@@ -16,10 +16,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from solders.compute_budget import set_compute_unit_limit
+from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 
 from benches._report import figure, heading, ratio, stopwatch
-from benches.bench_upgrade import BUFFER_BYTES, write_straight_into_litesvm
+from benches.bench_upgrade import BUFFER_BYTES, SOL
 from blocks import SolanaCluster
 from core.errors import RunbookError
 from programs import loader, send
@@ -37,6 +40,34 @@ class Killed(RunbookError):
 def program_of(size: int, elf: bytes) -> bytes:
     """A ``size``-byte sBPF ELF: a real program's bytes, then non-zero filler."""
     return elf + bytes((i % 255) + 1 for i in range(size - len(elf)))
+
+
+def same_writes_into_litesvm(data: bytes) -> float:
+    """Seconds to create a buffer and Write ``data`` with direct LiteSVM calls: the task's
+    transactions (a fee payer and a separate buffer authority signing each Write, a
+    compute-unit limit first), signed the way the task signs them."""
+    svm = LiteSVM()
+    payer, authority, buffer = Keypair(), Keypair(), Keypair()
+    svm.airdrop(payer.pubkey(), 100 * SOL)
+    keys = {k.pubkey(): k for k in (payer, authority, buffer)}
+    # Keypair.pubkey() derives the key on every call: once here, outside the timing.
+    payer_key, authority_key, buffer_key = payer.pubkey(), authority.pubkey(), buffer.pubkey()
+    rent = svm.minimum_balance_for_rent_exemption(loader.BUFFER_METADATA_SIZE + len(data))
+    # Any limit above a Write's units: the task's limit is its simulation's units x 1.2.
+    budget = set_compute_unit_limit(send.MAX_COMPUTE_UNITS // 100)
+    with stopwatch() as elapsed:
+        create = loader.create_buffer(payer_key, buffer_key, authority_key, rent, len(data))
+        tx = send.sign_transaction(create, payer_key, keys, svm.latest_blockhash())
+        assert not hasattr(svm.send_transaction(tx), "err")
+        for offset, chunk in loader.write_chunks(data):
+            ix = loader.write(buffer_key, authority_key, offset, chunk)
+            tx = send.sign_transaction([budget, ix], payer_key, keys, svm.latest_blockhash())
+            result = svm.send_transaction(tx)
+            assert not hasattr(result, "err"), result
+        seconds = elapsed()
+    account = svm.get_account(buffer_key)
+    assert account is not None and bytes(account.data)[loader.BUFFER_METADATA_SIZE :] == data
+    return seconds
 
 
 def buffer_bytes(chain: DemoChain, address: str) -> bytes:
@@ -132,7 +163,7 @@ async def through_the_task(data: bytes, workdir: Path) -> tuple[float, int, int]
 def main() -> None:
     heading("buffer: the runbook writes 512 KiB from a .so")
     data = program_of(BUFFER_BYTES, start_demo_elf())
-    raw = write_straight_into_litesvm(data)
+    raw = same_writes_into_litesvm(data)
     with tempfile.TemporaryDirectory() as tmp:
         task, resent, missing = asyncio.run(through_the_task(data, Path(tmp)))
     writes = len(list(loader.write_chunks(data)))
