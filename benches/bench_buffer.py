@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from prefect.context import AsyncClientContext
 from solders.compute_budget import set_compute_unit_limit
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -93,6 +94,13 @@ async def write_by_task(
 
 async def through_the_task(data: bytes, workdir: Path) -> tuple[float, int, int]:
     """(seconds of the 512 KiB write, Writes sent on resume, chunks missing at resume)."""
+    # A flow run holds one Prefect API client that its tasks share; the task runs under
+    # one here too, not under a client built (CA bundle and all) per call.
+    async with AsyncClientContext.get_or_create():
+        return await _through_the_task(data, workdir)
+
+
+async def _through_the_task(data: bytes, workdir: Path) -> tuple[float, int, int]:
     chain = start_demo_chain(members=3)
     try:
         names = await save_blocks(chain, prefix=f"bench-{uuid.uuid4().hex[:8]}")
