@@ -23,7 +23,7 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 
 from benches._report import figure, heading, ratio, stopwatch
-from benches.bench_upgrade import BUFFER_BYTES, SOL
+from benches.bench_upgrade import BUFFER_BYTES, SOL, write_straight_into_litesvm
 from blocks import SolanaCluster
 from core.errors import RunbookError
 from programs import loader, send
@@ -172,6 +172,8 @@ def main() -> None:
     heading("buffer: the runbook writes 512 KiB from a .so")
     data = program_of(BUFFER_BYTES, start_demo_elf())
     raw = same_writes_into_litesvm(data)
+    # For reference: bench_upgrade's baseline, the payer alone signing each Write.
+    one_signer = write_straight_into_litesvm(data)
     with tempfile.TemporaryDirectory() as tmp:
         task, resent, missing = asyncio.run(through_the_task(data, Path(tmp)))
     writes = len(list(loader.write_chunks(data)))
@@ -179,6 +181,8 @@ def main() -> None:
     figure("runbook task through the localnet JSON-RPC", task, "s")
     figure("runbook task through the localnet JSON-RPC", BUFFER_BYTES / 1024 / task, "KiB/s")
     ratio(f"task / straight (goal <= {GOAL:.0f}x)", task, raw)
+    figure("straight, the payer alone signing (bench_upgrade's baseline)", one_signer, "s")
+    ratio("task / straight with the payer alone signing", task, one_signer)
     heading("buffer: resumed after a stop two waves in")
     figure("chunks missing when the rerun started", missing, "chunks")
     figure("Write transactions the rerun sent", resent, "tx")
