@@ -2,7 +2,8 @@
 
 1. 512 KiB written by the runbook's task (``tasks.buffer.write_program_buffer``: journal,
    Writes in batched waves, read-back of the hash) through the localnet's JSON-RPC,
-   against the same Write transactions sent straight into LiteSVM. Goal: at most 4x.
+   against the same Write transactions (same signers, same signing) sent straight into
+   LiteSVM; each side's best of ``RUNS``. Goal: at most 4x.
 2. A write stopped after two waves (as a killed run would be) and run again: the Write
    transactions the rerun sends, against the chunks the buffer was missing.
 """
@@ -31,6 +32,9 @@ from runbooks.demo import DemoChain, save_blocks, start_demo_chain
 from tasks.buffer import buffer_purpose, journaled_buffer, write_program_buffer
 
 GOAL = 4.0
+# Each side is timed this many times and its best kept: on a shared machine another
+# process's burst lands on one side or the other of a sub-second figure.
+RUNS = 3
 WAVE = 32
 
 
@@ -119,11 +123,14 @@ async def _through_the_task(data: bytes, workdir: Path) -> tuple[float, int, int
             small_sha,
             buffer_purpose("localnet", "warm-up", small_sha, uuid.uuid4().hex),
         )
-        purpose = buffer_purpose("localnet", str(chain.program_id), sha, uuid.uuid4().hex)
-        with stopwatch() as elapsed:
-            address = await write_by_task(chain, names, path, sha, purpose)
-            seconds = elapsed()
-        assert buffer_bytes(chain, address) == data
+        times = []
+        for _ in range(RUNS):
+            purpose = buffer_purpose("localnet", str(chain.program_id), sha, uuid.uuid4().hex)
+            with stopwatch() as elapsed:
+                address = await write_by_task(chain, names, path, sha, purpose)
+                times.append(elapsed())
+            assert buffer_bytes(chain, address) == data
+        seconds = min(times)
 
         # The resumed write: stopped after two waves, then run again.
         purpose = buffer_purpose("localnet", str(chain.program_id), sha, uuid.uuid4().hex)
@@ -171,14 +178,14 @@ async def _through_the_task(data: bytes, workdir: Path) -> tuple[float, int, int
 def main() -> None:
     heading("buffer: the runbook writes 512 KiB from a .so")
     data = program_of(BUFFER_BYTES, start_demo_elf())
-    raw = same_writes_into_litesvm(data)
+    raw = min(same_writes_into_litesvm(data) for _ in range(RUNS))
     # For reference: bench_upgrade's baseline, the payer alone signing each Write.
-    one_signer = write_straight_into_litesvm(data)
+    one_signer = min(write_straight_into_litesvm(data) for _ in range(RUNS))
     with tempfile.TemporaryDirectory() as tmp:
         task, resent, missing = asyncio.run(through_the_task(data, Path(tmp)))
     writes = len(list(loader.write_chunks(data)))
-    figure(f"straight into LiteSVM ({writes} Write transactions)", raw, "s")
-    figure("runbook task through the localnet JSON-RPC", task, "s")
+    figure(f"straight into LiteSVM ({writes} Write transactions, best of {RUNS})", raw, "s")
+    figure(f"runbook task through the localnet JSON-RPC (best of {RUNS})", task, "s")
     figure("runbook task through the localnet JSON-RPC", BUFFER_BYTES / 1024 / task, "KiB/s")
     ratio(f"task / straight (goal <= {GOAL:.0f}x)", task, raw)
     figure("straight, the payer alone signing (bench_upgrade's baseline)", one_signer, "s")
