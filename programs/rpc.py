@@ -68,6 +68,12 @@ async def read_buffer(client: AsyncClient, buffer: Pubkey) -> BufferInfo:
             f"buffer {buffer} does not exist on this cluster; write it with "
             "`solana program write-buffer` and pass its address"
         )
+    return buffer_info(buffer, account)
+
+
+def buffer_info(buffer: Pubkey, account: Account) -> BufferInfo:
+    """``read_buffer`` of an account already read: a caller that needs its bytes too reads
+    a 512 KiB buffer once."""
     if account.owner != loader.LOADER_ID:
         raise NotABuffer(
             f"{buffer} is owned by {account.owner}, not the BPF Upgradeable Loader: "

@@ -22,6 +22,7 @@ it had.
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import functools
 import json
@@ -295,6 +296,11 @@ class RetryingTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+@functools.cache
+def _prototype(url: str) -> AsyncClient:
+    return AsyncClient(url)
+
+
 def retrying_client(
     urls: Sequence[str],
     policy: RetryPolicy | None = None,
@@ -304,7 +310,10 @@ def retrying_client(
     """solana-py's ``AsyncClient`` whose every request goes through ``RetryingTransport``."""
     policy = policy or RetryPolicy()
     transport = RetryingTransport(urls, policy, inner=inner)
-    client = AsyncClient(urls[0])
+    # A copy of one unconnected client per URL: AsyncClient() builds an HTTP session of
+    # its own, loading the CA bundle (tens of ms of CPU) for a session replaced below.
+    client = copy.copy(_prototype(urls[0]))
+    client._provider = copy.copy(client._provider)
     # AsyncClient takes no transport argument; its provider posts through ``session``.
     client._provider.session = httpx2.AsyncClient(
         transport=transport, timeout=httpx2.Timeout(policy.attempt_timeout)

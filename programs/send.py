@@ -35,7 +35,7 @@ import base64
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -219,7 +219,9 @@ async def send_batch(
     opts = options or SendOptions()
     if not instruction_sets:
         return []
-    keys = list({bytes(k.pubkey()): k for k in (payer, *signers)}.values())
+    # Keypair.pubkey() derives the key anew on every call (~60 us): once per batch.
+    keys = {k.pubkey(): k for k in (payer, *signers)}
+    payer_key = payer.pubkey()
     largest = max(instruction_sets, key=len)
     units = await simulate_units(client, largest, payer)
     limit = min(MAX_COMPUTE_UNITS, math.ceil(units * opts.compute_unit_margin) + 300)
@@ -229,9 +231,7 @@ async def send_batch(
         budget.append(set_compute_unit_price(price))
     blockhash, last_valid = await _latest_blockhash(client, opts)
     txs = [
-        Transaction.new_signed_with_payer(
-            [*budget, *_without_budget(ixs)], payer.pubkey(), _needed(keys, ixs, payer), blockhash
-        )
+        sign_transaction([*budget, *_without_budget(ixs)], payer_key, keys, blockhash)
         for ixs in instruction_sets
     ]
     signed = [Signed.of(tx, last_valid) for tx in txs]
@@ -493,14 +493,23 @@ def _writable(instructions: Sequence[Instruction], payer: Pubkey) -> list[Pubkey
     return list(keys)
 
 
-def _needed(
-    keys: Sequence[Keypair], instructions: Sequence[Instruction], payer: Keypair
-) -> list[Keypair]:
-    """The signers a transaction needs: the payer and the keys its instructions ask for."""
-    wanted = {payer.pubkey()} | {
-        meta.pubkey for ix in instructions for meta in ix.accounts if meta.is_signer
-    }
-    return [k for k in keys if k.pubkey() in wanted]
+def sign_transaction(
+    instructions: Sequence[Instruction],
+    payer: Pubkey,
+    keys: Mapping[Pubkey, Keypair],
+    blockhash: Hash,
+) -> Transaction:
+    """``instructions`` paid by ``payer``, signed by the keys of ``keys`` its message asks
+    for: ``Transaction.new_signed_with_payer``'s transaction, without its re-derivation of
+    every signer's public key (most of the cost of a Write). InputError when a signer the
+    message needs is not in ``keys``."""
+    message = Message.new_with_blockhash(instructions, payer, blockhash)
+    wanted = message.account_keys[: message.header.num_required_signatures]
+    missing = [str(key) for key in wanted if key not in keys]
+    if missing:
+        raise InputError(f"no keypair to sign for {', '.join(missing)}")
+    signable = bytes(message)
+    return Transaction.populate(message, [keys[key].sign_message(signable) for key in wanted])
 
 
 # A blockhash lands transactions for 150 blocks; send in waves well inside that, each
@@ -585,8 +594,9 @@ async def write_missing(
             f"buffer {buffer} holds {len(current)} program bytes, fewer than the "
             f"{len(elf)} to write; write a new buffer"
         )
+    writer = authority.pubkey()
     writes = [
-        [loader.write(buffer, authority.pubkey(), offset, chunk)]
+        [loader.write(buffer, writer, offset, chunk)]
         for offset, chunk in loader.write_chunks(elf)
         if current[offset : offset + len(chunk)] != chunk
     ]

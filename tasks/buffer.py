@@ -114,15 +114,28 @@ async def write_program_buffer(
             address = str(key.pubkey())
             logger.info("buffer %s created for %d bytes", address, len(elf))
         buffer = Pubkey.from_string(address)
-        if await rpc.fetch_account(client, buffer) is None:
+        # One read of the 512 KiB buffer gives its state and the bytes to compare.
+        account = await rpc.fetch_account(client, buffer)
+        if account is None:
             return await _consumed(client, program_id, address, expected_sha256)
-        info = await rpc.read_buffer(client, buffer)
+        info = rpc.buffer_info(buffer, account)
         if info.authority == str(writer.pubkey()):
             # A confirmation round's Writes settle in one statement (settle_many).
             writes = RecordsJournal(f"{purpose}:write", {"buffer": address})
-            await send.settle_unsettled(client, writes, options)
+            if await send.settle_unsettled(client, writes, options):
+                # A killed run's Writes may have landed since the read: read again.
+                account = await rpc.fetch_account(client, buffer)
+                if account is None:
+                    return await _consumed(client, program_id, address, expected_sha256)
             sent = await send.write_missing(
-                client, payer, buffer, writer, elf, options=options, journal=writes
+                client,
+                payer,
+                buffer,
+                writer,
+                elf,
+                current=loader.program_bytes(bytes(account.data)),
+                options=options,
+                journal=writes,
             )
             logger.info("buffer %s: %d Write transaction(s) sent", address, sent)
             if governance_authority is not None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.compute_budget import ID as COMPUTE_BUDGET_ID
+from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -18,7 +19,7 @@ from solders.transaction import Transaction
 
 from core.errors import InputError, TransactionFailed
 from localnet import Localnet, LocalnetServer
-from programs import send
+from programs import loader, send
 from programs.send import SendOptions, Settlement, Signed
 
 SOL = 1_000_000_000
@@ -215,3 +216,22 @@ def test_send_options_refuse_bad_values() -> None:
         SendOptions(max_priority_fee=-1)
     with pytest.raises(InputError, match="compute_unit_margin"):
         SendOptions(compute_unit_margin=0.5)
+
+
+def test_sign_transaction_signs_as_solders_does_with_only_the_keys_needed() -> None:
+    payer, authority, unused = Keypair(), Keypair(), Keypair()
+    buffer = Pubkey.new_unique()
+    ixs = [loader.write(buffer, authority.pubkey(), 0, b"\x01" * 32)]
+    blockhash = Hash.new_unique()
+    keys = {k.pubkey(): k for k in (payer, authority, unused)}
+    signed = send.sign_transaction(ixs, payer.pubkey(), keys, blockhash)
+    expected = Transaction.new_signed_with_payer(ixs, payer.pubkey(), [payer, authority], blockhash)
+    assert bytes(signed) == bytes(expected)
+    assert signed.verify_with_results() == [True, True]
+
+
+def test_sign_transaction_refuses_a_missing_signer_by_its_key() -> None:
+    payer, authority = Keypair(), Keypair()
+    ixs = [loader.write(Pubkey.new_unique(), authority.pubkey(), 0, b"\x01")]
+    with pytest.raises(InputError, match=f"no keypair to sign for {authority.pubkey()}"):
+        send.sign_transaction(ixs, payer.pubkey(), {payer.pubkey(): payer}, Hash.default())

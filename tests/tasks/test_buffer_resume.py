@@ -53,6 +53,7 @@ async def counting(*args, **kwargs):
     return outcomes
 
 send.send_batch = counting
+{{hook}}
 cluster_block, path, sha, purpose, payer_block, pda = sys.argv[1:]
 
 async def main():
@@ -62,6 +63,22 @@ async def main():
     )
 
 asyncio.run(main())
+"""
+# The kill above comes after a wave settled. This one comes once a wave's Writes were sent,
+# before their confirmation: they stay unsettled in the journal for the rerun to settle.
+BEFORE_SETTLE = f"""
+send.send_batch = original
+sent = 0
+unchecked = send._send_unchecked
+
+async def sending(*args, **kwargs):
+    global sent
+    await unchecked(*args, **kwargs)
+    sent += 1
+    if sent == {WAVES_BEFORE_KILL}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+send._send_unchecked = sending
 """
 
 
@@ -108,6 +125,28 @@ def program_bytes(chain: DemoChain, address: str) -> bytes:
 async def test_a_killed_buffer_write_resumes_with_only_the_missing_chunks(
     prefect_api: None, chain: DemoChain, records_db: Engine, db_url: str, tmp_path: Path
 ) -> None:
+    script = SCRIPT.replace("{hook}", "")
+    await killed_and_resumed(script, 0, chain, records_db, db_url, tmp_path)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_writes_killed_before_they_settled_are_settled_and_not_sent_again(
+    prefect_api: None, chain: DemoChain, records_db: Engine, db_url: str, tmp_path: Path
+) -> None:
+    script = SCRIPT.replace("{hook}", BEFORE_SETTLE)
+    await killed_and_resumed(script, WAVE, chain, records_db, db_url, tmp_path)
+
+
+async def killed_and_resumed(
+    script: str,
+    unsettled: int,
+    chain: DemoChain,
+    records_db: Engine,
+    db_url: str,
+    tmp_path: Path,
+) -> None:
+    """Run ``script`` until it kills itself, leaving ``unsettled`` Writes in the journal;
+    a rerun sends only the missing chunks and settles everything."""
     # v2 with 64 KiB of non-zero tail: enough chunks for several waves.
     elf = chain.binaries["v2"] + bytes((i % 251) + 1 for i in range(64 * 1024))
     sha = loader.verifiable_hash(elf)
@@ -123,7 +162,7 @@ async def test_a_killed_buffer_write_resumes_with_only_the_missing_chunks(
         [
             sys.executable,
             "-c",
-            SCRIPT,
+            script,
             *(names["cluster_block"], str(path), sha, purpose),
             *(names["fee_payer_block"], pda),
         ],
@@ -145,6 +184,8 @@ async def test_a_killed_buffer_write_resumes_with_only_the_missing_chunks(
     half = program_bytes(chain, address)
     missing = [o for o, c in chunks if half[o : o + len(c)] != c]
     assert 0 < len(missing) == len(chunks) - len(written_first)
+    left = [r for r in transactions.transactions_like(records_db, purpose) if r.status == "sent"]
+    assert len(left) == unsettled
 
     written_again = count_writes(chain)
     cluster = await SolanaCluster.aload(names["cluster_block"])
