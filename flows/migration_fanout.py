@@ -53,7 +53,7 @@ from programs.plugin import get_migrator
 from store.records import migrations
 from tasks import kill_switch
 from tasks import migration as tasks
-from tasks.migration import FETCH_LIMIT
+from tasks.migration import BATCH_LIMIT, DEFAULT_BATCH_SIZE
 from tasks.records import records_engine
 
 MIGRATE_DEPLOYMENT = "account-migration/migrate"
@@ -76,7 +76,7 @@ async def migrate_accounts_sharded(
     retry_failed: bool = False,
     reverify: bool = False,
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
-    batch_size: Annotated[int, Field(ge=1, le=FETCH_LIMIT)] = FETCH_LIMIT,
+    batch_size: Annotated[int, Field(ge=1, le=BATCH_LIMIT)] = DEFAULT_BATCH_SIZE,
     accounts_per_transaction: Annotated[int | None, Field(ge=1)] = None,
     cluster_block: str = "localnet",
     fee_payer_block: str = "localnet-fee-payer",

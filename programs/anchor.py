@@ -23,12 +23,14 @@ from solders.pubkey import Pubkey
 DISCRIMINATOR_SIZE = 8
 
 
+@functools.cache
 def instruction_discriminator(name: str) -> bytes:
     """``sha256("global:<name>")[:8]``, e.g. ``instruction_discriminator("deposit")``."""
     return hashlib.sha256(f"global:{name}".encode()).digest()[:DISCRIMINATOR_SIZE]
 
 
 @functools.cache  # checked on every account read: a sha256 each time adds up
+@functools.cache  # hashed once per name: account checks run per account read
 def account_discriminator(name: str) -> bytes:
     """``sha256("account:<Name>")[:8]``, e.g. ``account_discriminator("Vault")``."""
     return hashlib.sha256(f"account:{name}".encode()).digest()[:DISCRIMINATOR_SIZE]

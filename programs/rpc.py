@@ -7,14 +7,23 @@ embedded localnet, devnet or mainnet. Prefect tasks wrap them with retries.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import httpx2
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.account import Account
+from solders.account_decoder import UiAccountEncoding
+from solders.commitment_config import CommitmentLevel
 from solders.pubkey import Pubkey
+from solders.rpc.config import RpcAccountInfoConfig
+from solders.rpc.requests import GetMultipleAccounts, batch_to_json
+from solders.rpc.responses import GetMultipleAccountsResp, batch_from_json
 from solders.transaction_status import TransactionErrorFieldless
 
 from core.errors import (
@@ -30,6 +39,8 @@ from core.errors import (
 from programs import loader
 
 SEND_OPTS = TxOpts(preflight_commitment=Confirmed)
+# getMultipleAccounts answers at most 100 addresses per call.
+ACCOUNTS_PER_CALL = 100
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,67 @@ async def genesis_hash(client: AsyncClient) -> str:
 async def fetch_account(client: AsyncClient, address: Pubkey) -> Account | None:
     resp = await client.get_account_info(address, commitment=Confirmed, encoding="base64")
     return resp.value
+
+
+async def fetch_accounts_data(
+    client: AsyncClient, addresses: Sequence[Pubkey]
+) -> list[bytes | None]:
+    """The data of ``addresses`` (None for a missing account), in order, read at
+    ``confirmed``: 100 per getMultipleAccounts, every page in one JSON-RPC batch request
+    (one HTTP round trip); an endpoint that refuses batches gets the pages one request
+    each, concurrently."""
+    pages = [
+        list(addresses[i : i + ACCOUNTS_PER_CALL])
+        for i in range(0, len(addresses), ACCOUNTS_PER_CALL)
+    ]
+    if not pages:
+        return []
+    answers = await _multiple_accounts_batch(client, pages) if len(pages) > 1 else None
+    if answers is None:
+        answers = list(
+            await asyncio.gather(
+                *(
+                    client.get_multiple_accounts(page, commitment=Confirmed, encoding="base64")
+                    for page in pages
+                )
+            )
+        )
+    return [None if acc is None else bytes(acc.data) for answer in answers for acc in answer.value]
+
+
+_BASE64_CONFIRMED = RpcAccountInfoConfig(
+    encoding=UiAccountEncoding.Base64, commitment=CommitmentLevel.Confirmed
+)
+
+
+async def _multiple_accounts_batch(
+    client: AsyncClient, pages: Sequence[Sequence[Pubkey]]
+) -> list[GetMultipleAccountsResp] | None:
+    """Every page's getMultipleAccounts in one batch request; None when the endpoint
+    does not answer a batch with a list of results (the caller sends them one by one)."""
+    provider = client._provider  # solana-py has no batch call
+    body = batch_to_json(
+        [GetMultipleAccounts(list(page), _BASE64_CONFIRMED, id=i) for i, page in enumerate(pages)]
+    )
+    try:
+        response = await provider.session.post(
+            provider.endpoint_uri, content=body, headers={"Content-Type": "application/json"}
+        )
+        reply = response.json() if response.status_code == 200 else None
+    except (httpx2.HTTPError, ValueError):
+        return None
+    if not isinstance(reply, list) or len(reply) != len(pages):
+        return None
+    if any(not isinstance(item, dict) or "result" not in item for item in reply):
+        # An error in one page (a rate limit, a busy node): every page alone, where the
+        # client's own error handling and the transport's retries apply.
+        return None
+    # JSON-RPC lets a batch's answers come in any order: put them back in the pages'.
+    ordered = sorted(reply, key=lambda item: item.get("id", 0))
+    parsed = batch_from_json(json.dumps(ordered), [GetMultipleAccountsResp] * len(pages))
+    if not all(isinstance(item, GetMultipleAccountsResp) for item in parsed):
+        return None
+    return parsed  # type: ignore[return-value]
 
 
 async def read_buffer(client: AsyncClient, buffer: Pubkey) -> BufferInfo:

@@ -1,15 +1,16 @@
 """Tasks of the migration runbook: discover accounts, migrate a batch, verify a batch.
 
-A batch is at most 100 accounts (one getMultipleAccounts). Migrating a batch reads the
-chain first and records each account's snapshot before anything is sent for it, so a
-retried or rerun batch never sends a migrate for an account already on the new layout.
-Migrates go through ``programs.send`` (one simulation and one fee read per batch), their
-signatures written ahead to the journal under ``migrate:{migration id}``, each row naming
-the accounts its transaction covers. Before reading the chain, a batch settles what an
-earlier attempt left in flight for its accounts, so an in-flight migrate lands (or
-expires) rather than being sent twice, and an account found migrated is recorded with
-the landed transaction that did it.
-"""
+A batch is up to 1,000 accounts, read 100 per getMultipleAccounts, all of a batch's
+reads in one JSON-RPC batch request. Migrating a batch reads the chain first and records
+each account's snapshot before anything is sent for it, so a retried or rerun batch
+never sends a migrate for an account already on the new layout. Migrates go through
+``programs.send`` (one simulation and one fee read per batch, then the transactions sent
+without the RPC's preflight: the simulation checked them), their signatures written
+ahead to the journal under ``migrate:{migration id}``, each row naming the accounts its
+transaction covers. Before reading the chain, a batch settles what an earlier attempt
+left in flight for its accounts, so an in-flight migrate lands (or expires) rather than
+being sent twice, and an account found migrated is recorded with the landed transaction
+that did it."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import ChainError, TransactionFailed
 from domain.migration import AccountKeys, shard_of_key
-from programs import send
+from programs import rpc, send
 from programs.plugin import AccountMigrator, get_migrator
 from programs.send import SendOptions, Signed
 from store.records import migrations
@@ -45,7 +46,12 @@ from tasks.chain import READ_RETRIES, WRITE_RETRIES, RecordsJournal, rpc_client,
 from tasks.kill_switch import ensure_released
 from tasks.records import current_run_id, records_engine
 
-FETCH_LIMIT = 100  # getMultipleAccounts answers at most 100 addresses
+FETCH_LIMIT = rpc.ACCOUNTS_PER_CALL  # getMultipleAccounts answers at most 100 addresses
+# A batch is one Prefect task: its reads go out as one batch request, its migrates under
+# one simulation, fee read and blockhash. Larger batches cost less per account (the flow's
+# overhead is per batch); past a few hundred the gain is small and a retry redoes more.
+BATCH_LIMIT = 10 * FETCH_LIMIT
+DEFAULT_BATCH_SIZE = 5 * FETCH_LIMIT
 
 
 @dataclass(frozen=True)
@@ -275,7 +281,7 @@ async def migrate_batch(
     per_transaction: int,
     retry_failed: bool = False,
 ) -> BatchResult:
-    """Snapshot, migrate and verify up to 100 accounts; record each one's outcome.
+    """Snapshot, migrate and verify up to 1,000 accounts; record each one's outcome.
 
     Reads the accounts first: a new one is snapshotted (committed) before anything is
     sent for it; one already on the new layout is not sent again; one that failed before
@@ -285,8 +291,8 @@ async def migrate_batch(
     then read back and checked against their snapshots, and the batch records each one
     as verified or failed in one transaction.
     """
-    if len(addresses) > FETCH_LIMIT:
-        raise ValueError(f"a batch is at most {FETCH_LIMIT} accounts, got {len(addresses)}")
+    if len(addresses) > BATCH_LIMIT:
+        raise ValueError(f"a batch is at most {BATCH_LIMIT} accounts, got {len(addresses)}")
     engine = records_engine()
     run_id = current_run_id()
     migrator = get_migrator(migrator_name)
@@ -439,10 +445,9 @@ async def verify_batch(
 
 
 async def fetch_accounts(client: AsyncClient, addresses: Sequence[str]) -> list[bytes | None]:
-    """The data of up to 100 accounts (None for a missing one), in one call."""
-    keys = [Pubkey.from_string(a) for a in addresses]
-    resp = await client.get_multiple_accounts(keys, commitment=Confirmed, encoding="base64")
-    return [None if acc is None else bytes(acc.data) for acc in resp.value]
+    """The data of ``addresses`` (None for a missing one): 100 per getMultipleAccounts,
+    in one batch request."""
+    return await rpc.fetch_accounts_data(client, [Pubkey.from_string(a) for a in addresses])
 
 
 async def send_migrates(
@@ -499,7 +504,9 @@ async def _send_chunks(
     journal: MigrationJournal | None,
 ) -> list[tuple[list[str], str | None, str | None]]:
     """One transaction per chunk, under one blockhash, sent and confirmed together
-    (one simulation, one fee read): (chunk, signature, error) each."""
+    (one simulation, one fee read): (chunk, signature, error) each. No preflight: the
+    simulation ran the largest chunk, and a chunk that still fails lands failed, its
+    accounts then sent one per transaction (each simulated: a refusal names the logs)."""
     sets = [
         migrator.migrate_instructions(
             program, [Pubkey.from_string(a) for a in chunk], payer.pubkey()
@@ -513,6 +520,7 @@ async def _send_chunks(
             payer,
             options=options,
             journal=None if journal is None else journal.covering(chunks),
+            preflight=False,
         )
     except TransactionFailed as refusal:
         # The batch's one simulation refused, before anything was signed: of which chunk
@@ -540,6 +548,8 @@ def _recorded_signature(states: dict[str, AccountState], address: str) -> str | 
 
 
 __all__ = [
+    "BATCH_LIMIT",
+    "DEFAULT_BATCH_SIZE",
     "FETCH_LIMIT",
     "BatchResult",
     "MigrationJournal",
