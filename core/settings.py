@@ -40,9 +40,8 @@ class Settings(BaseSettings):
     # An explicitly set DATABASE_URL must name an existing records database (a typo must
     # not start an empty one); 1 lets this process create and migrate a new one.
     create_database: bool = Field(False, validation_alias="RUNBOOKS_CREATE_DATABASE")
-    # How often a paused run checks for a resume (Prefect's default is 10 s); fractions of
-    # a second let the tests' many sign-offs resume without a second's wait each.
-    pause_poll_seconds: float = Field(10, validation_alias="RUNBOOKS_PAUSE_POLL_SECONDS")
+    # How often a paused run checks for a resume (Prefect's default is 10 s).
+    pause_poll_seconds: int = Field(10, validation_alias="RUNBOOKS_PAUSE_POLL_SECONDS")
     # Timelock waits longer than this suspend the run (deployments only).
     inline_timelock_seconds: float = Field(
         15 * 60, validation_alias="RUNBOOKS_INLINE_TIMELOCK_SECONDS"

@@ -53,7 +53,7 @@ ChainSignoffs = Callable[[], Awaitable[tuple[dict[str, str], str | None]]]
 Relay = Callable[[Verdict, str], Awaitable[Verdict]]
 
 
-def pause_poll_seconds() -> float:
+def pause_poll_seconds() -> int:
     """How often a paused run checks for a resume (Prefect's default is 10 s)."""
     return settings().pause_poll_seconds
 

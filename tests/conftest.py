@@ -23,8 +23,7 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="runbooks-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# A paused run sees its resume within a quarter second: the suite has many sign-offs.
-os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "0.25")
+os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "1")
 # Tasks called outside a flow (tests of a single task) log locally only.
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # ``db_url`` is a new, empty database each test: the records may create it (an explicit
