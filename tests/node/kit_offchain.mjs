@@ -1,17 +1,18 @@
 // Compile and sign a Solana off-chain message with @solana/kit, as a wallet built on kit
-// does. Reads one JSON object on stdin (the secret key travels only there, never in argv
-// or the environment):
+// does. Reads one JSON object a line on stdin (the secret key travels only there, never in
+// argv or the environment):
 //   {"secret_key": [64 integers, as a Solana CLI keypair file], "message": "<text>",
 //    "version": 0 | 1, "application_domain": "<base58>" (v0; default 32 zero bytes),
 //    "signatories": ["<base58>", ...] (default: the signer), "format": 0 | 1 | 2 (v0)}
 // and prints {"envelope": "<hex of the bytes signed>", "signature": "<base58>",
-// "signer": "<base58>"}. When the signer is a required signatory the signature comes from
-// signOffchainMessageEnvelope (partiallySign... when there are others); when it is not,
-// kit refuses to sign the envelope, so the envelope's bytes are signed with kit's signBytes.
+// "signer": "<base58>"} on one line, or {"error": "<what kit refused>"}. When the signer
+// is a required signatory the signature comes from signOffchainMessageEnvelope
+// (partiallySign... when there are others); when it is not, kit refuses to sign the
+// envelope, so the envelope's bytes are signed with kit's signBytes.
 // The packages load from RUNBOOKS_NODE_DIR (scripts/install-node-clients: .build/node).
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -20,8 +21,7 @@ const kit = createRequire(path.join(modules, 'package.json'))('@solana/kit');
 
 const ZERO_DOMAIN = '11111111111111111111111111111111'; // 32 zero bytes in base58
 
-async function main() {
-    const input = JSON.parse(readFileSync(0, 'utf8'));
+async function sign(input) {
     const keyPair = await kit.createKeyPairFromBytes(Uint8Array.from(input.secret_key));
     const signer = await kit.getAddressFromPublicKey(keyPair.publicKey);
     const signatories = (input.signatories ?? [signer]).map(a => ({ address: kit.address(a) }));
@@ -60,17 +60,23 @@ async function main() {
     } else {
         signature = await kit.signBytes(keyPair.privateKey, envelope.content);
     }
-    process.stdout.write(
-        JSON.stringify({
-            envelope: kit.getBase16Decoder().decode(envelope.content),
-            signature: kit.getBase58Decoder().decode(signature),
-            signer,
-        }) + '\n',
-    );
+    return {
+        envelope: kit.getBase16Decoder().decode(envelope.content),
+        signature: kit.getBase58Decoder().decode(signature),
+        signer,
+    };
 }
 
-main().catch(error => {
-    // The error names what kit refused; it never holds the secret key (only stdin did).
-    process.stderr.write(`kit_offchain: ${error?.message ?? error}\n`);
-    process.exit(1);
-});
+// One request a line, one answer a line, until stdin closes: the tests keep one node
+// running for the whole session instead of paying its start (and kit's load) per signature.
+for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    if (!line.trim()) continue;
+    let reply;
+    try {
+        reply = await sign(JSON.parse(line));
+    } catch (error) {
+        // The error names what kit refused; it never holds the secret key (only stdin did).
+        reply = { error: `kit_offchain: ${error?.message ?? error}` };
+    }
+    process.stdout.write(JSON.stringify(reply) + '\n');
+}

@@ -1,6 +1,7 @@
 // Build Squads v4 instructions, PDAs and account bytes with the official SDK @sqds/multisig,
 // for tests/programs/test_squads_wire.py to compare with programs/squads/client.py.
-// Reads {"ops": [...]} on stdin, prints {"results": [...]} in the same order. Each op:
+// Reads one {"ops": [...]} a line on stdin, prints one {"results": [...]} a line (the same
+// order), or {"error": "<why>"} when the SDK refuses. Each op:
 //   {"op": "pdas", "create_key", "vault_index", "transaction_index", "ephemeral_index"}
 //   {"op": "ix", "name": "<instructions.* function>", "args": {...}} -> program id, data
 //     hex, keys [[pubkey, is_signer, is_writable], ...]. Public keys are base58 strings,
@@ -11,9 +12,9 @@
 //   {"op": "serialize", "account": "Multisig" | "Proposal" | "VaultTransaction",
 //     "fields": {...}} -> hex of accounts.<account>.fromArgs(fields).serialize().
 // The packages load from RUNBOOKS_NODE_DIR (scripts/install-node-clients: .build/node).
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -197,8 +198,7 @@ function serialize(account, f) {
     return hex(built.serialize()[0]);
 }
 
-async function main() {
-    const { ops } = JSON.parse(readFileSync(0, 'utf8'));
+async function answer(ops) {
     const results = [];
     for (const op of ops) {
         if (op.op === 'pdas') results.push(pdas(op));
@@ -206,10 +206,18 @@ async function main() {
         else if (op.op === 'serialize') results.push(serialize(op.account, op.fields));
         else throw new Error(`unknown op ${op.op}`);
     }
-    process.stdout.write(JSON.stringify({ results }));
+    return results;
 }
 
-main().catch(err => {
-    process.stderr.write(`${err.stack || err}\n`);
-    process.exit(1);
-});
+// One request a line, one answer a line, until stdin closes: the tests keep one node
+// running for the whole session instead of paying its start (and the SDK's load) per call.
+for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    if (!line.trim()) continue;
+    let reply;
+    try {
+        reply = { results: await answer(JSON.parse(line).ops) };
+    } catch (err) {
+        reply = { error: String(err?.stack || err) };
+    }
+    process.stdout.write(JSON.stringify(reply) + '\n');
+}

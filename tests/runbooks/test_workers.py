@@ -23,7 +23,8 @@ from store.testing import create_scratch_database, drop_database, postgres_unava
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from browser_stack import ConsoleEnv, free_port, patched_environ, stop
 
-RUNS = 4
+# Two runs at once: with one run at a time each (--limit 1), each worker must take one.
+RUNS = 2
 
 
 @pytest.fixture
