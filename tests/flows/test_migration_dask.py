@@ -1,5 +1,5 @@
 """The sharded migration on Dask instead of Prefect workers, with real parts: a Dask
-LocalCluster of two worker processes (the flow's own, and one started here whose
+LocalCluster of two worker processes (the flow's own, then one started here whose
 scheduler address the flow is given), the localnet of this process, the Prefect API and
 records on SQLite and PostgreSQL. Each shard's migration runs as a subflow inside a Dask
 worker process; exactly-once rests on the records and the journal, as with workers.
@@ -8,7 +8,6 @@ worker process; exactly-once rests on the records and the journal, as with worke
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,17 +25,7 @@ from runbooks.demo import DemoChain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
 from store.records import migrations
 
-ACCOUNTS = 400
-
-
-@pytest.fixture
-def dask_cluster(records_db: Engine) -> Iterator[LocalCluster]:
-    """A running Dask cluster of two worker processes, as a team would keep one; started
-    after ``DATABASE_URL`` is set, which its workers inherit."""
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
-    ) as cluster:
-        yield cluster
+ACCOUNTS = 200
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
@@ -44,7 +33,6 @@ async def test_two_shards_on_dask_migrate_every_account_once_and_a_rerun_sends_n
     chain: DemoChain,
     block_names: dict[str, str],
     records_db: Engine,
-    dask_cluster: LocalCluster,
 ) -> None:
     vaults = seed_vaults(chain, Pubkey.new_unique(), ACCOUNTS, spread=True)
     await upgrade_directly(chain, chain.binaries["v2"])
@@ -67,9 +55,13 @@ async def test_two_shards_on_dask_migrate_every_account_once_and_a_rerun_sends_n
             assert record is not None and record.flow_run_id == row["flow_run"]
     exactly_once(chain, records_db, vaults)
 
-    # A rerun on a running cluster, by its scheduler's address: nothing left, nothing sent.
+    # A rerun on a cluster a team keeps running, by its scheduler's address (started after
+    # DATABASE_URL is set: its workers inherit it): nothing left, nothing sent.
     sent = landed_signatures(chain.server.localnet)
-    again = await migrate_accounts_sharded(**base, dask_address=dask_cluster.scheduler_address)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+    ) as cluster:
+        again = await migrate_accounts_sharded(**base, dask_address=cluster.scheduler_address)
     assert again["failed_shards"] == []
     assert again["accounts"]["verified"] == ACCOUNTS
     assert [r["state"] for r in again["shard_runs"]] == ["COMPLETED"] * SHARDS
