@@ -294,10 +294,16 @@ def _run_on_dask(
         try:
             dask.client  # noqa: B018 - connects (or starts the cluster) before any shard
         except Exception as exc:
-            where = f"the Dask scheduler at {address[:80]!r}" if address else "a Dask LocalCluster"
-            raise InputError(
-                f"{where} could not be reached within {DASK_CONNECT_SECONDS} s "
-                f"({type(exc).__name__}): start it or fix dask_address; nothing was started"
+            if address:
+                raise InputError(
+                    f"the Dask scheduler at {address[:80]!r} could not be reached within "
+                    f"{DASK_CONNECT_SECONDS} s ({type(exc).__name__}): start it or fix "
+                    "dask_address; nothing was started"
+                ) from None
+            raise MigrationError(
+                f"a Dask LocalCluster could not be started on this machine "
+                f"({type(exc).__name__}); give dask_address of a running cluster or run "
+                "the shards on workers; nothing was started"
             ) from None
         futures = {
             i: dask.submit(
@@ -310,9 +316,12 @@ def _run_on_dask(
         for i, future in futures.items():
             try:
                 final[i] = future.result()
-            except Exception:
+            except Exception as exc:
                 # The task itself failed (a lost worker past Dask's retries, an import
                 # error there): no shard run to name; its record says how far it got.
+                get_run_logger().error(
+                    "shard %d/%d failed on Dask: %s: %s", i, shards, type(exc).__name__, exc
+                )
                 final[i] = (None, StateType.FAILED.value)
     return final
 
