@@ -7,7 +7,10 @@
 3. Start one flow run of the migration deployment (``account-migration/migrate`` on the
    ``runbooks`` work pool) per shard "i/N", as subflows of this run: the pool's workers,
    on as many machines, take them. Each shard is its own migration record (the shard is
-   part of its key), so shards never touch each other's accounts.
+   part of its key), so shards never touch each other's accounts. With
+   ``runner="dask"`` each shard is instead a task on a Dask cluster (a LocalCluster of
+   one process per shard, or the scheduler at ``dask_address``) that runs the migration
+   as its subflow: the same record, key and journal, so exactly-once holds the same way.
 4. Wait for all of them, then report from the records: one table of every shard (its
    run, state, migration and account counts) and the totals. Failed, crashed or cancelled
    shards fail this run, named.
@@ -22,12 +25,13 @@ rerun of this flow refuses while that shard still runs, naming its run.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -39,6 +43,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
+from prefect_dask import DaskTaskRunner
 from pydantic import Field
 
 from blocks import load_block
@@ -65,6 +70,8 @@ LIVE = [
     StateType.PAUSED,
     StateType.CANCELLING,
 ]
+# How long a Dask scheduler at ``dask_address`` has to answer before the run refuses.
+DASK_CONNECT_SECONDS = 10
 
 
 @flow(name="account-migration-sharded", persist_result=False)
@@ -82,6 +89,8 @@ async def migrate_accounts_sharded(
     fee_payer_block: str = "localnet-fee-payer",
     deployment_name: str = MIGRATE_DEPLOYMENT,
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0,
+    runner: Literal["workers", "dask"] = "workers",
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Migrate a program's accounts in ``shards`` child runs that the work pool's workers
     share; one report over all of them. Rerun to resume.
@@ -100,6 +109,11 @@ async def migrate_accounts_sharded(
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
         deployment_name: The migration deployment the shards run as ("flow/deployment").
         poll_seconds: How often the shards' states are read while waiting.
+        runner: "workers": each shard a run of the deployment on the work pool;
+            "dask": each shard a task on a Dask cluster, its migration a subflow there.
+        dask_address: With runner "dask", the scheduler of a running Dask cluster
+            ("tcp://host:8786"); empty: a LocalCluster of one process per shard (up to
+            the CPU count) on this machine for this run.
     """
     started = time.monotonic()
     logger = get_run_logger()
@@ -107,6 +121,12 @@ async def migrate_accounts_sharded(
     if not 1 <= shards <= MAX_SHARDS:
         raise InputError(f"shards {shards}: give 1 to {MAX_SHARDS}; nothing was started")
     parse_pubkey(program_id, "program id")
+    dask_address = (dask_address or "").strip() or None
+    if dask_address and runner != "dask":
+        raise InputError(
+            f"dask_address is for runner 'dask', not {runner!r}: drop it or set "
+            "runner='dask'; nothing was started"
+        )
     if expected_program_sha256:
         expected_program_sha256 = parse_sha256(expected_program_sha256, "expected_program_sha256")
     m = get_migrator(migrator)
@@ -125,7 +145,8 @@ async def migrate_accounts_sharded(
         for i in range(shards)
     ]
     async with get_client() as client:
-        await _check_deployment(client, deployment_name)
+        if runner == "workers":
+            await _check_deployment(client, deployment_name)
         live = await _live_shard_runs(client, keys)
     if live:
         raise MigrationError(
@@ -149,12 +170,12 @@ async def migrate_accounts_sharded(
             "migrator, the cluster block and the number of shards; nothing was started"
         )
     logger.info(
-        "%d accounts on layout v%d in %d shards; starting %d shard runs of %s",
+        "%d accounts on layout v%d in %d shards; starting %d shard runs %s",
         len(discovered),
         m.source_version,
         shards,
         len(todo),
-        deployment_name,
+        f"of {deployment_name}" if runner == "workers" else f"on Dask ({dask_address or 'local'})",
     )
 
     # 3. One child run per shard; the pool's workers take them.
@@ -170,30 +191,41 @@ async def migrate_accounts_sharded(
         "cluster_block": cluster_block,
         "fee_payer_block": fee_payer_block,
     }
-    runs: dict[int, FlowRun] = {}
-    for i in todo:
-        runs[i] = await run_deployment(  # type: ignore[misc]
-            deployment_name,
-            parameters={**common, "shard": f"{i}/{shards}"},
-            flow_run_name=f"shard-{i}-of-{shards}",
-            tags=["migration-shard", keys[i]],
-            timeout=0,
-            as_subflow=True,
+    # Each shard: (its flow run, its final state).
+    final: dict[int, tuple[str | None, str]]
+    if runner == "dask":
+        final = await asyncio.to_thread(
+            _run_on_dask, {i: keys[i] for i in todo}, shards, common, dask_address
         )
+    else:
+        runs: dict[int, FlowRun] = {}
+        for i in todo:
+            runs[i] = await run_deployment(  # type: ignore[misc]
+                deployment_name,
+                parameters={**common, "shard": f"{i}/{shards}"},
+                flow_run_name=f"shard-{i}-of-{shards}",
+                tags=["migration-shard", keys[i]],
+                timeout=0,
+                as_subflow=True,
+            )
+        # 4. Wait for every shard.
+        final = {
+            i: (str(run.id), run.state.type.value if run.state else "?")
+            for i, run in (await _wait(runs, poll_seconds)).items()
+        }
 
-    # 4. Wait for every shard, then report from the records.
-    final = await _wait(runs, poll_seconds)
+    # Then report from the records.
     rows = []
     for i in range(shards):
         record = migrations.get_migration_by_key(engine, keys[i])
         counts = migrations.migration_counts(engine, record.id) if record else None
-        run = final.get(i)
+        flow_run, state = final.get(i, (None, "NOT STARTED"))
         rows.append(
             {
                 "shard": f"{i}/{shards}",
                 "accounts_on_old_layout": per_shard[i],
-                "flow_run": str(run.id) if run else None,
-                "state": run.state.type.value if run and run.state else "NOT STARTED",
+                "flow_run": flow_run,
+                "state": state,
                 "migration_id": record.id if record else None,
                 "status": record.status if record else None,
                 "accounts": counts,
@@ -202,11 +234,12 @@ async def migrate_accounts_sharded(
     totals: Counter[str] = Counter()
     for row in rows:
         totals.update(row["accounts"] or {})
-    failed = [r["shard"] for r in rows if r["flow_run"] and r["state"] != "COMPLETED"]
+    failed = [r["shard"] for r in rows if r["state"] not in ("COMPLETED", "NOT STARTED")]
     summary: dict[str, Any] = {
         "program_id": program_id,
         "migrator": m.name,
         "shards": shards,
+        "runner": runner,
         "discovered": len(discovered),
         "accounts": {s: totals[s] for s in ("pending", "migrated", "verified", "failed")},
         "shard_runs": rows,
@@ -222,6 +255,75 @@ async def migrate_accounts_sharded(
             "this again: finished shards find nothing left, the others resume."
         )
     return summary
+
+
+@task(name="migration-shard-on-dask", persist_result=False)
+async def migrate_shard(key: str, shard: str, parameters: dict[str, Any]) -> tuple[str, str]:
+    """One shard's migration, run as a subflow wherever Dask placed this task: (its flow
+    run, its final state). Tagged like a worker's shard run, so a second parent sees it
+    while it runs and refuses."""
+    # Imported here, not at the top: Dask ships this function by value, and a flow it
+    # reaches through globals arrives without its module (its parameter types unresolved).
+    from flows.migration import migrate_accounts
+
+    i, n = shard.split("/")
+    with tags("migration-shard", key):
+        state = await migrate_accounts.with_options(flow_run_name=f"shard-{i}-of-{n}")(
+            **parameters, shard=shard, return_state=True
+        )
+    return str(state.state_details.flow_run_id), state.type.value
+
+
+def _run_on_dask(
+    keys: dict[int, str], shards: int, parameters: dict[str, Any], address: str | None
+) -> dict[int, tuple[str | None, str]]:
+    """Every shard of ``keys`` as a ``migrate_shard`` task on Dask; (flow run, state) of
+    each once all are done. Blocks: the parent runs it in a thread."""
+    if address:
+        dask = DaskTaskRunner(address=address, client_kwargs={"timeout": DASK_CONNECT_SECONDS})
+    else:
+        dask = DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": max(1, min(len(keys), os.cpu_count() or 1)),
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": "127.0.0.1:0",  # not the fixed 8787: hosts are shared
+            }
+        )
+    with dask:
+        try:
+            dask.client  # noqa: B018 - connects (or starts the cluster) before any shard
+        except Exception as exc:
+            if address:
+                raise InputError(
+                    f"the Dask scheduler at {address[:80]!r} could not be reached within "
+                    f"{DASK_CONNECT_SECONDS} s ({type(exc).__name__}): start it or fix "
+                    "dask_address; nothing was started"
+                ) from None
+            raise MigrationError(
+                f"a Dask LocalCluster could not be started on this machine "
+                f"({type(exc).__name__}); give dask_address of a running cluster or run "
+                "the shards on workers; nothing was started"
+            ) from None
+        futures = {
+            i: dask.submit(
+                migrate_shard,
+                {"key": key, "shard": f"{i}/{shards}", "parameters": parameters},
+            )
+            for i, key in keys.items()
+        }
+        final: dict[int, tuple[str | None, str]] = {}
+        for i, future in futures.items():
+            try:
+                final[i] = future.result()
+            except Exception as exc:
+                # The task itself failed (a lost worker past Dask's retries, an import
+                # error there): no shard run to name; its record says how far it got.
+                get_run_logger().error(
+                    "shard %d/%d failed on Dask: %s: %s", i, shards, type(exc).__name__, exc
+                )
+                final[i] = (None, StateType.FAILED.value)
+    return final
 
 
 async def _check_deployment(client: Any, name: str) -> None:
