@@ -28,8 +28,8 @@ from store.records import migrations
 ACCOUNTS = 200
 
 
-# PostgreSQL only: the records the production layout uses (each case starts two
-# LocalClusters; SQLite records under concurrent shards are the workers test's).
+# PostgreSQL records only, as in the workers fan-out test: what a multi-process layout
+# uses (each case starts two LocalClusters).
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_two_shards_on_dask_migrate_every_account_once_and_a_rerun_sends_nothing(
     chain: DemoChain,
