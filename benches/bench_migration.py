@@ -152,6 +152,25 @@ async def flow_run(chain: DemoChain, names: dict[str, str], **params: object) ->
     )
 
 
+def report_size(size: int, raw: float, transactions: int, wall: float, result: dict) -> None:
+    """One size's figures, printed as soon as it is measured."""
+    summary = result["summary"]
+    seconds = summary["seconds"]
+    heading(f"migration: {size:,} accounts, demo_vault v1 -> v2")
+    figure(f"raw: {transactions} packed migrate transactions over RPC", raw, "s")
+    figure("raw rate", size / raw, "accounts/s")
+    figure("flow: discover, snapshot, migrate, verify, record", seconds, "s")
+    figure("  the flow process, start to exit (imports, Prefect client)", wall, "s")
+    figure("flow rate", size / seconds, "accounts/s")
+    figure("  migrate transactions the flow sent", summary["transactions"], "")
+    figure(
+        "  accounts a retried batch found migrated (nothing resent)", summary["found_migrated"], ""
+    )
+    figure("flow rate / raw rate (goal >= 0.70)", raw / seconds, "")
+    figure("  CPU time of the flow process (it had one core)", result["cpu_seconds"], "s")
+    figure("peak RSS of the flow process", result["peak_kib"] / 1024, "MiB")
+
+
 def _check_migrated(chain: DemoChain, vaults: list[Pubkey]) -> None:
     accounts = chain.server.localnet.get_accounts(vaults)
     assert all(
@@ -176,10 +195,13 @@ async def run() -> None:
             flow_vaults = seed_vaults(chain, config, size)
             # The flow process blocks this thread; the localnet serves from its own.
             wall, result = await asyncio.to_thread(flow_process, chain, names, size)
-            assert result["summary"]["migrated_now"] == size, result
+            # A batch retried after its migrates landed finds them migrated (and sends
+            # nothing again): every account verified is what counts.
+            assert result["summary"]["accounts"]["verified"] == size, result
             _check_migrated(chain, flow_vaults)
             del flow_vaults
             measured.append((size, raw, transactions, wall, result))
+            report_size(size, raw, transactions, wall, result)
 
         naive_vaults = seed_vaults(chain, config, NAIVE_ACCOUNTS)
         with stopwatch() as elapsed:
@@ -190,18 +212,6 @@ async def run() -> None:
     finally:
         chain.server.stop()
 
-    for size, raw, transactions, wall, result in measured:
-        seconds = result["summary"]["seconds"]
-        heading(f"migration: {size:,} accounts, demo_vault v1 -> v2")
-        figure(f"raw: {transactions} packed migrate transactions over RPC", raw, "s")
-        figure("raw rate", size / raw, "accounts/s")
-        figure("flow: discover, snapshot, migrate, verify, record", seconds, "s")
-        figure("  the flow process, start to exit (imports, Prefect client)", wall, "s")
-        figure("flow rate", size / seconds, "accounts/s")
-        figure("  migrate transactions the flow sent", result["summary"]["transactions"], "")
-        figure("flow rate / raw rate (goal >= 0.70)", raw / seconds, "")
-        figure("  CPU time of the flow process (it had one core)", result["cpu_seconds"], "s")
-        figure("peak RSS of the flow process", result["peak_kib"] / 1024, "MiB")
     small, large = measured[0], measured[-1]
     heading("migration: memory against the account count")
     ratio(
