@@ -138,7 +138,10 @@ def flow_process(chain: DemoChain, names: dict[str, str], size: int) -> tuple[fl
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"the flow process failed: {done.stderr[-2000:]}")
-    return wall, json.loads(lines[-1].removeprefix("RESULT "))
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    # Prefect logs each task retry with its cause (at WARNING and above).
+    result["retries"] = [line for line in done.stderr.splitlines() if "Retry " in line]
+    return wall, result
 
 
 async def flow_run(chain: DemoChain, names: dict[str, str], **params: object) -> dict:
@@ -166,6 +169,9 @@ def report_size(size: int, raw: float, transactions: int, wall: float, result: d
     figure(
         "  accounts a retried batch found migrated (nothing resent)", summary["found_migrated"], ""
     )
+    figure("  task retries in the flow", len(result["retries"]), "")
+    for line in result["retries"][:3]:
+        print(f"    {line[:160]}")
     figure("flow rate / raw rate (goal >= 0.70)", raw / seconds, "")
     figure("  CPU time of the flow process (it had one core)", result["cpu_seconds"], "s")
     figure("peak RSS of the flow process", result["peak_kib"] / 1024, "MiB")
