@@ -115,7 +115,8 @@ def flow_process(chain: DemoChain, names: dict[str, str], size: int) -> tuple[fl
         "DATABASE_URL": f"sqlite:///{Path(tempfile.mkdtemp()) / f'bench-{size}.db'}",
         "RUNBOOKS_CREATE_DATABASE": "1",
         "PYTHONPATH": str(REPO),
-        "PREFECT_LOGGING_LEVEL": "WARNING",
+        # INFO: Prefect logs task retries (and their causes) at INFO; a few lines per batch.
+        "PREFECT_LOGGING_LEVEL": "INFO",
     }
     with stopwatch() as elapsed:
         done = subprocess.run(
