@@ -655,7 +655,12 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("upgrade", "policy missing", {"policy_block": MISSING}, ("Multisig Policy", MISSING)),
     ("upgrade", "cluster missing", {"cluster_block": MISSING}, ("Solana Cluster", MISSING)),
     ("upgrade", "cluster empty", {"cluster_block": ""}, ("block name is empty",)),
-    ("upgrade", "squads backend", {"policy_block": SQUADS_POLICY}, (*SQUADS_WORDS, "upgrade")),
+    (
+        "upgrade",
+        "squads backend, no multisig",
+        {"policy_block": SQUADS_POLICY},
+        ("backend squads", "names no multisig", "squads_multisig"),
+    ),
     # rollback
     (
         "rollback",
