@@ -1,0 +1,227 @@
+"""The upgrade runbook on a Squads v4 policy, on a localnet with demo_vault v1 whose upgrade
+authority is the vault of a multisig serialized by the official SDK.
+
+Here (no Squads binary): bad input is refused before anything is recorded or sent (the
+runbook's key holding Vote, a buffer held by someone else, a hash mismatch), and a buffer
+held by the runbook's key is handed to the vault. End to end (approved with ``runbooks
+squads approve``, rejected, cancelled, the time lock) runs only with RUNBOOKS_SQUADS_SO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flow_driver import run_upgrade_flow
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.transaction import Transaction
+from sqlalchemy import Engine, func, select
+
+from blocks import MultisigPolicy, SolanaCluster
+from core import errors
+from core.keys import keypair_to_json
+from programs import loader
+from programs.squads import client as squads
+from runbooks.cli import main as runbooks_cli
+from runbooks.demo import DemoChain, write_buffer
+from store.models import Base
+from tasks import squads as squads_tasks
+from tests.squads_localnet import PlacedMultisig, place_multisig, squads_binary
+
+VOTE_ALL = int(squads.ALL_PERMISSIONS)
+RUNBOOK = int(squads.Permission.INITIATE | squads.Permission.EXECUTE)
+
+
+def send(chain: DemoChain, *ixs: Any, signers: tuple[Keypair, ...] = ()) -> None:
+    net = chain.server.localnet
+    payer = chain.authority
+    tx = Transaction.new_signed_with_payer(
+        list(ixs), payer.pubkey(), [payer, *signers], net.latest_blockhash()[0]
+    )
+    assert net.send_transaction(tx).ok
+
+
+def authority_of(chain: DemoChain, address: Pubkey) -> str | None:
+    found = chain.server.localnet.get_account(address)
+    assert found is not None
+    return str(loader.decode_state(bytes(found.data)).authority)
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in Base.metadata.sorted_tables
+        }
+
+
+async def squads_policy(
+    chain: DemoChain, names: dict[str, str], runbook_permissions: int = RUNBOOK, time_lock: int = 0
+) -> PlacedMultisig:
+    """A multisig of three voters and the runbook's key (the fee payer), its vault made
+    demo_vault's upgrade authority, and the policy block pointing at it."""
+    net = chain.server.localnet
+    voters = [(m, VOTE_ALL) for m in chain.members[:3]]
+    placed = place_multisig(
+        net, [*voters, (chain.authority, runbook_permissions)], time_lock=time_lock
+    )
+    placed.put()
+    vault = squads.vault_pda(placed.address, 0)[0]
+    programdata = loader.programdata_address(chain.program_id)
+    send(chain, loader.set_authority(programdata, chain.authority.pubkey(), vault))
+    policy = await MultisigPolicy.aload(names["policy_block"])
+    policy.backend = "squads"
+    policy.squads_multisig = str(placed.address)
+    policy.squads_poll_seconds = 1
+    await policy.asave(names["policy_block"], overwrite=True)
+    return placed
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_runbook_key_that_can_vote_is_refused_before_anything(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    placed = await squads_policy(chain, block_names, runbook_permissions=VOTE_ALL)
+    buffer = await write_buffer(chain, chain.binaries["v2"])
+    before = row_counts(records_db)
+    slot = chain.server.localnet.slot
+    outcome = await run_upgrade_flow(chain, block_names, str(buffer), None)
+    with pytest.raises(errors.PolicyViolation, match="has Vote permission: it must never"):
+        await outcome.state.aresult()
+    assert outcome.proposal is None and row_counts(records_db) == before
+    assert chain.server.localnet.slot == slot  # nothing sent
+    assert authority_of(chain, buffer) == str(chain.authority.pubkey())
+    assert chain.server.localnet.get_account(squads.proposal_pda(placed.address, 1)[0]) is None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_buffer_held_by_someone_else_is_refused_naming_the_command(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    await squads_policy(chain, block_names)
+    other = Keypair()
+    buffer = await write_buffer(chain, chain.binaries["v2"], authority=other)
+    before = row_counts(records_db)
+    slot = chain.server.localnet.slot
+    outcome = await run_upgrade_flow(chain, block_names, str(buffer), None)
+    with pytest.raises(errors.InputError) as refused:
+        await outcome.state.aresult()
+    assert f"solana program set-buffer-authority {buffer} --new-buffer-authority" in str(
+        refused.value
+    )
+    assert outcome.proposal is None and row_counts(records_db) == before
+    assert chain.server.localnet.slot == slot
+    assert authority_of(chain, buffer) == str(other.pubkey())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_runbooks_buffer_is_handed_to_the_vault_once_its_hash_is_checked(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    placed = await squads_policy(chain, block_names)
+    vault = str(squads.vault_pda(placed.address, 0)[0])
+    cluster = await SolanaCluster.aload(block_names["cluster_block"])
+    buffer = await write_buffer(chain, chain.binaries["v2"])
+    fee_payer = block_names["fee_payer_block"]
+    args = (cluster, str(chain.program_id), str(buffer), str(placed.address))
+
+    with pytest.raises(errors.HashMismatch):
+        await squads_tasks.hand_buffer_to_vault(*args, "0" * 64, fee_payer)
+    assert authority_of(chain, buffer) == str(chain.authority.pubkey())
+
+    await squads_tasks.hand_buffer_to_vault(*args, None, fee_payer)
+    assert authority_of(chain, buffer) == vault
+    slot = chain.server.localnet.slot
+    await squads_tasks.hand_buffer_to_vault(*args, None, fee_payer)  # already: nothing sent
+    assert chain.server.localnet.slot == slot
+
+
+# --- end to end: only with the real Squads program (RUNBOOKS_SQUADS_SO) -----------------
+
+
+def keyfile(tmp_path: Path, kp: Keypair) -> str:
+    path = tmp_path / f"{kp.pubkey()}.json"
+    path.write_text(keypair_to_json(kp))
+    return str(path)
+
+
+async def vote(
+    chain: DemoChain, placed: PlacedMultisig, index: int, member: Keypair, tmp_path: Path, *how: str
+) -> None:
+    argv = [
+        "squads",
+        "approve",
+        "--url",
+        chain.url,
+        "--multisig",
+        str(placed.address),
+        "--transaction-index",
+        str(index),
+        "--keypair",
+        keyfile(tmp_path, member),
+        *how,
+    ]
+    assert await asyncio.to_thread(runbooks_cli, argv) == 0
+
+
+async def proposal_of(chain: DemoChain, placed: PlacedMultisig, index: int) -> squads.Proposal:
+    address = squads.proposal_pda(placed.address, index)[0]
+    for _ in range(600):
+        found = chain.server.localnet.get_account(address)
+        if found is not None:
+            return squads.decode_proposal(bytes(found.data))
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no proposal {index} was created")
+
+
+async def start(chain: DemoChain, names: dict[str, str], buffer: Pubkey) -> asyncio.Task[Any]:
+    return asyncio.create_task(run_upgrade_flow(chain, names, str(buffer), None))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("ending", ["approved", "rejected", "cancelled"])
+async def test_end_to_end_with_the_real_squads_program(
+    chain: DemoChain,
+    block_names: dict[str, str],
+    records_db: Engine,
+    tmp_path: Path,
+    ending: str,
+) -> None:
+    squads_binary()  # skips, saying how to get it, when absent
+    for member in chain.members[:3]:
+        chain.server.localnet.airdrop(member.pubkey(), 10**9)
+    time_lock = 3 if ending != "rejected" else 0
+    placed = await squads_policy(chain, block_names, time_lock=time_lock)
+    v1 = loader.programdata_hash(
+        bytes(chain.server.localnet.get_account(loader.programdata_address(chain.program_id)).data)  # type: ignore[union-attr]
+    )
+    buffer = await write_buffer(chain, chain.binaries["v2"])
+    run = await start(chain, block_names, buffer)
+    await proposal_of(chain, placed, 1)
+    a, b = chain.members[:2]
+    if ending == "rejected":
+        await vote(chain, placed, 1, a, tmp_path, "--reject")
+        await vote(chain, placed, 1, b, tmp_path, "--reject")
+    else:
+        await vote(chain, placed, 1, a, tmp_path)
+        await vote(chain, placed, 1, b, tmp_path)
+        if ending == "cancelled":  # within the time lock
+            await vote(chain, placed, 1, a, tmp_path, "--cancel")
+            await vote(chain, placed, 1, b, tmp_path, "--cancel")
+    outcome = await asyncio.wait_for(run, timeout=180)
+    programdata = chain.server.localnet.get_account(loader.programdata_address(chain.program_id))
+    assert programdata is not None
+    now_hash = loader.programdata_hash(bytes(programdata.data))
+    if ending == "approved":
+        result = await outcome.state.aresult()
+        assert result["new_hash"] == now_hash != v1
+        assert (await proposal_of(chain, placed, 1)).status.kind == "Executed"
+        assert outcome.proposal is not None and outcome.proposal.status == "executed"
+    else:
+        with pytest.raises(errors.ProposalClosed, match=f"was {ending}"):
+            await outcome.state.aresult()
+        assert now_hash == v1
+        assert outcome.proposal is not None and outcome.proposal.status == ending
