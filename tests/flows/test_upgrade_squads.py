@@ -28,8 +28,14 @@ from programs.squads import client as squads
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import DemoChain, write_buffer
 from store.models import Base
+from store.records.proposals import ProposalRecord
 from tasks import squads as squads_tasks
-from tests.squads_localnet import PlacedMultisig, place_multisig, squads_binary
+from tests.squads_localnet import (
+    PlacedMultisig,
+    place_multisig,
+    place_vault_transaction,
+    squads_binary,
+)
 
 VOTE_ALL = int(squads.ALL_PERMISSIONS)
 RUNBOOK = int(squads.Permission.INITIATE | squads.Permission.EXECUTE)
@@ -139,6 +145,51 @@ async def test_the_runbooks_buffer_is_handed_to_the_vault_once_its_hash_is_check
     assert chain.server.localnet.slot == slot
 
 
+def programdata_hash(chain: DemoChain) -> str:
+    found = chain.server.localnet.get_account(loader.programdata_address(chain.program_id))
+    assert found is not None
+    return loader.programdata_hash(bytes(found.data))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_execution_refuses_a_proposal_not_approved_or_not_this_upgrade(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    placed = await squads_policy(chain, block_names)
+    net = chain.server.localnet
+    cluster = await SolanaCluster.aload(block_names["cluster_block"])
+    fee_payer = block_names["fee_payer_block"]
+    buffer = str(await write_buffer(chain, chain.binaries["v2"]))
+    vault = squads.vault_pda(placed.address, 0)[0]
+    spill = str(chain.authority.pubkey())
+    proposal = ProposalRecord.model_construct(
+        id=9, program_id=str(chain.program_id), buffer=buffer, buffer_hash="ab" * 32
+    )
+    ours = squads.compile_message(
+        [squads_tasks.upgrade_instruction(str(chain.program_id), buffer, vault, spill)], vault
+    )
+    place_vault_transaction(net, placed.address, 1, chain.authority.pubkey(), ours)
+    upgrade = squads_tasks._created(placed.address, 1, spill, "")
+    placed.put_proposal(1, "Active", net.unix_timestamp())
+    slot = net.slot
+    with pytest.raises(errors.ChainError, match="is Active, not Approved: not executed"):
+        await squads_tasks.send_squads_execution(cluster, proposal, upgrade, fee_payer)
+
+    # Approved, but the stored message pays the buffer's lamports elsewhere: not ours.
+    placed.put_proposal(1, "Approved", net.unix_timestamp())
+    other = squads_tasks._created(placed.address, 1, str(Keypair().pubkey()), "")
+    with pytest.raises(errors.ChainError, match="is not this runbook's upgrade"):
+        await squads_tasks.send_squads_execution(cluster, proposal, other, fee_payer)
+    assert net.slot == slot  # nothing sent
+
+    # The program already holds the proposal's hash: nothing to send.
+    done = ProposalRecord.model_construct(
+        id=9, program_id=str(chain.program_id), buffer=buffer, buffer_hash=programdata_hash(chain)
+    )
+    assert await squads_tasks.send_squads_execution(cluster, done, upgrade, fee_payer) is None
+    assert net.slot == slot
+
+
 # --- end to end: only with the real Squads program (RUNBOOKS_SQUADS_SO) -----------------
 
 
@@ -195,9 +246,7 @@ async def test_end_to_end_with_the_real_squads_program(
         chain.server.localnet.airdrop(member.pubkey(), 10**9)
     time_lock = 3 if ending != "rejected" else 0
     placed = await squads_policy(chain, block_names, time_lock=time_lock)
-    v1 = loader.programdata_hash(
-        bytes(chain.server.localnet.get_account(loader.programdata_address(chain.program_id)).data)  # type: ignore[union-attr]
-    )
+    v1 = programdata_hash(chain)
     buffer = await write_buffer(chain, chain.binaries["v2"])
     run = await start(chain, block_names, buffer)
     await proposal_of(chain, placed, 1)
@@ -212,9 +261,7 @@ async def test_end_to_end_with_the_real_squads_program(
             await vote(chain, placed, 1, a, tmp_path, "--cancel")
             await vote(chain, placed, 1, b, tmp_path, "--cancel")
     outcome = await asyncio.wait_for(run, timeout=180)
-    programdata = chain.server.localnet.get_account(loader.programdata_address(chain.program_id))
-    assert programdata is not None
-    now_hash = loader.programdata_hash(bytes(programdata.data))
+    now_hash = programdata_hash(chain)
     if ending == "approved":
         result = await outcome.state.aresult()
         assert result["new_hash"] == now_hash != v1

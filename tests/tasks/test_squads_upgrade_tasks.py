@@ -12,17 +12,25 @@ from typing import Any
 import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from sqlalchemy.engine import Engine
 
 from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import AccountNotFound, ProposalClosed
 from localnet import LocalnetServer
+from programs.send import Signed
 from programs.squads import client as squads
+from store.records import transactions as journal_records
 from store.records.proposals import ProposalRecord
 from tasks import squads as squads_tasks
 from tasks.records import records_engine
-from tests.squads_localnet import PlacedMultisig, _place, place_multisig
+from tests.squads_localnet import (
+    PlacedMultisig,
+    message_fields,
+    place_multisig,
+    place_vault_transaction,
+)
 from tests.squads_sdk import described, sdk
 
 VOTE_ALL = int(squads.ALL_PERMISSIONS)
@@ -230,24 +238,6 @@ def test_the_create_and_execute_instructions_equal_the_sdks() -> None:
     assert keys[0] == str(vault) and str(spill) in keys
 
 
-def message_fields(message: squads.VaultTransactionMessage) -> dict[str, Any]:
-    return {
-        "numSigners": message.num_signers,
-        "numWritableSigners": message.num_writable_signers,
-        "numWritableNonSigners": message.num_writable_non_signers,
-        "accountKeys": [str(k) for k in message.account_keys],
-        "instructions": [
-            {
-                "programIdIndex": i.program_id_index,
-                "accountIndexes": i.account_indexes.hex(),
-                "data": i.data.hex(),
-            }
-            for i in message.instructions
-        ],
-        "addressTableLookups": [],
-    }
-
-
 @pytest.fixture
 def records(engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("DATABASE_URL", db_url)
@@ -269,25 +259,7 @@ async def test_a_rerun_finds_its_own_vault_transaction_and_creates_none(
     vault, _ = squads.vault_pda(placed.address, 0)
     ix = squads_tasks.upgrade_instruction(program, buffer, vault, spill)
     message = squads.compile_message([ix], vault)
-    (raw,) = sdk(
-        [
-            {
-                "op": "serialize",
-                "account": "VaultTransaction",
-                "fields": {
-                    "multisig": str(placed.address),
-                    "creator": str(runbook.pubkey()),
-                    "index": "3",
-                    "bump": squads.transaction_pda(placed.address, 3)[1],
-                    "vaultIndex": 0,
-                    "vaultBump": squads.vault_pda(placed.address, 0)[1],
-                    "ephemeralSignerBumps": "",
-                    "message": message_fields(message),
-                },
-            }
-        ]
-    )
-    _place(server.localnet, squads.transaction_pda(placed.address, 3)[0], bytes.fromhex(raw))
+    place_vault_transaction(server.localnet, placed.address, 3, runbook.pubkey(), message)
     placed.transaction_index = 3
     placed.put()
     slot = server.localnet.slot
@@ -299,3 +271,31 @@ async def test_a_rerun_finds_its_own_vault_transaction_and_creates_none(
     assert found.proposal == str(squads.proposal_pda(placed.address, 3)[0])
     assert found.link == f"https://app.squads.so/squads/{placed.address}/transactions/3"
     assert server.localnet.slot == slot  # nothing sent
+
+
+async def test_a_rerun_finds_the_create_its_journal_says_landed(
+    prefect_api: None,
+    server: LocalnetServer,
+    cluster: SolanaCluster,
+    placed: PlacedMultisig,
+    records: Engine,
+) -> None:
+    runbook = Keypair()
+    await SolanaKeypair.from_keypair(runbook).asave("squads-runbook-key-2", overwrite=True)
+    proposal = ProposalRecord.model_construct(
+        id=8, program_id=str(Keypair().pubkey()), buffer=str(Keypair().pubkey())
+    )
+    purpose = squads_tasks.create_purpose(8)
+    landed = Signed(str(Signature.new_unique()), "AAAA", 0)
+    journal_records.write_ahead(
+        records, purpose, [landed], details={"transaction_index": 5, "multisig": "x"}
+    )
+    journal_records.settle(records, landed.signature, "landed")
+    slot = server.localnet.slot
+    spill = str(Keypair().pubkey())
+    found = await squads_tasks.create_upgrade_proposal(
+        cluster, proposal, str(placed.address), spill, "squads-runbook-key-2"
+    )
+    assert (found.transaction_index, found.signature) == (5, landed.signature)
+    assert found.transaction == str(squads.transaction_pda(placed.address, 5)[0])
+    assert server.localnet.slot == slot
