@@ -15,20 +15,25 @@ from typing import Any
 
 import pytest
 from flow_driver import run_upgrade_flow
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from sqlalchemy import Engine, func, select
 
-from blocks import MultisigPolicy, SolanaCluster
+from blocks import MultisigPolicy, SlackChannel, SolanaCluster
 from core import errors
 from core.keys import keypair_to_json
+from flows.upgrade import announce_squads
 from programs import loader
 from programs.squads import client as squads
 from runbooks.cli import main as runbooks_cli
 from runbooks.demo import DemoChain, write_buffer
 from store.models import Base
 from store.records.proposals import ProposalRecord
+from tasks import records
 from tasks import squads as squads_tasks
 from tests.squads_localnet import (
     PlacedMultisig,
@@ -36,6 +41,7 @@ from tests.squads_localnet import (
     place_vault_transaction,
     squads_binary,
 )
+from tests.stand_ins.slack_stub import SlackStub
 
 VOTE_ALL = int(squads.ALL_PERMISSIONS)
 RUNBOOK = int(squads.Permission.INITIATE | squads.Permission.EXECUTE)
@@ -188,6 +194,60 @@ async def test_the_execution_refuses_a_proposal_not_approved_or_not_this_upgrade
     )
     assert await squads_tasks.send_squads_execution(cluster, done, upgrade, fee_payer) is None
     assert net.slot == slot
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_announcement_names_the_proposal_its_link_and_the_approve_command(
+    prefect_api: None, records_db: Engine
+) -> None:
+    multisig = squads.multisig_pda(Keypair().pubkey())[0]
+    proposal = records.record_proposal(
+        key=f"squads-announce-{multisig}",
+        kind="upgrade",
+        cluster="localnet",
+        backend="squads",
+        governance=str(multisig),
+        program_id=str(Keypair().pubkey()),
+        buffer=str(Keypair().pubkey()),
+        buffer_hash="ab" * 32,
+        description="v2: fixes the rounding",
+        proposer="alice",
+        members=[str(Keypair().pubkey()) for _ in range(3)],
+        threshold=2,
+        timelock_seconds=3600,
+    )
+    created = squads_tasks._created(multisig, 4, str(Keypair().pubkey()), "")
+    cluster = SolanaCluster(cluster="localnet", rpc_urls=["http://127.0.0.1:1"])
+    link = f"https://app.squads.so/squads/{multisig}/transactions/4"
+    command = (
+        f"runbooks squads approve --multisig {multisig} --transaction-index 4 "
+        "--keypair <your keypair> --url http://127.0.0.1:1"
+    )
+    with SlackStub() as slack:
+        await SlackChannel(
+            bot_token=slack.token, channel="#ops", api_base_url=slack.base_url
+        ).asave("squads-announce-slack", overwrite=True)
+
+        @flow(name="announce-squads-test")
+        async def announce_twice() -> None:  # twice: a rerun posts nothing new
+            for _ in range(2):
+                await announce_squads(proposal, created, cluster, "squads-announce-slack")
+
+        await announce_twice()
+        [posted] = slack.messages  # once: the thread is recorded
+    shown = str(posted["blocks"])
+    assert link in shown and command in shown and created.proposal in shown
+    assert "2 of 3 members with Vote permission" in shown
+    async with get_client() as client:
+        [artifact] = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"squads-proposal-{proposal.id}"])
+            ),
+            limit=1,
+        )
+    text = str(artifact.data)
+    assert link in text and command in text and created.proposal in text
+    assert "| Transaction index | 4 |" in text
 
 
 # --- end to end: only with the real Squads program (RUNBOOKS_SQUADS_SO) -----------------
