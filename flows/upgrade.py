@@ -337,7 +337,7 @@ async def upgrade_under_squads(
     )
     runbook_key = str((await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey())
     multisig_address = policy_config.squads_multisig
-    spill = parse_pubkey(policy_config.squads_spill or runbook_key, "squads_spill")
+    spill = str(parse_pubkey(policy_config.squads_spill or runbook_key, "squads_spill"))
 
     # 1. The multisig as read from chain; the runbook's key: Initiate and Execute, no Vote.
     await squads_audit.audit_squads_multisig(cluster, policy, multisig_address, runbook_key)

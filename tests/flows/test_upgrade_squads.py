@@ -151,6 +151,29 @@ async def test_the_runbooks_buffer_is_handed_to_the_vault_once_its_hash_is_check
     assert chain.server.localnet.slot == slot
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_without_the_squads_program_the_run_gets_as_far_as_the_create(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    """Everything before the first Squads instruction runs here: the audit, the hand-over
+    of the runbook's buffer to the vault, the proposal recorded with the multisig's own
+    voters, threshold and time lock; the runtime then refuses the create (no program at
+    the Squads id), and the run fails saying so."""
+    placed = await squads_policy(chain, block_names, time_lock=60)
+    vault = str(squads.vault_pda(placed.address, 0)[0])
+    buffer = await write_buffer(chain, chain.binaries["v2"])
+    outcome = await run_upgrade_flow(chain, block_names, str(buffer), None)
+    with pytest.raises(errors.TransactionFailed, match="InvalidProgramForExecution"):
+        await outcome.state.aresult()
+    assert authority_of(chain, buffer) == vault
+    proposal = outcome.proposal
+    assert proposal is not None and proposal.backend == "squads"
+    assert proposal.governance == str(placed.address)
+    assert sorted(proposal.members) == sorted(str(m.pubkey()) for m in chain.members[:3])
+    assert (proposal.threshold, proposal.timelock_seconds) == (2, 60)
+    assert chain.server.localnet.get_account(squads.proposal_pda(placed.address, 1)[0]) is None
+
+
 def programdata_hash(chain: DemoChain) -> str:
     found = chain.server.localnet.get_account(loader.programdata_address(chain.program_id))
     assert found is not None
