@@ -14,6 +14,11 @@ Proposing, approving and executing an upgrade, as the operations runbook describ
    execute the Upgrade through the BPF Upgradeable Loader.
 7. Verify on chain, record, and publish a report.
 
+On a Squads v4 policy the same page runs through the team's multisig instead
+(``upgrade_under_squads``): the vault transaction and its proposal stand for steps 3-4,
+the Proposal account read from chain for the sign-offs, the multisig's time lock on the
+cluster clock for step 5, ``vault_transaction_execute`` for step 6.
+
 A restart (a suspended run resumed, or a crashed run retried) repeats nothing: the
 proposal is found by its key, sign-offs come from the records, and execution reads the
 chain before it sends.

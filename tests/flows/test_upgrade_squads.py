@@ -327,7 +327,8 @@ async def test_end_to_end_with_the_real_squads_program(
     squads_binary()  # skips, saying how to get it, when absent
     for member in chain.members[:3]:
         chain.server.localnet.airdrop(member.pubkey(), 10**9)
-    time_lock = 3 if ending != "rejected" else 0
+    # Long enough in the cancel case for both cancels to land inside it.
+    time_lock = {"approved": 3, "rejected": 0, "cancelled": 120}[ending]
     placed = await squads_policy(chain, block_names, time_lock=time_lock)
     v1 = programdata_hash(chain)
     buffer = await write_buffer(chain, chain.binaries["v2"])
