@@ -402,6 +402,7 @@ async def upgrade_under_squads(
 
     # 5. Wait for the members' approval, then the multisig's time lock on the cluster clock.
     poll = policy_config.squads_poll_seconds
+    waiting_since = time.monotonic()
     try:
         approved = await squads_tasks.wait_for_approval(
             cluster,
@@ -425,6 +426,7 @@ async def upgrade_under_squads(
     except squads_tasks.SquadsProposalClosed as closed:
         records.set_proposal_status(proposal.id, closed.status, reason=str(closed))
         raise
+    waited = time.monotonic() - waiting_since
 
     # 6. Execute (vault_transaction_execute), verify the hash on chain, record.
     kill_switch.check_kill_switch(cluster.cluster, program_id, "upgrade")
@@ -461,7 +463,8 @@ async def upgrade_under_squads(
         "approvals": [str(k) for k in approved.approved],
         "signature": signature,
         "seconds": round(time.monotonic() - started, 2),
-        "seconds_waiting": 0.0,
+        # Waiting on the members' votes and the time lock (this attempt's).
+        "seconds_waiting": round(waited, 2),
     }
     await publish_report(proposal, result, cluster, policy)
     return result
