@@ -200,9 +200,9 @@ async def create_upgrade_proposal(
         await send.settle_unsettled(client, journal, send_options(cluster))
         for row in reversed(journal_records.transactions(records_engine(), journal.purpose)):
             if row.status == "landed" and row.details:
-                found = _created(
-                    ms_key, int(row.details["transaction_index"]), spill, row.signature
-                )
+                # The spill written ahead with it: the stored message holds that one.
+                index, sent_spill = int(row.details["transaction_index"]), row.details["spill"]
+                found = _created(ms_key, index, str(sent_spill), row.signature)
                 logger.info("vault transaction %d found in the journal", found.transaction_index)
                 return found
         state = await read_multisig(client, ms_key)
@@ -217,7 +217,7 @@ async def create_upgrade_proposal(
                 logger.info("vault transaction %d is this upgrade's: not created again", latest)
                 return _created(ms_key, latest, spill, "")
         index = latest + 1
-        journal.details = {"transaction_index": index, "multisig": multisig}
+        journal.details = {"transaction_index": index, "multisig": multisig, "spill": spill}
         memo = f"runbooks upgrade proposal #{proposal.id}"
         signature = await send.send_and_confirm(
             client,
@@ -354,7 +354,9 @@ async def send_squads_execution(
     async with rpc_client(cluster) as client:
         program = await rpc.read_program(client, Pubkey.from_string(proposal.program_id))
         if program.sha256 == expected:
-            logger.info("program %s already holds sha256 %s: nothing sent", program, expected)
+            logger.info(
+                "program %s already holds sha256 %s: nothing sent", proposal.program_id, expected
+            )
             return None
         stored = await _read_vault_transaction(client, ms_key, upgrade.transaction_index)
         if stored is None:

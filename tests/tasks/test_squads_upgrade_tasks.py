@@ -286,16 +286,21 @@ async def test_a_rerun_finds_the_create_its_journal_says_landed(
         id=8, program_id=str(Keypair().pubkey()), buffer=str(Keypair().pubkey())
     )
     purpose = squads_tasks.create_purpose(8)
+    journalled = str(Keypair().pubkey())
     landed = Signed(str(Signature.new_unique()), "AAAA", 0)
     journal_records.write_ahead(
-        records, purpose, [landed], details={"transaction_index": 5, "multisig": "x"}
+        records,
+        purpose,
+        [landed],
+        details={"transaction_index": 5, "multisig": "x", "spill": journalled},
     )
     journal_records.settle(records, landed.signature, "landed")
     slot = server.localnet.slot
-    spill = str(Keypair().pubkey())
+    spill = str(Keypair().pubkey())  # the block's spill changed since: the journal's stays
     found = await squads_tasks.create_upgrade_proposal(
         cluster, proposal, str(placed.address), spill, "squads-runbook-key-2"
     )
     assert (found.transaction_index, found.signature) == (5, landed.signature)
+    assert found.spill == journalled
     assert found.transaction == str(squads.transaction_pda(placed.address, 5)[0])
     assert server.localnet.slot == slot
