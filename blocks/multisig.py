@@ -69,6 +69,18 @@ class MultisigPolicy(Block):
         "programs' upgrade authority; the audit reads its members, permissions, threshold "
         "and time lock from chain.",
     )
+    squads_spill: str = Field(
+        default="",
+        title="Spill address (squads backend)",
+        description="Where an upgrade's buffer lamports go, fixed in the vault transaction; "
+        "empty: the runbook's fee payer.",
+    )
+    squads_poll_seconds: int = Field(
+        default=30,
+        title="Proposal poll interval (seconds, squads backend)",
+        description="How often the runbook reads the Squads proposal while it waits.",
+        ge=1,
+    )
     emergency_threshold: int | None = Field(default=None, title="Emergency threshold")
     emergency_timelock_seconds: int | None = Field(default=None, title="Emergency timelock (s)")
 

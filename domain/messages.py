@@ -128,6 +128,48 @@ def proposal_created(
     return text, blocks
 
 
+def squads_proposal_created(
+    *,
+    proposal_id: int,
+    program: str,
+    buffer: str,
+    sha256: str,
+    description: str,
+    proposer: str,
+    multisig: str,
+    transaction_index: int,
+    proposal_address: str,
+    threshold: int,
+    voters: int,
+    time_lock: int,
+    app_link: str,
+    approve_command: str,
+    run_url: str | None,
+) -> tuple[str, Blocks]:
+    """The first message of a Squads upgrade's thread: where members vote."""
+    title = f"Upgrade proposal {transaction_index} of Squads multisig {multisig}"
+    text = (
+        f"Upgrade of {program} proposed in Squads (transaction {transaction_index}): "
+        f"{threshold} of {voters} members must approve"
+    )
+    blocks: Blocks = [
+        _header(title[:150]),
+        section(
+            f"*Program* `{program}`\n*Buffer* `{buffer}`\n*sha256* `{sha256}`\n"
+            f"*Proposer* {proposer}\n*Why* {_truncate(description, 1500)}"
+        ),
+        section(
+            f"{threshold} of {voters} members with Vote permission must approve proposal "
+            f"`{proposal_address}` (records #{proposal_id}); it executes {time_lock} s after "
+            f"approval. Approve where you already do: the Squads app ({app_link}), the "
+            f"Squads CLI, a Ledger, or\n```{approve_command}```"
+        ),
+        *_link_button("Open it in the Squads app", app_link),
+        *_link_button("Open the run", run_url),
+    ]
+    return text, blocks
+
+
 def approval_progress(
     *,
     proposal_id: int | str,

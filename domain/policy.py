@@ -175,17 +175,21 @@ def audit(policy: Policy, description: str, field: str = "description") -> None:
 BUILT_BACKENDS = ("keypair", "onchain")
 
 
+# The runbooks with a Squads path; the others refuse a Squads policy.
+SQUADS_RUNBOOKS = ("upgrade",)
+
+
 def check_backend(policy: Policy, runbook: str) -> None:
     """Refuse, before anything is recorded or sent, a policy whose backend has no path in
     ``runbook``: a Squads policy must never run as the hot-key ``keypair`` backend."""
     if policy.backend in BUILT_BACKENDS:
         return
+    if policy.backend == "squads" and runbook in SQUADS_RUNBOOKS:
+        return
     if policy.backend == "squads":
         raise InputError(
-            f"the Squads backend runs the {runbook} not yet: the Squads v4 wire format "
-            "(programs/squads) is built, but not the flow that creates the vault "
-            "transaction and its proposal, waits for the members' approvals and the "
-            "time lock, and executes it; nothing was recorded or sent. Set backend to "
+            f"the Squads backend runs the {runbook} not yet (only the "
+            f"{', '.join(SQUADS_RUNBOOKS)}): nothing was recorded or sent. Set backend to "
             f"keypair or onchain in the Multisig Policy block {policy.name!r}"
         )
     raise InputError(

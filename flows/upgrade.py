@@ -14,6 +14,11 @@ Proposing, approving and executing an upgrade, as the operations runbook describ
    execute the Upgrade through the BPF Upgradeable Loader.
 7. Verify on chain, record, and publish a report.
 
+On a Squads v4 policy the same page runs through the team's multisig instead
+(``upgrade_under_squads``): the vault transaction and its proposal stand for steps 3-4,
+the Proposal account read from chain for the sign-offs, the multisig's time lock on the
+cluster clock for step 5, ``vault_transaction_execute`` for step 6.
+
 A restart (a suspended run resumed, or a crashed run retried) repeats nothing: the
 proposal is found by its key, sign-offs come from the records, and execution reads the
 chain before it sends.
@@ -50,12 +55,14 @@ from domain.report import fields_table, linked
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome, approval_subject
 from programs.rpc import ProgramInfo
+from programs.squads.client import Permission
 from store.records import proposals as proposals_records
 from store.records.proposals import ProposalRecord
-from tasks import archive, chain, governance, kill_switch, records
+from tasks import archive, chain, governance, kill_switch, records, squads_audit
 from tasks import buffer as buffer_tasks
+from tasks import squads as squads_tasks
 from tasks.notify import notify, open_thread
-from tasks.records import current_run_id
+from tasks.records import current_run_id, records_engine
 
 
 def inline_timelock_limit_seconds() -> float:
@@ -133,8 +140,27 @@ async def upgrade_program(
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
     policy_audit.check_backend(policy, "upgrade")
-    policy_audit.audit(policy, description)
+    if policy.backend == "squads":
+        # The multisig's members, threshold and time lock are audited as read from chain.
+        policy_audit.check_description(description)
+    else:
+        policy_audit.audit(policy, description)
     proposer = policy_audit.check_description(proposer, "proposer")
+    if policy.backend == "squads":
+        return await upgrade_under_squads(
+            cluster,
+            policy,
+            policy_config,
+            program_id=program_id,
+            description=description.strip(),
+            proposer=proposer,
+            buffer=buffer,
+            program_file=program_file,
+            expected_sha256=expected_sha256,
+            fee_payer_block=fee_payer_block,
+            slack_block=slack_block,
+            started=started,
+        )
     # Every block the run uses loads now: one found missing after the proposal was
     # recorded would leave a proposal nobody can finish.
     await preload(
@@ -290,6 +316,214 @@ async def upgrade_program(
     return result
 
 
+async def upgrade_under_squads(
+    cluster: SolanaCluster,
+    policy: Policy,
+    policy_config: MultisigPolicy,
+    *,
+    program_id: str,
+    description: str,
+    proposer: str,
+    buffer: str,
+    program_file: str,
+    expected_sha256: str | None,
+    fee_payer_block: str,
+    slack_block: str | None,
+    started: float,
+) -> dict[str, Any]:
+    """The upgrade when a Squads v4 multisig holds the upgrade authority (its vault).
+
+    The runbook's key (the fee payer) proposes and executes; it never votes. Members
+    approve in the Squads app, the Squads CLI, a Ledger or ``runbooks squads approve``.
+    """
+    await preload(
+        ("fee_payer_block", SolanaKeypair, fee_payer_block),
+        ("slack_block", SlackChannel, slack_block or None),
+    )
+    runbook_key = str((await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey())
+    multisig_address = policy_config.squads_multisig
+    spill = str(parse_pubkey(policy_config.squads_spill or runbook_key, "squads_spill"))
+
+    # 1. The multisig as read from chain; the runbook's key: Initiate and Execute, no Vote.
+    await squads_audit.audit_squads_multisig(cluster, policy, multisig_address, runbook_key)
+    vault = str(squads_tasks.vault_of(multisig_address))
+
+    # 2. The buffer: written by this run, or checked; its authority must be the vault.
+    if program_file:
+        assert expected_sha256 is not None  # checked by the flow
+        buffer = await buffer_tasks.write_program_buffer(
+            cluster,
+            program_id,
+            program_file,
+            expected_sha256,
+            buffer_tasks.buffer_purpose(
+                cluster.cluster, program_id, expected_sha256, current_run_id()
+            ),
+            fee_payer_block,
+            governance_authority=vault,
+        )
+    key = proposal_key(cluster.cluster, program_id, buffer, current_run_id())
+    proposal = records.proposal_by_key(key)
+    if proposal is None:
+        if not program_file:
+            await squads_tasks.hand_buffer_to_vault(
+                cluster, program_id, buffer, multisig_address, expected_sha256, fee_payer_block
+            )
+        genesis = await governance.cluster_genesis(cluster, None)
+        _, buf = await chain.inspect_upgrade(cluster, program_id, buffer, vault, expected_sha256)
+        multisig = await squads_audit.read_squads_multisig(cluster, multisig_address)
+        proposal = records.record_proposal(
+            key=key,
+            kind="upgrade",
+            cluster=cluster.cluster,
+            backend="squads",
+            governance=multisig_address,
+            program_id=program_id,
+            buffer=buffer,
+            buffer_hash=buf.sha256,
+            description=description,
+            proposer=proposer,
+            members=[str(m.key) for m in multisig.members if m.can(Permission.VOTE)],
+            threshold=multisig.threshold,
+            timelock_seconds=multisig.time_lock,
+            genesis_hash=genesis,
+        )
+
+    # 3. The vault transaction holding the Upgrade and its proposal (once per run).
+    created = await squads_tasks.create_upgrade_proposal(
+        cluster, proposal, multisig_address, spill, fee_payer_block
+    )
+    proposal = proposals_records.set_onchain_address(
+        records_engine(), proposal.id, created.proposal, flow_run_id=current_run_id()
+    )
+
+    # 4. Tell the members where to vote (once: the thread is recorded).
+    await announce_squads(proposal, created, cluster, slack_block)
+
+    # 5. Wait for the members' approval, then the multisig's time lock on the cluster clock.
+    poll = policy_config.squads_poll_seconds
+    waiting_since = time.monotonic()
+    try:
+        approved = await squads_tasks.wait_for_approval(
+            cluster,
+            created,
+            poll_seconds=poll,
+            timeout_seconds=policy_config.signoff_timeout_seconds,
+        )
+        if approved.status.timestamp is not None:
+            proposal = records.mark_threshold_met(
+                proposal.id, at=datetime.fromtimestamp(approved.status.timestamp, UTC)
+            )
+        multisig = await squads_audit.read_squads_multisig(cluster, multisig_address)
+        _, now = await squads_tasks.read_proposal_and_clock(cluster, created)
+        left = squads_tasks.time_lock_left(approved, multisig.time_lock, now)
+        if left > inline_timelock_limit_seconds() and deployment.get_id():
+            get_run_logger().info("Squads time lock: %d s left; suspending", left)
+            await suspend_flow_run(key=f"squads-timelock-{proposal.id}-{int(time.time())}")
+        approved = await squads_tasks.wait_out_time_lock(
+            cluster, created, multisig.time_lock, poll_seconds=poll
+        )
+    except squads_tasks.SquadsProposalClosed as closed:
+        records.set_proposal_status(proposal.id, closed.status, reason=str(closed))
+        raise
+    waited = time.monotonic() - waiting_since
+
+    # 6. Execute (vault_transaction_execute), verify the hash on chain, record.
+    kill_switch.check_kill_switch(cluster.cluster, program_id, "upgrade")
+    before, after, signature = await execute_verified(
+        cluster,
+        proposal,
+        proposal.buffer_hash or "",
+        onchain=None,
+        approvals=len(approved.approved),
+        authority_block="",
+        fee_payer_block=fee_payer_block,
+        squads=created,
+    )
+    await notify(
+        *messages.executed(
+            proposal_id=proposal.id,
+            program=program_id,
+            signature=signature,
+            new_hash=after.sha256,
+            outcome="upgraded" if signature else "already at this hash",
+        ),
+        slack_block=slack_block,
+        proposal_id=proposal.id,
+    )
+    result: dict[str, Any] = {
+        "backend": "squads",
+        "onchain_proposal": created.proposal,
+        "squads_multisig": multisig_address,
+        "transaction_index": created.transaction_index,
+        "proposal_id": proposal.id,
+        "program_id": program_id,
+        "old_hash": before.sha256,
+        "new_hash": after.sha256,
+        "approvals": [str(k) for k in approved.approved],
+        "signature": signature,
+        "seconds": round(time.monotonic() - started, 2),
+        # Waiting on the members' votes and the time lock (this attempt's).
+        "seconds_waiting": round(waited, 2),
+    }
+    await publish_report(proposal, result, cluster, policy)
+    return result
+
+
+async def announce_squads(
+    proposal: ProposalRecord,
+    created: squads_tasks.SquadsUpgrade,
+    cluster: SolanaCluster,
+    slack_block: str | None,
+) -> None:
+    """Where members vote: Slack (once, the thread is recorded) and an artifact with the
+    proposal's address, index, its page in the Squads app and the approve command."""
+    command = created.approve_command(cluster.rpc_urls[0])
+    text, blocks = messages.squads_proposal_created(
+        proposal_id=proposal.id,
+        program=proposal.program_id,
+        buffer=proposal.buffer or "",
+        sha256=proposal.buffer_hash or "",
+        description=proposal.description,
+        proposer=proposal.proposer,
+        multisig=created.multisig,
+        transaction_index=created.transaction_index,
+        proposal_address=created.proposal,
+        threshold=proposal.threshold,
+        voters=len(proposal.members),
+        time_lock=proposal.timelock_seconds,
+        app_link=created.link,
+        approve_command=command,
+        run_url=flow_run.ui_url,
+    )
+    await open_thread(proposal.id, text, blocks, slack_block)
+    await acreate_markdown_artifact(
+        key=f"squads-proposal-{proposal.id}",
+        description=f"Squads proposal of upgrade #{proposal.id}",
+        markdown="\n".join(
+            [
+                f"# Upgrade proposal #{proposal.id} in Squads",
+                "",
+                *fields_table(
+                    [
+                        ("Multisig", f"`{created.multisig}`"),
+                        ("Transaction index", str(created.transaction_index)),
+                        ("Proposal", f"`{created.proposal}`"),
+                        ("Vault transaction", f"`{created.transaction}`"),
+                        ("Squads app", f"[{created.link}]({created.link})"),
+                        ("Program", f"`{proposal.program_id}`"),
+                        ("Buffer sha256", f"`{proposal.buffer_hash}`"),
+                    ]
+                ),
+                "",
+                "Approve with the Squads app, the Squads CLI, a Ledger, or:",
+                "",
+                f"    {command}",
+            ]
+        ),
+    )
+
+
 async def execute_verified(
     cluster: SolanaCluster,
     proposal: ProposalRecord,
@@ -299,9 +533,11 @@ async def execute_verified(
     approvals: int,
     authority_block: str,
     fee_payer_block: str,
+    squads: squads_tasks.SquadsUpgrade | None = None,
 ) -> tuple[ProgramInfo, ProgramInfo, str | None]:
     """The one execution step of the upgrade and the rollback: archive the binary being
-    replaced, send the Upgrade (through upgrade_manager with ``onchain``, else signed by
+    replaced, send the Upgrade (through upgrade_manager with ``onchain``, through the
+    Squads vault with ``squads``, else signed by
     ``authority_block``; None: the chain already held it), check the new hash
     is ``expected_sha256``, record the execution. Returns (before, after, signature).
 
@@ -324,6 +560,10 @@ async def execute_verified(
         before = await chain.read_program(cluster, proposal.program_id)
         if onchain is not None:
             signature = await governance.execute_upgrade(cluster, onchain, proposal)
+        elif squads is not None:
+            signature = await squads_tasks.send_squads_execution(
+                cluster, proposal, squads, fee_payer_block
+            )
         else:
             signature = await chain.send_upgrade(
                 cluster, proposal, approvals, authority_block, fee_payer_block

@@ -4,6 +4,7 @@ a retry could repeat it (proposals by key, threshold time and execution once).""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -59,9 +60,10 @@ def record_approval(proposal_id: int, **fields: Any) -> ApprovalRecord:
 
 
 @task(name="mark-threshold-met", retries=2, retry_delay_seconds=1)
-def mark_threshold_met(proposal_id: int) -> ProposalRecord:
+def mark_threshold_met(proposal_id: int, at: datetime | None = None) -> ProposalRecord:
+    """``at``: when the chain says the threshold was met (Squads), else now."""
     return proposals_records.mark_threshold_met(
-        records_engine(), proposal_id, flow_run_id=current_run_id()
+        records_engine(), proposal_id, at, flow_run_id=current_run_id()
     )
 
 

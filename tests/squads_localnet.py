@@ -122,3 +122,46 @@ def place_multisig(
     proposals, then ``put``."""
     keys = [(m.pubkey() if isinstance(m, Keypair) else m, p) for m, p in members]
     return PlacedMultisig(net, Keypair().pubkey(), keys, **kwargs)
+
+
+def message_fields(message: squads.VaultTransactionMessage) -> dict[str, Any]:
+    """A compiled vault message in the SDK's field names (no address lookup tables)."""
+    return {
+        "numSigners": message.num_signers,
+        "numWritableSigners": message.num_writable_signers,
+        "numWritableNonSigners": message.num_writable_non_signers,
+        "accountKeys": [str(k) for k in message.account_keys],
+        "instructions": [
+            {
+                "programIdIndex": i.program_id_index,
+                "accountIndexes": i.account_indexes.hex(),
+                "data": i.data.hex(),
+            }
+            for i in message.instructions
+        ],
+        "addressTableLookups": [],
+    }
+
+
+def place_vault_transaction(
+    net: Localnet,
+    multisig: Pubkey,
+    index: int,
+    creator: Pubkey,
+    message: squads.VaultTransactionMessage,
+) -> bytes:
+    """The VaultTransaction of ``index`` (vault 0) as the SDK serializes it, written at its
+    PDA; its bytes."""
+    fields = {
+        "multisig": str(multisig),
+        "creator": str(creator),
+        "index": str(index),
+        "bump": squads.transaction_pda(multisig, index)[1],
+        "vaultIndex": 0,
+        "vaultBump": squads.vault_pda(multisig, 0)[1],
+        "ephemeralSignerBumps": "",
+        "message": message_fields(message),
+    }
+    (raw,) = sdk([{"op": "serialize", "account": "VaultTransaction", "fields": fields}])
+    _place(net, squads.transaction_pda(multisig, index)[0], bytes.fromhex(raw))
+    return bytes.fromhex(raw)

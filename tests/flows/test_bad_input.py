@@ -69,7 +69,8 @@ async def names(
     v2_file = tmp_path_factory.mktemp("bad-input-so") / "vault.so"
     v2_file.write_bytes(bad_chain.binaries["v2"])
     saved[V2_SO] = str(v2_file)
-    # The same policy on the Squads backend, whose flows are not built: refused, never
+    # The same policy on the Squads backend: the rotation and the rollback refuse it
+    # (their Squads paths are not built), the upgrade because it names no multisig; never
     # run as the keypair backend.
     policy = await MultisigPolicy.aload(saved["policy_block"])
     squads = MultisigPolicy.model_validate({**policy.model_dump(), "backend": "squads"})
@@ -655,7 +656,12 @@ FLOW_CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("upgrade", "policy missing", {"policy_block": MISSING}, ("Multisig Policy", MISSING)),
     ("upgrade", "cluster missing", {"cluster_block": MISSING}, ("Solana Cluster", MISSING)),
     ("upgrade", "cluster empty", {"cluster_block": ""}, ("block name is empty",)),
-    ("upgrade", "squads backend", {"policy_block": SQUADS_POLICY}, (*SQUADS_WORDS, "upgrade")),
+    (
+        "upgrade",
+        "squads backend, no multisig",
+        {"policy_block": SQUADS_POLICY},
+        ("backend squads", "names no multisig", "squads_multisig"),
+    ),
     # rollback
     (
         "rollback",

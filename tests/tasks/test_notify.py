@@ -57,6 +57,13 @@ def every_message() -> dict[str, tuple[str, list[dict[str, Any]]]]:
             proposal_id=2, program="P", current="A", new_authority=None, threshold=5, members=5,
             approval_message="solana-runbooks v1; ...", run_url=None,
         ),
+        "squads_proposal_created": messages.squads_proposal_created(
+            proposal_id=1, program="P", buffer="B", sha256="ab" * 32, description="v" * 1000,
+            proposer="alice", multisig="M", transaction_index=4, proposal_address="Q",
+            threshold=2, voters=3, time_lock=3600, app_link="https://app.squads.so/squads/M/transactions/4",
+            approve_command="runbooks squads approve --multisig M --transaction-index 4",
+            run_url=None,
+        ),
         "confirmation_request": messages.confirmation_request(
             title="Release the kill switch on P?", text="Engaged since ...", run_id=RUN,
             key="release-1", choices=[("confirm", "Release"), ("decline", "Keep it on")],
