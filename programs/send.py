@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import time
@@ -206,12 +207,18 @@ async def send_batch(
     journal: Journal | None = None,
     concurrency: int = 16,
     preflight: bool = True,
+    send_gate: asyncio.Lock | None = None,
 ) -> list[Outcome]:
     """One transaction per instruction set, under one blockhash, sent concurrently and
     confirmed together; an outcome for each, in order.
 
     ``preflight`` False skips the RPC's per-transaction simulation (the batch's own
     simulation has checked its largest set): a failure then lands, as an outcome.
+
+    ``send_gate``, shared by batches running side by side, is held from the blockhash
+    read to the first sends: a batch's blockhash then ages only by the batches sent
+    before it, not by every batch sending while it signs and writes ahead (a blockhash
+    is good for 150 blocks; the localnet makes each transaction a block).
 
     Refused and failed transactions are outcomes, not errors. If any expired,
     TransactionExpired is raised after every other one was settled in the journal.
@@ -229,25 +236,28 @@ async def send_batch(
     budget = [set_compute_unit_limit(limit)]
     if price:
         budget.append(set_compute_unit_price(price))
-    blockhash, last_valid = await _latest_blockhash(client, opts)
-    txs = [
-        sign_transaction([*budget, *_without_budget(ixs)], payer_key, keys, blockhash)
-        for ixs in instruction_sets
-    ]
-    signed = [Signed.of(tx, last_valid) for tx in txs]
-    if journal is not None:
-        await asyncio.to_thread(journal.write_ahead, signed)
     gate = asyncio.Semaphore(concurrency)
 
     async def first_send(tx: Transaction) -> Outcome | None:
         async with gate:
             return await _send(client, tx, preflight=preflight, commitment=opts.commitment)
 
-    if preflight:
-        refusals = await asyncio.gather(*(first_send(tx) for tx in txs))
-    else:
-        await _send_unchecked(client, txs)
-        refusals = [None] * len(txs)
+    async with send_gate or contextlib.nullcontext():
+        blockhash, last_valid = await _latest_blockhash(client, opts)
+        txs = [
+            sign_transaction([*budget, *_without_budget(ixs)], payer_key, keys, blockhash)
+            for ixs in instruction_sets
+        ]
+        signed = [Signed.of(tx, last_valid) for tx in txs]
+        if journal is not None:
+            await asyncio.to_thread(journal.write_ahead, signed)
+        if preflight:
+            refusals: list[Outcome | None] = list(
+                await asyncio.gather(*(first_send(tx) for tx in txs))
+            )
+        else:
+            await _send_unchecked(client, txs)
+            refusals = [None] * len(txs)
     outcomes: dict[str, Outcome] = {}
     refused: list[tuple[str, Settlement, str | None]] = []
     for item, refusal in zip(signed, refusals, strict=True):

@@ -126,6 +126,8 @@ def _covered(row: TransactionRecord) -> list[str]:
 # One RPC client (one connection pool) for every batch of a migration run: a client per
 # batch costs a TLS context load (~35 ms of CPU, even for http://) and new connections.
 _shared_client: ContextVar[AsyncClient | None] = ContextVar("migration_rpc", default=None)
+# The batches of one run take turns from blockhash to send (``send.send_batch``).
+_send_gate: ContextVar[asyncio.Lock | None] = ContextVar("migration_send_gate", default=None)
 
 
 @asynccontextmanager
@@ -133,9 +135,11 @@ async def shared_rpc(cluster: SolanaCluster) -> AsyncIterator[AsyncClient]:
     """Open the client the batches started inside this block share."""
     async with rpc_client(cluster) as client:
         token = _shared_client.set(client)
+        gate = _send_gate.set(asyncio.Lock())
         try:
             yield client
         finally:
+            _send_gate.reset(gate)
             _shared_client.reset(token)
 
 
@@ -521,6 +525,7 @@ async def _send_chunks(
             options=options,
             journal=None if journal is None else journal.covering(chunks),
             preflight=False,
+            send_gate=_send_gate.get(),
         )
     except TransactionFailed as refusal:
         # The batch's one simulation refused, before anything was signed: of which chunk
