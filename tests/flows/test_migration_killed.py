@@ -114,7 +114,8 @@ async def test_killed_mid_batch_the_restart_migrates_once_and_records_every_sign
     total = 600
     vaults = seed_vaults(chain, Pubkey.new_unique(), total)
     await upgrade_directly(chain, chain.binaries["v2"])
-    parameters: dict[str, Any] = params(chain, block_names, concurrency=2)
+    # Batches of 84 (4 transactions): the third batch is killed with others still to run.
+    parameters: dict[str, Any] = params(chain, block_names, concurrency=2, batch_size=100)
     async with get_client() as client:
         deployment = await migrate_accounts.ato_deployment(
             name=f"killed-{uuid.uuid4().hex[:8]}", parameters=parameters
