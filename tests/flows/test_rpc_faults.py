@@ -133,7 +133,9 @@ async def test_a_2000_account_migration_completes_through_rpc_faults(
     proxy = proxy_at(rate, seed)
     await through(proxy, block_names["cluster_block"])
 
-    result = await migrate_accounts(**params(chain, block_names))
+    # Batches of 168 (two pages of reads, one batch request): enough requests for the
+    # proxy to inject every fault kind.
+    result = await migrate_accounts(**params(chain, block_names, batch_size=200))
 
     assert result["accounts"] == {"pending": 0, "migrated": 0, "verified": total, "failed": 0}
     migrated = on_chain(chain, vaults)
