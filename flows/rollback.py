@@ -131,6 +131,8 @@ async def emergency_rollback(
         # The vault holds the authority; Squads has one threshold and one time lock, the
         # multisig's, which the rollback runs under (there is no emergency one).
         squads_multisig = policy_config.squads_multisig
+        runbook_key = (await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey()
+        await squads_audit.audit_squads_multisig(cluster, policy, squads_multisig, str(runbook_key))
         authority = str(squads_tasks.vault_of(squads_multisig))
     elif policy.backend == "onchain":
         # upgrade_manager holds the authority: no upgrade key is loaded, and the emergency
@@ -159,9 +161,6 @@ async def emergency_rollback(
     if program_pause_block:
         await check_pause_block(program_pause_block, program_id)
     proposer = policy_audit.check_description(proposer, "proposer")
-    if squads_multisig is not None:
-        runbook_key = (await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey()
-        await squads_audit.audit_squads_multisig(cluster, policy, squads_multisig, str(runbook_key))
     emergency = emergency_policy(policy) if squads_multisig is None else policy
 
     # 1. The request: the archived binary, intact, of a program this authority holds

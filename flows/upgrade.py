@@ -55,7 +55,7 @@ from domain.report import fields_table, linked
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome, approval_subject
 from programs.rpc import ProgramInfo
-from programs.squads.client import Permission
+from programs.squads.client import Permission, Proposal
 from store.records import proposals as proposals_records
 from store.records.proposals import ProposalRecord
 from tasks import archive, chain, governance, kill_switch, records, squads_audit
@@ -452,7 +452,7 @@ async def wait_for_squads(
     policy_config: MultisigPolicy,
     proposal: ProposalRecord,
     created: squads_tasks.SquadsUpgrade,
-) -> tuple[ProposalRecord, Any]:
+) -> tuple[ProposalRecord, Proposal]:
     """Wait for the members' approval, then the multisig's time lock on the cluster clock.
 
     On a deployment's run a wait longer than ``inline_timelock_limit_seconds`` suspends
