@@ -21,6 +21,11 @@ set-authority always names a new authority), so that is refused. Moving a progra
 the governance is the checked adopt (``adopt=true``): the program's current key hands it
 over and upgrade_manager signs for its own PDA, so a typo cannot strand the program.
 
+With the squads backend the multisig's vault is the current authority: the rotation is
+a Squads vault transaction holding SetAuthorityChecked, approved by the members in
+Squads, executed by the runbook's key with the new authority co-signing
+(``rotate_under_squads``).
+
 Review (monthly): every registered key with its due date — program upgrade keys every
 6 months, governance every 12, emergency every 3 — and a Slack reminder for keys due
 within ``remind_days`` or overdue.

@@ -19,6 +19,11 @@ Seed 000's "Emergency Rollback", with its "pause system operations" as the kill 
 7. Verify the ProgramData hash equals the archived hash; record the execution.
 8. Release the kill switch after its own sign-off.
 
+With the squads backend steps 4-7 run through the team's multisig (``rollback_under_squads``):
+the buffer is handed to its vault, members approve a vault transaction holding the
+Upgrade in Squads under the multisig's one threshold and time lock, and the kill switch
+stays engaged afterwards.
+
 The rollback is the one write the kill switch lets through: it does not run the upgrade
 runbook (which refuses while the switch is engaged) but the same tasks.
 """
@@ -106,7 +111,7 @@ async def emergency_rollback(
         cluster_block: The SolanaCluster block of the cluster the program is on.
         policy_block: The MultisigPolicy block; its emergency threshold and timelock apply.
         authority_block: The SolanaKeypair block of the upgrade authority (keypair
-            backend only; the onchain backend never loads it).
+            backend only; the onchain and squads backends never load it).
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
         program_pause_block: The ProgramPause block of the program's own pause; empty
             engages only the records' switch.
