@@ -463,9 +463,12 @@ async def wait_for_squads(
     multisig_address = created.multisig
     poll = policy_config.squads_poll_seconds
     suspends = bool(deployment.get_id())
+    opened = proposal.created_at
+    if opened.tzinfo is None:  # the records keep UTC
+        opened = opened.replace(tzinfo=UTC)
     try:
         while True:
-            elapsed = (datetime.now(UTC) - proposal.created_at.replace(tzinfo=UTC)).total_seconds()
+            elapsed = (datetime.now(UTC) - opened).total_seconds()
             approved = await squads_tasks.wait_for_approval(
                 cluster,
                 created,
