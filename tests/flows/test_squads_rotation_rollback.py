@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy import Engine, select
@@ -193,6 +194,27 @@ async def test_the_rotation_execution_refuses_another_key_a_pending_proposal_or_
         )
     assert net.slot == slot  # nothing sent
     assert programdata_authority(chain) == str(vault)
+
+    # An earlier attempt's execute landed (the program has the new authority): a rerun
+    # sends nothing. Written straight into ProgramData as the execute would leave it.
+    programdata = loader.programdata_address(chain.program_id)
+    with net.lock:
+        account = net.svm.get_account(programdata)
+        assert account is not None
+        data = bytearray(account.data)
+        data[12:45] = b"\x01" + bytes(new.pubkey())
+        net.svm.set_account(
+            programdata,
+            Account(account.lamports, bytes(data), account.owner, account.executable, 0),
+        )
+    assert programdata_authority(chain) == target
+    assert (
+        await squads_tasks.send_squads_set_authority(
+            *args, target, "squads-new-authority", fee_payer
+        )
+        is None
+    )
+    assert net.slot == slot
 
 
 async def archived_then_upgraded(chain: DemoChain, names: dict[str, str]) -> str:
