@@ -145,11 +145,13 @@ def squads_proposal_created(
     app_link: str,
     approve_command: str,
     run_url: str | None,
+    kind: str = "upgrade",
 ) -> tuple[str, Blocks]:
-    """The first message of a Squads upgrade's thread: where members vote."""
-    title = f"Upgrade proposal {transaction_index} of Squads multisig {multisig}"
+    """The first message of a Squads proposal's thread (an upgrade, a rollback, a key
+    rotation: ``kind``): where members vote."""
+    title = f"{kind.capitalize()} proposal {transaction_index} of Squads multisig {multisig}"
     text = (
-        f"Upgrade of {program} proposed in Squads (transaction {transaction_index}): "
+        f"{kind.capitalize()} of {program} proposed in Squads (transaction {transaction_index}): "
         f"{threshold} of {voters} members must approve"
     )
     blocks: Blocks = [

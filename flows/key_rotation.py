@@ -21,6 +21,11 @@ set-authority always names a new authority), so that is refused. Moving a progra
 the governance is the checked adopt (``adopt=true``): the program's current key hands it
 over and upgrade_manager signs for its own PDA, so a typo cannot strand the program.
 
+With the squads backend the multisig's vault is the current authority: the rotation is
+a Squads vault transaction holding SetAuthorityChecked, approved by the members in
+Squads, executed by the runbook's key with the new authority co-signing
+(``rotate_under_squads``).
+
 Review (monthly): every registered key with its due date — program upgrade keys every
 6 months, governance every 12, emergency every 3 — and a Slack reminder for keys due
 within ``remind_days`` or overdue.
@@ -62,11 +67,14 @@ from domain.policy import Policy
 from domain.report import fields_table
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome
-from flows.upgrade import onchain_hooks, wait_out_timelock
+from flows.upgrade import announce_squads, onchain_hooks, wait_for_squads, wait_out_timelock
+from programs.squads.client import Permission
 from store.records import key_rotation as key_rotation_records
+from store.records import proposals as proposals_records
 from store.records.proposals import ProposalRecord, proposal_subject
-from tasks import chain, governance, records
+from tasks import chain, governance, records, squads_audit
 from tasks import key_rotation as key_tasks
+from tasks import squads as squads_tasks
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id, records_engine
 
@@ -168,6 +176,30 @@ async def rotate_upgrade_authority(
     policy_config = await load_block(MultisigPolicy, policy_block)
     policy = policy_config.policy(policy_block)
     policy_audit.check_backend(policy, "key rotation")
+    if policy.backend == "squads":
+        # The multisig's members, threshold and time lock are audited as read from chain.
+        reason = policy_audit.check_description(reason, "reason")
+        proposer = policy_audit.check_description(proposer, "proposer")
+        if make_immutable or new_governance or adopt or target is None:
+            raise InputError(
+                "the Squads backend moves the authority from the vault to a new key "
+                "(new_authority with new_authority_block) only; make_immutable, "
+                "new_governance and adopt are refused: nothing was recorded or sent"
+            )
+        assert new_authority_block is not None  # checked with the new authority above
+        return await rotate_under_squads(
+            cluster,
+            policy,
+            policy_config,
+            program_id=program_id,
+            target=target,
+            new_authority_block=new_authority_block,
+            reason=reason,
+            proposer=proposer,
+            fee_payer_block=fee_payer_block,
+            programs_block=programs_block,
+            slack_block=slack_block,
+        )
     policy_audit.audit(policy, reason, "reason")
     proposer = policy_audit.check_description(proposer, "proposer")
     # Every block the run uses loads before anything is recorded or sent.
@@ -393,6 +425,118 @@ async def rotate_upgrade_authority(
     )
     logger.info("%s: %s", program_id, done)
     return result
+
+
+async def rotate_under_squads(
+    cluster: SolanaCluster,
+    policy: Policy,
+    policy_config: MultisigPolicy,
+    *,
+    program_id: str,
+    target: str,
+    new_authority_block: str,
+    reason: str,
+    proposer: str,
+    fee_payer_block: str,
+    programs_block: str | None,
+    slack_block: str | None,
+) -> dict[str, Any]:
+    """The key rotation when a Squads v4 multisig's vault holds the upgrade authority: a
+    vault transaction holding SetAuthorityChecked and its proposal; members approve in
+    Squads; after the multisig's time lock the runbook executes it, the new authority
+    co-signing the execute transaction (the extra signer SetAuthorityChecked needs)."""
+    await preload(
+        ("fee_payer_block", SolanaKeypair, fee_payer_block),
+        ("slack_block", SlackChannel, slack_block or None),
+    )
+    runbook_key = str((await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey())
+    multisig_address = policy_config.squads_multisig
+    await squads_audit.audit_squads_multisig(cluster, policy, multisig_address, runbook_key)
+    vault = str(squads_tasks.vault_of(multisig_address))
+    if target == vault:
+        raise InputError(f"{target} is already the upgrade authority: the Squads vault")
+
+    key = rotation_key(cluster.cluster, program_id, target, current_run_id())
+    proposal = records.proposal_by_key(key)
+    if proposal is None:
+        info = await chain.read_program(cluster, program_id)
+        if info.authority is None:
+            raise ProgramImmutable(f"{program_id} is immutable already: it has no authority")
+        if info.authority != vault:
+            raise AuthorityMismatch(
+                f"{program_id}'s upgrade authority is {info.authority}, not the Squads vault "
+                f"{vault} of multisig {multisig_address}: nothing was recorded or sent"
+            )
+        multisig = await squads_audit.read_squads_multisig(cluster, multisig_address)
+        proposal = records.record_proposal(
+            key=key,
+            kind="set-authority",
+            cluster=cluster.cluster,
+            backend="squads",
+            governance=multisig_address,
+            program_id=program_id,
+            buffer_hash=info.sha256,
+            description=f"{reason} (new upgrade authority: {target})",
+            proposer=proposer,
+            members=[str(m.key) for m in multisig.members if m.can(Permission.VOTE)],
+            threshold=multisig.threshold,
+            timelock_seconds=multisig.time_lock,
+            genesis_hash=await governance.cluster_genesis(cluster, None),
+        )
+        records.audit(
+            "key_rotation.proposed",
+            proposal_subject(proposal.id),
+            {"old_authority": vault, "new_authority": target, "make_immutable": False},
+            actor=proposer,
+        )
+    created = await squads_tasks.create_set_authority_proposal(
+        cluster, proposal, multisig_address, target, fee_payer_block
+    )
+    proposal = proposals_records.set_onchain_address(
+        records_engine(), proposal.id, created.proposal, flow_run_id=current_run_id()
+    )
+    await announce_squads(proposal, created, cluster, slack_block)
+    proposal, approved = await wait_for_squads(cluster, policy_config, proposal, created)
+
+    # Not stopped by the kill switch, as the other backends' rotation is not.
+    signature = await squads_tasks.send_squads_set_authority(
+        cluster, proposal, created, target, new_authority_block, fee_payer_block
+    )
+    after = await key_tasks.verify_authority(cluster, program_id, target, proposal.buffer_hash)
+    key_tasks.record_rotation(
+        cluster=cluster.cluster,
+        program_id=program_id,
+        old_authority=vault,
+        new_authority=target,
+        proposal_id=proposal.id,
+        signature=signature,
+    )
+    records.set_proposal_status(proposal.id, "executed")
+    updated_block = await _point_block_at(programs_block, program_id, target)
+    await notify(
+        *messages.executed(
+            proposal_id=proposal.id,
+            program=program_id,
+            signature=signature,
+            new_hash=after.sha256,
+            outcome=f"upgrade authority moved from the Squads vault to {target}",
+        ),
+        slack_block=slack_block,
+        proposal_id=proposal.id,
+    )
+    return {
+        "backend": "squads",
+        "onchain_proposal": created.proposal,
+        "squads_multisig": multisig_address,
+        "transaction_index": created.transaction_index,
+        "proposal_id": proposal.id,
+        "program_id": program_id,
+        "old_authority": vault,
+        "new_authority": target,
+        "signature": signature,
+        "approvals": [str(k) for k in approved.approved],
+        "programs_block_updated": updated_block,
+    }
 
 
 async def collect_signoffs(

@@ -19,6 +19,11 @@ Seed 000's "Emergency Rollback", with its "pause system operations" as the kill 
 7. Verify the ProgramData hash equals the archived hash; record the execution.
 8. Release the kill switch after its own sign-off.
 
+With the squads backend steps 4-7 run through the team's multisig (``rollback_under_squads``):
+the buffer is handed to its vault, members approve a vault transaction holding the
+Upgrade in Squads under the multisig's one threshold and time lock, and the kill switch
+stays engaged afterwards.
+
 The rollback is the one write the kill switch lets through: it does not run the upgrade
 runbook (which refuses while the switch is engaged) but the same tasks.
 """
@@ -46,14 +51,24 @@ from domain import policy as policy_audit
 from domain.report import fields_table
 from domain.rollback import check_archive, refuse_over_migrated
 from flows.kill_switch import check_pause_block, emergency_policy, engage, release_with_signoff
-from flows.upgrade import announce, collect_signoffs, execute_verified, wait_out_timelock
+from flows.upgrade import (
+    announce,
+    announce_squads,
+    collect_signoffs,
+    execute_verified,
+    wait_for_squads,
+    wait_out_timelock,
+)
 from programs.plugin import get_migrator
+from programs.squads.client import Permission
 from store.records import archives as archives_records
 from store.records import migrations as migrations_records
+from store.records import proposals as proposals_records
 from store.records.archives import ArchiveRecord
 from store.records.migrations import MigratedAccount
 from store.records.proposals import ProposalRecord
-from tasks import archive, chain, governance, records
+from tasks import archive, chain, governance, records, squads_audit
+from tasks import squads as squads_tasks
 from tasks.chain import rpc_client
 from tasks.migration import FETCH_LIMIT, fetch_accounts
 from tasks.records import current_run_id, records_engine
@@ -96,7 +111,7 @@ async def emergency_rollback(
         cluster_block: The SolanaCluster block of the cluster the program is on.
         policy_block: The MultisigPolicy block; its emergency threshold and timelock apply.
         authority_block: The SolanaKeypair block of the upgrade authority (keypair
-            backend only; the onchain backend never loads it).
+            backend only; the onchain and squads backends never load it).
         fee_payer_block: The SolanaKeypair block that pays the transaction fees.
         program_pause_block: The ProgramPause block of the program's own pause; empty
             engages only the records' switch.
@@ -116,7 +131,15 @@ async def emergency_rollback(
     policy = policy_config.policy(policy_block)
     policy_audit.check_backend(policy, "emergency rollback")
     onchain = None
-    if policy.backend == "onchain":
+    squads_multisig: str | None = None
+    if policy.backend == "squads":
+        # The vault holds the authority; Squads has one threshold and one time lock, the
+        # multisig's, which the rollback runs under (there is no emergency one).
+        squads_multisig = policy_config.squads_multisig
+        runbook_key = (await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey()
+        await squads_audit.audit_squads_multisig(cluster, policy, squads_multisig, str(runbook_key))
+        authority = str(squads_tasks.vault_of(squads_multisig))
+    elif policy.backend == "onchain":
         # upgrade_manager holds the authority: no upgrade key is loaded, and the emergency
         # threshold and timelock are the ones the governance enforces.
         onchain = await governance.load_governance(
@@ -131,7 +154,10 @@ async def emergency_rollback(
         authority = onchain.authority
     else:
         authority = str((await load_block(SolanaKeypair, authority_block)).keypair().pubkey())
-    policy_audit.audit(policy, reason, "reason")
+    if squads_multisig is None:
+        policy_audit.audit(policy, reason, "reason")
+    else:
+        reason = policy_audit.check_description(reason, "reason")
     # Every block the run uses loads before anything is written.
     await preload(
         ("fee_payer_block", SolanaKeypair, fee_payer_block),
@@ -140,11 +166,16 @@ async def emergency_rollback(
     if program_pause_block:
         await check_pause_block(program_pause_block, program_id)
     proposer = policy_audit.check_description(proposer, "proposer")
-    emergency = emergency_policy(policy)
+    emergency = emergency_policy(policy) if squads_multisig is None else policy
 
     # 1. The request: the archived binary, intact, of a program this authority holds
     # (refused before anything is written).
     before = await chain.read_program(cluster, program_id)
+    if squads_multisig is not None and before.authority != authority:
+        raise AuthorityMismatch(
+            f"{program_id}'s upgrade authority is {before.authority}, not the Squads vault "
+            f"{authority} of multisig {squads_multisig}: nothing was recorded or sent"
+        )
     if onchain is not None and before.authority != authority:
         raise AuthorityMismatch(
             f"{program_id}'s upgrade authority is {before.authority}, not governance "
@@ -183,6 +214,22 @@ async def emergency_rollback(
             actor=proposer,
         )
         logger.warning("forced over %d migrated accounts: %s", len(at_risk), force_reason)
+
+    if squads_multisig is not None:
+        return await rollback_under_squads(
+            cluster,
+            policy_config,
+            program_id=program_id,
+            target=target,
+            reason=reason,
+            proposer=proposer,
+            at_risk=at_risk,
+            force_reason=force_reason if force else None,
+            fee_payer_block=fee_payer_block,
+            slack_block=slack_block,
+            genesis=genesis,
+            started=started,
+        )
 
     # 4-5. Buffer and proposal (once per run), then sign-off under the emergency policy.
     key = rollback_key(cluster.cluster, program_id, target.sha256, current_run_id())
@@ -317,6 +364,122 @@ async def emergency_rollback(
         "forced_over_accounts": len(at_risk),
         "kill_switch_engaged": released is None,
         "release_proposal_id": released.release_proposal_id if released else None,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    await publish_report(proposal, result, at_risk, force_reason, cluster)
+    return result
+
+
+async def rollback_under_squads(
+    cluster: SolanaCluster,
+    policy_config: MultisigPolicy,
+    *,
+    program_id: str,
+    target: ArchiveRecord,
+    reason: str,
+    proposer: str,
+    at_risk: list[MigratedAccount],
+    force_reason: str | None,
+    fee_payer_block: str,
+    slack_block: str | None,
+    genesis: str | None,
+    started: float,
+) -> Any:
+    """Steps 4-7 when a Squads v4 vault holds the upgrade authority: the archived binary's
+    buffer handed to the vault, a vault transaction holding the Upgrade and its proposal,
+    the members' approval and the multisig's time lock (its one threshold), then the
+    upgrade verified against the archive. The kill switch stays engaged: release it with
+    the kill-switch runbook."""
+    multisig_address = policy_config.squads_multisig
+    vault = str(squads_tasks.vault_of(multisig_address))
+    payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey()
+    spill = str(parse_pubkey(policy_config.squads_spill or str(payer), "squads_spill"))
+    key = rollback_key(cluster.cluster, program_id, target.sha256, current_run_id())
+    proposal = records.proposal_by_key(key)
+    if proposal is None:
+        buffer = await archive.write_archived_buffer(
+            cluster, program_id, target.sha256, None, fee_payer_block, governance_authority=vault
+        )
+        multisig = await squads_audit.read_squads_multisig(cluster, multisig_address)
+        description = (
+            f"EMERGENCY ROLLBACK of {program_id} to archived binary {target.sha256} "
+            f"(archive #{target.id}) under Squads multisig {multisig_address}: "
+            f"{multisig.threshold} approvals, time lock {multisig.time_lock} s: {reason}"
+        )
+        if at_risk:
+            description += f" FORCED over {len(at_risk)} migrated accounts: {force_reason}"
+        proposal = records.record_proposal(
+            key=key,
+            kind="rollback",
+            cluster=cluster.cluster,
+            backend="squads",
+            governance=multisig_address,
+            program_id=program_id,
+            buffer=buffer.address,
+            buffer_hash=buffer.sha256,
+            description=description,
+            proposer=proposer,
+            members=[str(m.key) for m in multisig.members if m.can(Permission.VOTE)],
+            threshold=multisig.threshold,
+            timelock_seconds=multisig.time_lock,
+            genesis_hash=genesis,
+        )
+    created = await squads_tasks.create_upgrade_proposal(
+        cluster, proposal, multisig_address, spill, fee_payer_block
+    )
+    proposal = proposals_records.set_onchain_address(
+        records_engine(), proposal.id, created.proposal, flow_run_id=current_run_id()
+    )
+    await announce_squads(proposal, created, cluster, slack_block)
+    try:
+        proposal, approved = await wait_for_squads(cluster, policy_config, proposal, created)
+    except squads_tasks.SquadsProposalClosed as refused:
+        message = f"{refused} The kill switch stays engaged; release it when safe."
+        if refused.status == "rejected":
+            raise ProposalClosed(message) from None
+        return Cancelled(message=message)
+    before, after, signature = await execute_verified(
+        cluster,
+        proposal,
+        target.sha256,
+        onchain=None,
+        approvals=len(approved.approved),
+        authority_block="",
+        fee_payer_block=fee_payer_block,
+        squads=created,
+    )
+    records.audit(
+        "rollback.verified",
+        f"program:{cluster.cluster}:{program_id}",
+        {
+            "proposal_id": proposal.id,
+            "archive_id": target.id,
+            "archived_sha256": target.sha256,
+            "restored_sha256": after.sha256,
+            "backend": "squads",
+            "onchain_proposal": created.proposal,
+        },
+        actor=proposer,
+    )
+    result = {
+        "backend": "squads",
+        "onchain_proposal": created.proposal,
+        "squads_multisig": multisig_address,
+        "transaction_index": created.transaction_index,
+        "proposal_id": proposal.id,
+        "program_id": program_id,
+        "old_hash": before.sha256,
+        "new_hash": after.sha256,
+        "archived_hash": target.sha256,
+        "restored_hash": after.sha256,
+        "archive_id": target.id,
+        "signature": signature,
+        "approvals": [str(k) for k in approved.approved],
+        "emergency_threshold": proposal.threshold,
+        "emergency_timelock_seconds": proposal.timelock_seconds,
+        "forced_over_accounts": len(at_risk),
+        "kill_switch_engaged": True,
+        "release_proposal_id": None,
         "seconds": round(time.monotonic() - started, 2),
     }
     await publish_report(proposal, result, at_risk, force_reason, cluster)

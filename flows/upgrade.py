@@ -55,7 +55,7 @@ from domain.report import fields_table, linked
 from flows import _signoff as signoffs
 from flows._signoff import SignOffOutcome, approval_subject
 from programs.rpc import ProgramInfo
-from programs.squads.client import Permission
+from programs.squads.client import Permission, Proposal
 from store.records import proposals as proposals_records
 from store.records.proposals import ProposalRecord
 from tasks import archive, chain, governance, kill_switch, records, squads_audit
@@ -401,31 +401,8 @@ async def upgrade_under_squads(
     await announce_squads(proposal, created, cluster, slack_block)
 
     # 5. Wait for the members' approval, then the multisig's time lock on the cluster clock.
-    poll = policy_config.squads_poll_seconds
     waiting_since = time.monotonic()
-    try:
-        approved = await squads_tasks.wait_for_approval(
-            cluster,
-            created,
-            poll_seconds=poll,
-            timeout_seconds=policy_config.signoff_timeout_seconds,
-        )
-        if approved.status.timestamp is not None:
-            proposal = records.mark_threshold_met(
-                proposal.id, at=datetime.fromtimestamp(approved.status.timestamp, UTC)
-            )
-        multisig = await squads_audit.read_squads_multisig(cluster, multisig_address)
-        _, now = await squads_tasks.read_proposal_and_clock(cluster, created)
-        left = squads_tasks.time_lock_left(approved, multisig.time_lock, now)
-        if left > inline_timelock_limit_seconds() and deployment.get_id():
-            get_run_logger().info("Squads time lock: %d s left; suspending", left)
-            await suspend_flow_run(key=f"squads-timelock-{proposal.id}-{int(time.time())}")
-        approved = await squads_tasks.wait_out_time_lock(
-            cluster, created, multisig.time_lock, poll_seconds=poll
-        )
-    except squads_tasks.SquadsProposalClosed as closed:
-        records.set_proposal_status(proposal.id, closed.status, reason=str(closed))
-        raise
+    proposal, approved = await wait_for_squads(cluster, policy_config, proposal, created)
     waited = time.monotonic() - waiting_since
 
     # 6. Execute (vault_transaction_execute), verify the hash on chain, record.
@@ -470,6 +447,66 @@ async def upgrade_under_squads(
     return result
 
 
+async def wait_for_squads(
+    cluster: SolanaCluster,
+    policy_config: MultisigPolicy,
+    proposal: ProposalRecord,
+    created: squads_tasks.SquadsUpgrade,
+) -> tuple[ProposalRecord, Proposal]:
+    """Wait for the members' approval, then the multisig's time lock on the cluster clock.
+
+    On a deployment's run a wait longer than ``inline_timelock_limit_seconds`` suspends
+    the run instead of holding a worker (votes can take days); resumed, the flow runs
+    again, finds its records and created proposal, and this reads the Proposal afresh.
+    The sign-off window counts from the proposal's record, across suspensions. A
+    rejection or cancel is recorded on the proposal and ends the run."""
+    multisig_address = created.multisig
+    poll = policy_config.squads_poll_seconds
+    suspends = bool(deployment.get_id())
+    opened = proposal.created_at
+    if opened.tzinfo is None:  # the records keep UTC
+        opened = opened.replace(tzinfo=UTC)
+    try:
+        while True:
+            elapsed = (datetime.now(UTC) - opened).total_seconds()
+            approved = await squads_tasks.wait_for_approval(
+                cluster,
+                created,
+                poll_seconds=poll,
+                timeout_seconds=max(0.0, policy_config.signoff_timeout_seconds - elapsed),
+                inline_seconds=inline_timelock_limit_seconds() if suspends else None,
+            )
+            if approved.status.kind in ("Approved", "Executed", "Executing"):
+                break
+            get_run_logger().info(
+                "Squads proposal %d still %s; suspending until resumed",
+                created.transaction_index,
+                approved.status.kind,
+            )
+            await suspend_flow_run(key=f"squads-approval-{proposal.id}-{int(time.time())}")
+        if approved.status.timestamp is not None:
+            proposal = records.mark_threshold_met(
+                proposal.id, at=datetime.fromtimestamp(approved.status.timestamp, UTC)
+            )
+        multisig = await squads_audit.read_squads_multisig(cluster, multisig_address)
+        _, now = await squads_tasks.read_proposal_and_clock(cluster, created)
+        left = squads_tasks.time_lock_left(approved, multisig.time_lock, now)
+        if left > inline_timelock_limit_seconds() and suspends:
+            get_run_logger().info("Squads time lock: %d s left; suspending", left)
+            await suspend_flow_run(key=f"squads-timelock-{proposal.id}-{int(time.time())}")
+        approved = await squads_tasks.wait_out_time_lock(
+            cluster, created, multisig.time_lock, poll_seconds=poll
+        )
+    except squads_tasks.SquadsProposalClosed as closed:
+        records.set_proposal_status(proposal.id, closed.status, reason=str(closed))
+        raise
+    return proposal, approved
+
+
+# How a Squads announcement names a proposal's kind.
+KIND_WORDS = {"set-authority": "key rotation", "rollback": "emergency rollback"}
+
+
 async def announce_squads(
     proposal: ProposalRecord,
     created: squads_tasks.SquadsUpgrade,
@@ -495,14 +532,16 @@ async def announce_squads(
         app_link=created.link,
         approve_command=command,
         run_url=flow_run.ui_url,
+        kind=KIND_WORDS.get(proposal.kind, proposal.kind),
     )
     await open_thread(proposal.id, text, blocks, slack_block)
     await acreate_markdown_artifact(
         key=f"squads-proposal-{proposal.id}",
-        description=f"Squads proposal of upgrade #{proposal.id}",
+        description=f"Squads proposal of {proposal.kind} #{proposal.id}",
         markdown="\n".join(
             [
-                f"# Upgrade proposal #{proposal.id} in Squads",
+                f"# {KIND_WORDS.get(proposal.kind, proposal.kind).capitalize()} proposal "
+                f"#{proposal.id} in Squads",
                 "",
                 *fields_table(
                     [

@@ -163,46 +163,59 @@ def _created(multisig: Pubkey, index: int, spill: str, signature: str) -> Squads
 
 
 def create_instructions(
-    multisig: Pubkey, index: int, creator: Pubkey, upgrade: Instruction, memo: str | None
+    multisig: Pubkey, index: int, creator: Pubkey, inner: list[Instruction], memo: str | None
 ) -> list[Instruction]:
-    """vault_transaction_create holding ``upgrade`` and proposal_create, one transaction."""
+    """vault_transaction_create holding ``inner`` and proposal_create, one transaction."""
     return [
         squads.vault_transaction_create(
             multisig=multisig,
             transaction_index=index,
             creator=creator,
-            instructions=[upgrade],
+            instructions=inner,
             memo=memo,
         ),
         squads.proposal_create(multisig=multisig, transaction_index=index, creator=creator),
     ]
 
 
-@task(name="create-squads-upgrade", **WRITE_RETRIES)
-async def create_upgrade_proposal(
+def set_authority_instruction(program_id: str, vault: Pubkey, new_authority: str) -> Instruction:
+    """The loader SetAuthorityChecked the vault signs: the new authority must sign too, as
+    an extra signer of the vault_transaction_execute transaction (the SDK marks it a
+    signer among the execute instruction's remaining accounts)."""
+    return loader.set_authority_checked(
+        loader.programdata_address(Pubkey.from_string(program_id)),
+        vault,
+        Pubkey.from_string(new_authority),
+    )
+
+
+async def create_vault_proposal(
     cluster: SolanaCluster,
     proposal: ProposalRecord,
     multisig: str,
-    spill: str,
+    inner: list[Instruction],
     fee_payer_block: str,
+    *,
+    memo: str,
+    spill: str = "",
 ) -> SquadsUpgrade:
-    """Create the vault transaction holding the Upgrade and its proposal, at the
-    multisig's next transaction index, once: a rerun finds the one its journal says
+    """Create the vault transaction holding ``inner`` (the vault signing) and its proposal,
+    at the multisig's next transaction index, once: a rerun finds the one its journal says
     landed, or the latest vault transaction when it is this runbook's with this message."""
     logger = get_run_logger()
     ms_key = Pubkey.from_string(multisig)
     payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
     vault = squads.vault_pda(ms_key, 0)[0]
-    upgrade = upgrade_instruction(proposal.program_id, proposal.buffer or "", vault, spill)
-    ours = squads.compile_message([upgrade], vault)
+    ours = squads.compile_message(inner, vault)
     journal = RecordsJournal(create_purpose(proposal.id))
     async with rpc_client(cluster) as client:
         await send.settle_unsettled(client, journal, send_options(cluster))
         for row in reversed(journal_records.transactions(records_engine(), journal.purpose)):
             if row.status == "landed" and row.details:
                 # The spill written ahead with it: the stored message holds that one.
-                index, sent_spill = int(row.details["transaction_index"]), row.details["spill"]
-                found = _created(ms_key, index, str(sent_spill), row.signature)
+                index = int(row.details["transaction_index"])
+                sent_spill = str(row.details.get("spill", ""))
+                found = _created(ms_key, index, sent_spill, row.signature)
                 logger.info("vault transaction %d found in the journal", found.transaction_index)
                 return found
         state = await read_multisig(client, ms_key)
@@ -214,20 +227,63 @@ async def create_upgrade_proposal(
                 and earlier.creator == payer.pubkey()
                 and earlier.message == ours
             ):
-                logger.info("vault transaction %d is this upgrade's: not created again", latest)
+                logger.info("vault transaction %d is this run's: not created again", latest)
                 return _created(ms_key, latest, spill, "")
         index = latest + 1
         journal.details = {"transaction_index": index, "multisig": multisig, "spill": spill}
-        memo = f"runbooks upgrade proposal #{proposal.id}"
         signature = await send.send_and_confirm(
             client,
-            create_instructions(ms_key, index, payer.pubkey(), upgrade, memo),
+            create_instructions(ms_key, index, payer.pubkey(), inner, memo),
             payer,
             options=send_options(cluster),
             journal=journal,
         )
     logger.info("vault transaction and proposal %d of %s created: %s", index, multisig, signature)
     return _created(ms_key, index, spill, str(signature))
+
+
+@task(name="create-squads-upgrade", **WRITE_RETRIES)
+async def create_upgrade_proposal(
+    cluster: SolanaCluster,
+    proposal: ProposalRecord,
+    multisig: str,
+    spill: str,
+    fee_payer_block: str,
+) -> SquadsUpgrade:
+    """The vault transaction holding the loader Upgrade (upgrade and rollback) and its
+    proposal, created once (``create_vault_proposal``)."""
+    vault = vault_of(multisig)
+    upgrade = upgrade_instruction(proposal.program_id, proposal.buffer or "", vault, spill)
+    return await create_vault_proposal(
+        cluster,
+        proposal,
+        multisig,
+        [upgrade],
+        fee_payer_block,
+        memo=f"runbooks {proposal.kind} proposal #{proposal.id}",
+        spill=spill,
+    )
+
+
+@task(name="create-squads-set-authority", **WRITE_RETRIES)
+async def create_set_authority_proposal(
+    cluster: SolanaCluster,
+    proposal: ProposalRecord,
+    multisig: str,
+    new_authority: str,
+    fee_payer_block: str,
+) -> SquadsUpgrade:
+    """The vault transaction holding SetAuthorityChecked to ``new_authority`` and its
+    proposal, created once (``create_vault_proposal``)."""
+    rotate = set_authority_instruction(proposal.program_id, vault_of(multisig), new_authority)
+    return await create_vault_proposal(
+        cluster,
+        proposal,
+        multisig,
+        [rotate],
+        fee_payer_block,
+        memo=f"runbooks key rotation proposal #{proposal.id}",
+    )
 
 
 @task(name="read-squads-proposal", **READ_RETRIES)
@@ -277,10 +333,13 @@ async def wait_for_approval(
     *,
     poll_seconds: float,
     timeout_seconds: float,
+    inline_seconds: float | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> squads.Proposal:
     """Poll the Proposal until it is Approved (or Executed); Rejected or Cancelled raise
-    ProposalClosed, as a rejection of the other backends does."""
+    ProposalClosed, as a rejection of the other backends does. With ``inline_seconds``,
+    a proposal still pending after that long is returned as it is (the flow suspends
+    rather than hold a worker for days)."""
     logger = get_run_logger()
     waited = 0.0
     while True:
@@ -295,6 +354,8 @@ async def wait_for_approval(
                 f"Squads proposal {upgrade.transaction_index} is still {kind} after "
                 f"{int(waited)} s (the sign-off window): nothing executed; start a new run"
             )
+        if inline_seconds is not None and waited >= inline_seconds:
+            return found
         logger.info(
             "Squads proposal %d: %s, %d approval(s); next read in %.0f s",
             upgrade.transaction_index,
@@ -358,30 +419,94 @@ async def send_squads_execution(
                 "program %s already holds sha256 %s: nothing sent", proposal.program_id, expected
             )
             return None
-        stored = await _read_vault_transaction(client, ms_key, upgrade.transaction_index)
-        if stored is None:
-            raise AccountNotFound(
-                f"no vault transaction {upgrade.transaction_index} of multisig "
-                f"{upgrade.multisig} at {upgrade.transaction}"
-            )
-        found = await read_proposal(client, ms_key, upgrade.transaction_index)
-        if found is None or found.status.kind != "Approved":
-            raise ChainError(
-                f"Squads proposal {upgrade.transaction_index} is "
-                f"{found.status.kind if found else 'missing'}, not Approved: not executed"
-            )
         vault = Pubkey.from_string(upgrade.vault)
         upgrade_ix = upgrade_instruction(
             proposal.program_id, proposal.buffer or "", vault, upgrade.spill
         )
-        if stored.message != squads.compile_message([upgrade_ix], vault):
-            raise ChainError(
-                f"vault transaction {upgrade.transaction_index} of {upgrade.multisig} is not "
-                "this runbook's upgrade: not executed"
-            )
+        stored = await _approved_transaction(client, upgrade, [upgrade_ix], "upgrade")
         ix = squads.vault_transaction_execute(
             multisig=ms_key, member=payer.pubkey(), transaction=stored
         )
         signature = await send_execution(client, cluster, proposal.id, [ix], payer, before=program)
     logger.info("Squads vault transaction %d executed: %s", upgrade.transaction_index, signature)
+    return str(signature)
+
+
+async def _approved_transaction(
+    client: AsyncClient, upgrade: SquadsUpgrade, inner: list[Instruction], what: str
+) -> squads.VaultTransaction:
+    """The stored vault transaction, once its proposal is Approved and its message is
+    exactly ``inner`` signed by the vault (else nothing is executed)."""
+    ms_key = Pubkey.from_string(upgrade.multisig)
+    stored = await _read_vault_transaction(client, ms_key, upgrade.transaction_index)
+    if stored is None:
+        raise AccountNotFound(
+            f"no vault transaction {upgrade.transaction_index} of multisig "
+            f"{upgrade.multisig} at {upgrade.transaction}"
+        )
+    found = await read_proposal(client, ms_key, upgrade.transaction_index)
+    if found is None or found.status.kind != "Approved":
+        raise ChainError(
+            f"Squads proposal {upgrade.transaction_index} is "
+            f"{found.status.kind if found else 'missing'}, not Approved: not executed"
+        )
+    if stored.message != squads.compile_message(inner, Pubkey.from_string(upgrade.vault)):
+        raise ChainError(
+            f"vault transaction {upgrade.transaction_index} of {upgrade.multisig} is not "
+            f"this runbook's {what}: not executed"
+        )
+    return stored
+
+
+def set_authority_purpose(proposal_id: int) -> str:
+    """The journal purpose of a Squads key rotation's execution."""
+    return f"squads-set-authority:proposal:{proposal_id}"
+
+
+@task(name="execute-squads-set-authority", **WRITE_RETRIES)
+async def send_squads_set_authority(
+    cluster: SolanaCluster,
+    proposal: ProposalRecord,
+    upgrade: SquadsUpgrade,
+    new_authority: str,
+    new_authority_block: str,
+    fee_payer_block: str,
+) -> str | None:
+    """vault_transaction_execute of the SetAuthorityChecked, the new authority signing as
+    the extra signer the stored message names; None when the program already has it."""
+    payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair()
+    new_key = (await load_block(SolanaKeypair, new_authority_block)).keypair()
+    if str(new_key.pubkey()) != new_authority:
+        raise InputError(
+            f"the new authority block {new_authority_block!r} does not hold {new_authority}"
+        )
+    async with rpc_client(cluster) as client:
+        program = await rpc.read_program(client, Pubkey.from_string(proposal.program_id))
+        if program.authority == new_authority:
+            get_run_logger().info(
+                "%s already has upgrade authority %s: nothing sent",
+                proposal.program_id,
+                new_authority,
+            )
+            return None
+        if program.authority != upgrade.vault:
+            raise ChainError(
+                f"{proposal.program_id}'s upgrade authority is {program.authority}, neither "
+                f"the vault {upgrade.vault} nor {new_authority}: someone else changed it; "
+                "stop and investigate"
+            )
+        vault = Pubkey.from_string(upgrade.vault)
+        rotate = set_authority_instruction(proposal.program_id, vault, new_authority)
+        stored = await _approved_transaction(client, upgrade, [rotate], "key rotation")
+        ix = squads.vault_transaction_execute(
+            multisig=Pubkey.from_string(upgrade.multisig),
+            member=payer.pubkey(),
+            transaction=stored,
+        )
+        signature = await send_write(
+            client, cluster, set_authority_purpose(proposal.id), [ix], payer, [new_key]
+        )
+    get_run_logger().info(
+        "Squads vault transaction %d executed: %s", upgrade.transaction_index, signature
+    )
     return str(signature)

@@ -172,7 +172,7 @@ def test_the_create_and_execute_instructions_equal_the_sdks() -> None:
     create_key, creator, spill = (Keypair().pubkey() for _ in range(3))
     multisig = squads.multisig_pda(create_key)[0]
     vault, ix = upgrade_ix(multisig, spill)
-    ours = squads_tasks.create_instructions(multisig, 4, creator, ix, "runbooks upgrade #1")
+    ours = squads_tasks.create_instructions(multisig, 4, creator, [ix], "runbooks upgrade #1")
     sdk_ix = described(ix)
     message = squads.compile_message([ix], vault)
     fields = {
@@ -255,7 +255,9 @@ async def test_a_rerun_finds_its_own_vault_transaction_and_creates_none(
     await SolanaKeypair.from_keypair(runbook).asave("squads-runbook-key", overwrite=True)
     server.localnet.airdrop(runbook.pubkey(), 10**9)
     program, buffer, spill = (str(Keypair().pubkey()) for _ in range(3))
-    proposal = ProposalRecord.model_construct(id=7, program_id=program, buffer=buffer)
+    proposal = ProposalRecord.model_construct(
+        id=7, kind="upgrade", program_id=program, buffer=buffer
+    )
     vault, _ = squads.vault_pda(placed.address, 0)
     ix = squads_tasks.upgrade_instruction(program, buffer, vault, spill)
     message = squads.compile_message([ix], vault)
@@ -283,7 +285,7 @@ async def test_a_rerun_finds_the_create_its_journal_says_landed(
     runbook = Keypair()
     await SolanaKeypair.from_keypair(runbook).asave("squads-runbook-key-2", overwrite=True)
     proposal = ProposalRecord.model_construct(
-        id=8, program_id=str(Keypair().pubkey()), buffer=str(Keypair().pubkey())
+        id=8, kind="upgrade", program_id=str(Keypair().pubkey()), buffer=str(Keypair().pubkey())
     )
     purpose = squads_tasks.create_purpose(8)
     journalled = str(Keypair().pubkey())
