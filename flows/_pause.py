@@ -22,6 +22,8 @@ from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_base_key
 from prefect.runtime import flow_run
 
+from core.settings import settings
+
 Form = TypeVar("Form", bound=RunInput)
 
 
@@ -55,3 +57,9 @@ async def _wait_for_answer(
                 return await form.aload(keyset)
             await asyncio.sleep(poll_interval)
     raise FlowPauseTimeout(f"flow run {current} was not resumed at {key} within {timeout} s")
+
+
+def inline_timelock_limit_seconds() -> float:
+    """Waits longer than this suspend the run (deployments only) instead of holding a
+    worker: ``RUNBOOKS_INLINE_TIMELOCK_SECONDS``, else 15 minutes."""
+    return settings().inline_timelock_seconds

@@ -66,11 +66,10 @@ from domain.key_rotation import IMMUTABLE, AuthorityChangeSubject
 from domain.policy import Policy
 from domain.report import fields_table
 from flows import _signoff as signoffs
+from flows import _squads as squads_steps
 from flows._signoff import SignOffOutcome
-from flows.upgrade import announce_squads, onchain_hooks, wait_for_squads, wait_out_timelock
-from programs.squads.client import Permission
+from flows.upgrade import onchain_hooks, wait_out_timelock
 from store.records import key_rotation as key_rotation_records
-from store.records import proposals as proposals_records
 from store.records.proposals import ProposalRecord, proposal_subject
 from tasks import chain, governance, records, squads_audit
 from tasks import key_rotation as key_tasks
@@ -478,9 +477,7 @@ async def rotate_under_squads(
             buffer_hash=info.sha256,
             description=f"{reason} (new upgrade authority: {target})",
             proposer=proposer,
-            members=[str(m.key) for m in multisig.members if m.can(Permission.VOTE)],
-            threshold=multisig.threshold,
-            timelock_seconds=multisig.time_lock,
+            **squads_steps.voters_of(multisig),
             genesis_hash=await governance.cluster_genesis(cluster, None),
         )
         records.audit(
@@ -492,11 +489,9 @@ async def rotate_under_squads(
     created = await squads_tasks.create_set_authority_proposal(
         cluster, proposal, multisig_address, target, fee_payer_block
     )
-    proposal = proposals_records.set_onchain_address(
-        records_engine(), proposal.id, created.proposal, flow_run_id=current_run_id()
+    proposal, approved = await squads_steps.announce_and_wait(
+        cluster, policy_config, proposal, created, slack_block
     )
-    await announce_squads(proposal, created, cluster, slack_block)
-    proposal, approved = await wait_for_squads(cluster, policy_config, proposal, created)
 
     # Not stopped by the kill switch, as the other backends' rotation is not.
     signature = await squads_tasks.send_squads_set_authority(

@@ -50,20 +50,12 @@ from domain import governance as gov_rules
 from domain import policy as policy_audit
 from domain.report import fields_table
 from domain.rollback import check_archive, refuse_over_migrated
+from flows import _squads as squads_steps
 from flows.kill_switch import check_pause_block, emergency_policy, engage, release_with_signoff
-from flows.upgrade import (
-    announce,
-    announce_squads,
-    collect_signoffs,
-    execute_verified,
-    wait_for_squads,
-    wait_out_timelock,
-)
+from flows.upgrade import announce, collect_signoffs, execute_verified, wait_out_timelock
 from programs.plugin import get_migrator
-from programs.squads.client import Permission
 from store.records import archives as archives_records
 from store.records import migrations as migrations_records
-from store.records import proposals as proposals_records
 from store.records.archives import ArchiveRecord
 from store.records.migrations import MigratedAccount
 from store.records.proposals import ProposalRecord
@@ -419,20 +411,16 @@ async def rollback_under_squads(
             buffer_hash=buffer.sha256,
             description=description,
             proposer=proposer,
-            members=[str(m.key) for m in multisig.members if m.can(Permission.VOTE)],
-            threshold=multisig.threshold,
-            timelock_seconds=multisig.time_lock,
+            **squads_steps.voters_of(multisig),
             genesis_hash=genesis,
         )
     created = await squads_tasks.create_upgrade_proposal(
         cluster, proposal, multisig_address, spill, fee_payer_block
     )
-    proposal = proposals_records.set_onchain_address(
-        records_engine(), proposal.id, created.proposal, flow_run_id=current_run_id()
-    )
-    await announce_squads(proposal, created, cluster, slack_block)
     try:
-        proposal, approved = await wait_for_squads(cluster, policy_config, proposal, created)
+        proposal, approved = await squads_steps.announce_and_wait(
+            cluster, policy_config, proposal, created, slack_block
+        )
     except squads_tasks.SquadsProposalClosed as refused:
         message = f"{refused} The kill switch stays engaged; release it when safe."
         if refused.status == "rejected":

@@ -17,7 +17,7 @@ from solders.pubkey import Pubkey
 from sqlalchemy import Engine
 
 from blocks import MultisigPolicy, SolanaCluster
-from flows.upgrade import wait_for_squads
+from flows._squads import wait_for_squads
 from programs.squads import client as squads
 from runbooks.demo import DemoChain
 from store.records import proposals as proposals_records

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select
 from blocks import MultisigPolicy, SlackChannel, SolanaCluster
 from core import errors
 from core.keys import keypair_to_json
-from flows.upgrade import announce_squads
+from flows._squads import announce_squads
 from programs import loader
 from programs.squads import client as squads
 from runbooks.cli import main as runbooks_cli
