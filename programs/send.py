@@ -127,6 +127,14 @@ class Outcome:
         return self.error is None
 
 
+class Signer(Protocol):
+    """What signs a transaction: a Keypair, or a key on a Ledger (``programs.ledger``)."""
+
+    def pubkey(self) -> Pubkey: ...
+
+    def sign_message(self, message: bytes) -> Signature: ...
+
+
 class Journal(Protocol):
     """Where signatures are written ahead of sending, and settled afterwards."""
 
@@ -171,7 +179,7 @@ async def _settle_all(
 async def send_and_confirm(
     client: AsyncClient,
     instructions: Sequence[Instruction],
-    payer: Keypair,
+    payer: Keypair | Signer,
     signers: Sequence[Keypair] = (),
     *,
     options: SendOptions | None = None,
@@ -200,7 +208,7 @@ async def send_and_confirm(
 async def send_batch(
     client: AsyncClient,
     instruction_sets: Sequence[Sequence[Instruction]],
-    payer: Keypair,
+    payer: Keypair | Signer,
     signers: Sequence[Keypair] = (),
     *,
     options: SendOptions | None = None,
@@ -227,7 +235,7 @@ async def send_batch(
     if not instruction_sets:
         return []
     # Keypair.pubkey() derives the key anew on every call (~60 us): once per batch.
-    keys = {k.pubkey(): k for k in (payer, *signers)}
+    keys: dict[Pubkey, Keypair | Signer] = {k.pubkey(): k for k in (payer, *signers)}
     payer_key = payer.pubkey()
     largest = max(instruction_sets, key=len)
     units = await simulate_units(client, largest, payer)
@@ -346,7 +354,7 @@ async def confirm(
 
 
 async def simulate_units(
-    client: AsyncClient, instructions: Sequence[Instruction], payer: Keypair
+    client: AsyncClient, instructions: Sequence[Instruction], payer: Keypair | Signer
 ) -> int:
     """Compute units ``instructions`` consume, from a simulation under the largest limit;
     TransactionFailed (with the logs) when the simulation fails."""
@@ -506,7 +514,7 @@ def _writable(instructions: Sequence[Instruction], payer: Pubkey) -> list[Pubkey
 def sign_transaction(
     instructions: Sequence[Instruction],
     payer: Pubkey,
-    keys: Mapping[Pubkey, Keypair],
+    keys: Mapping[Pubkey, Keypair | Signer],
     blockhash: Hash,
 ) -> Transaction:
     """``instructions`` paid by ``payer``, signed by the keys of ``keys`` its message asks
