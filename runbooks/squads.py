@@ -1,4 +1,5 @@
-"""``runbooks squads approve``: a member votes on a Squads v4 proposal with a keypair file.
+"""``runbooks squads approve``: a member votes on a Squads v4 proposal with a keypair file
+or a Ledger (``--keypair usb://ledger[?key=N]``, ``programs.ledger``).
 
 The chain is read first (the Multisig and the Proposal), so a vote the program would
 refuse — not a member, no Vote permission, a proposal not open to this vote — is refused
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from solana.rpc.async_api import AsyncClient
@@ -22,14 +25,14 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
 from core.errors import InputError
+from programs import ledger
+from programs.send import Signer, sign_transaction
 from programs.squads import client as squads
 from programs.squads.reads import read_multisig, read_proposal
 
 LEDGER_PREFIX = "usb://"
-LEDGER_REFUSAL = (
-    "usb://ledger signing is not available in this build: approve in the Squads app or with "
-    "the Squads CLI"
-)
+# How a Ledger is reached: USB HID through hidapi; tests put a stand-in device here.
+ledger_device: Callable[[], ledger.ReportDevice] = ledger.open_hid
 DEFAULT_URL = "http://127.0.0.1:8899"
 
 # Which proposal status each vote needs (the program's own rule).
@@ -112,13 +115,13 @@ def _parse(args: argparse.Namespace) -> Vote:
     return Vote(action, parse_pubkey(args.multisig, "--multisig"), args.transaction_index, memo)
 
 
-def _signer(args: argparse.Namespace) -> tuple[Keypair | None, Pubkey]:
-    """The member's keypair (None for an unsigned print) and public key."""
+@contextlib.contextmanager
+def _signer(args: argparse.Namespace) -> Iterator[tuple[Keypair | Signer | None, Pubkey]]:
+    """The member's signer — a keypair file or a key on a Ledger (None for an unsigned
+    print) — and public key; a Ledger is closed when the vote is done."""
     from core.keys import load_keypair, parse_pubkey
 
     keypair_arg = args.keypair or ""
-    if keypair_arg.startswith(LEDGER_PREFIX):
-        raise InputError(LEDGER_REFUSAL)
     if args.member and keypair_arg:
         raise InputError("--member and --keypair: give one (--member only prints, unsigned)")
     if args.signed and not args.print_only:
@@ -131,28 +134,45 @@ def _signer(args: argparse.Namespace) -> tuple[Keypair | None, Pubkey]:
                 "--member signs nothing: it needs --print-only (to sign elsewhere); "
                 "give --keypair to send"
             )
-        return None, parse_pubkey(args.member, "--member")
+        yield None, parse_pubkey(args.member, "--member")
+        return
     if not keypair_arg:
         raise InputError("--keypair: your member keypair file (or --member with --print-only)")
+    if keypair_arg.startswith(LEDGER_PREFIX):
+        locator = ledger.parse_locator(keypair_arg)  # refused before the device is opened
+        with ledger.connect(locator, ledger_device(), prompt=print) as device_key:
+            print(f"signer:    Ledger {locator.path_text}")
+            yield device_key, device_key.pubkey()
+        return
     keypair = load_keypair(keypair_arg)
-    return keypair, keypair.pubkey()
+    yield keypair, keypair.pubkey()
 
 
-def transaction(ix: Instruction, member: Pubkey, blockhash: Hash, keypair: Keypair | None) -> str:
-    """The vote as a base64 legacy transaction paid by the member; signed when a keypair
-    is given, else with an empty signature slot for the member's own signer to fill."""
+def transaction(
+    ix: Instruction, member: Pubkey, blockhash: Hash, signer: Keypair | Signer | None
+) -> str:
+    """The vote as a base64 legacy transaction paid by the member; signed when a signer
+    is given (a Ledger's signature checked over the message first), else with an empty
+    signature slot for the member's own signer to fill."""
+    if signer is not None:
+        return base64.b64encode(
+            bytes(sign_transaction([ix], member, {member: signer}, blockhash))
+        ).decode()
     message = Message.new_with_blockhash([ix], member, blockhash)
-    tx = Transaction.new_unsigned(message)
-    if keypair is not None:
-        tx.sign([keypair], blockhash)
-    return base64.b64encode(bytes(tx)).decode()
+    return base64.b64encode(bytes(Transaction.new_unsigned(message))).decode()
 
 
 async def _run(args: argparse.Namespace, vote: Vote) -> int:
+    with _signer(args) as (signer, member):
+        return await _vote(args, vote, signer, member)
+
+
+async def _vote(
+    args: argparse.Namespace, vote: Vote, signer: Keypair | Signer | None, member: Pubkey
+) -> int:
     from programs import send
     from programs.rpc_transport import retrying_client
 
-    keypair, member = _signer(args)
     async with retrying_client([args.url]) as client:
         multisig = await read_multisig(client, vote.multisig)
         proposal = await read_proposal(client, vote.multisig, vote.transaction_index)
@@ -167,12 +187,13 @@ async def _run(args: argparse.Namespace, vote: Vote) -> int:
         print(f"vote:      {vote.action}")
         if args.print_only:
             blockhash = await _blockhash(client)
-            signed = keypair if args.signed else None
+            signed = signer if args.signed else None
             print(f"signed:    {'yes' if signed else 'no'}")
             print(f"transaction: {transaction(ix, member, blockhash, signed)}")
             return 0
-        assert keypair is not None  # _signer allows no keypair only with --print-only
-        signature = await send.send_and_confirm(client, [ix], keypair)
+        assert signer is not None  # _signer allows no signer only with --print-only
+        # A Ledger signs inside: the loop waits on the device while the person confirms.
+        signature = await send.send_and_confirm(client, [ix], signer)
         print(f"signature: {signature}")
         return 0
 
@@ -182,9 +203,6 @@ async def _blockhash(client: AsyncClient) -> Hash:
 
 
 def approve(args: argparse.Namespace) -> int:
-    # Named first: whatever else is wrong, a Ledger cannot be reached from this build.
-    if (args.keypair or "").startswith(LEDGER_PREFIX):
-        raise InputError(LEDGER_REFUSAL)
     vote = _parse(args)
     return asyncio.run(_run(args, vote))
 
@@ -192,7 +210,7 @@ def approve(args: argparse.Namespace) -> int:
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     squads_cmd = commands.add_parser(
         "squads",
-        help="vote on a Squads v4 proposal with your member keypair",
+        help="vote on a Squads v4 proposal with your member keypair or Ledger",
         description="Squads v4 proposals: the runbook creates them; members vote.",
     )
     actions = squads_cmd.add_subparsers(dest="squads_command", required=True)
@@ -202,14 +220,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Reads the Multisig and the Proposal, checks that you are a member with "
         "the Vote permission and that the proposal is open to this vote (Active to approve or "
         "reject, Approved to cancel), then signs proposal_approve (reject, cancel) with your "
-        "keypair file and sends it. The keypair never leaves this machine.",
+        "keypair file or Ledger and sends it. The keypair never leaves this machine.",
     )
     cmd.add_argument("--multisig", required=True, metavar="ADDRESS", help="the multisig account")
     cmd.add_argument(
         "--transaction-index", required=True, type=int, metavar="N", help="the proposal's index"
     )
     cmd.add_argument(
-        "--keypair", metavar="PATH", help="your member keypair file (usb://ledger: not here)"
+        "--keypair",
+        metavar="PATH",
+        help="your member keypair file, or usb://ledger[?key=N[/M]] for a key on a Ledger "
+        "(the Solana app open; needs the hidapi package: the `ledger` extra)",
     )
     cmd.add_argument(
         "--member",

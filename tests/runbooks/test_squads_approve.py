@@ -224,8 +224,8 @@ def test_a_stale_proposal_is_refused(
 @pytest.mark.parametrize(
     ("argv", "reason"),
     [
-        (["--keypair", "usb://ledger"], "usb://ledger signing is not available in this build"),
-        (["--keypair", "usb://ledger?key=0"], "approve in the Squads app or with the Squads CLI"),
+        (["--keypair", "usb://ledger?key=x"], "key='x': 'x' is not an index from 0 to"),
+        (["--keypair", "usb://ledger", "--member", "11111111111111111111111111111111"], "give one"),
         (["--keypair", "/nonexistent/id.json"], "cannot be read"),
         (["--member", "11111111111111111111111111111111"], "--member signs nothing"),
         (["--keypair", "K", "--signed"], "--signed goes with --print-only"),
