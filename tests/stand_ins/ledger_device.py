@@ -14,7 +14,8 @@ It follows the app's documented protocol (Agave's ``remote-wallet``, LedgerHQ's
   ``app`` "solana", "dashboard" (0x6E01), "bitcoin" (another app: 0x6E00) or "locked"
   (0x5515); ``tamper`` answers a signature over other bytes.
 
-``signed`` keeps each message it signed; ``apdus`` every APDU it received. No pytest import.
+``signed`` keeps each message it signed (tampered ones not), ``apdus`` every APDU it
+received. No pytest import.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class StandInLedger:
             return b"\x6a\x80"
         if self.refuse:
             return struct.pack(">H", USER_REFUSED)
+        if self.tamper:  # a signature, but over other bytes
+            return bytes(self.key_at(path).sign_message(message + b"x")) + OK
         self.signed.append(message)
-        signed_over = message + b"x" if self.tamper else message
-        return bytes(self.key_at(path).sign_message(signed_over)) + OK
+        return bytes(self.key_at(path).sign_message(message)) + OK
