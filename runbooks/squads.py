@@ -188,8 +188,9 @@ async def _vote(
         if args.print_only:
             blockhash = await _blockhash(client)
             signed = signer if args.signed else None
+            wire = transaction(ix, member, blockhash, signed)  # a Ledger may refuse first
             print(f"signed:    {'yes' if signed else 'no'}")
-            print(f"transaction: {transaction(ix, member, blockhash, signed)}")
+            print(f"transaction: {wire}")
             return 0
         assert signer is not None  # _signer allows no signer only with --print-only
         # A Ledger signs inside: the loop waits on the device while the person confirms.

@@ -186,7 +186,7 @@ def test_device_refusals_and_non_members_send_nothing(
     signing = asked_to_sign and print_only
     expected = reason if signing or not asked_to_sign else "InvalidProgramForExecution"
     assert rc == 2 and expected in text, text
-    assert "transaction" not in out and "signature" not in out
+    assert "transaction" not in out and "signature" not in out and "signed" not in out
     assert device.signed == [] and device.closed
     assert bool(_apdus_signed(device)) == signing
     assert server.localnet.transaction_count == before
