@@ -26,6 +26,14 @@ from types import TracebackType
 from typing import Self
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now, for a process that must be told its port
+    before it starts (a server in this process takes ``port=0`` instead)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 class _ThreadingServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True

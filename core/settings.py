@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     migrator_modules: str = Field("", validation_alias="RUNBOOKS_MIGRATOR_MODULES")
     # A Squads v4 program binary every localnet loads at the Squads program id.
     squads_so: str = Field("", validation_alias="RUNBOOKS_SQUADS_SO")
+    # The clang that builds the on-chain programs; empty: clang on PATH.
+    clang: str = Field("", validation_alias="CLANG")
     # The PostgreSQL server the tests create scratch databases on (store.testing).
     test_postgres_url: str = Field("", validation_alias="TEST_POSTGRES_URL")
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from core.approval import Action, check_restricted_ascii, line_head
 from core.errors import InputError, KillSwitchEngaged
+from domain.report import fields_table
 from store.models import ALL_PROGRAMS
 from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
 from store.records.proposals import ProposalRecord
@@ -116,16 +117,22 @@ def release_form_description(
             "sign, the runbooks may write to it again (upgrade, migration, scheduled "
             "writes) and its own pause is lifted, so users' transactions go through again.",
             "",
-            f"| Release proposal | #{subject.proposal} |",
-            "|---|---|",
-            f"| Cluster | {subject.cluster} |",
-            f"| Program | {scope} |",
-            f"| Engaged since | {engaged} by {switch.actor}: {switch.reason} |",
-            f"| Program's own pause | {pause} |",
-            f"| sha256 now (verifiable build) | `{subject.sha256}` |",
-            f"| Why release | {reason} |",
-            f"| Requested by | {requested_by} |",
-            f"| Approvals | {len(approved_by)} of {threshold} needed (emergency threshold) |",
+            *fields_table(
+                [
+                    ("Cluster", subject.cluster),
+                    ("Program", scope),
+                    ("Engaged since", f"{engaged} by {switch.actor}: {switch.reason}"),
+                    ("Program's own pause", pause),
+                    ("sha256 now (verifiable build)", f"`{subject.sha256}`"),
+                    ("Why release", reason),
+                    ("Requested by", requested_by),
+                    (
+                        "Approvals",
+                        f"{len(approved_by)} of {threshold} needed (emergency threshold)",
+                    ),
+                ],
+                header=("Release proposal", f"#{subject.proposal}"),
+            ),
             "",
             *signing_section,
             "Then paste your public key and the signature below. This line is reviewed here,",

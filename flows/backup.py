@@ -36,6 +36,7 @@ from blocks.programs import ManagedPrograms
 from core.errors import BackupError, HashMismatch, RecordsError, RunbookError
 from core.settings import REPO_ROOT
 from domain import messages
+from domain.report import fields_table
 from store import backup
 from store.backup import Manifest
 from store.records import audit
@@ -185,9 +186,7 @@ async def restore_backup(
                 f"Into the database of block `{target_block}`; every file's SHA-256 matched "
                 "the manifest and every table holds the backed-up row count.",
                 "",
-                "| table | rows |",
-                "|---|---|",
-                *(f"| {t} | {n} |" for t, n in sorted(counts.items())),
+                *fields_table(sorted(counts.items()), header=("table", "rows")),
             ]
         ),
     )

@@ -7,7 +7,6 @@ loaders accept are left out, so every cluster decodes them with the classic defa
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from solders.system_program import CreateAccountParams, create_account
 from solders.sysvar import CLOCK, RENT
 
 from core.errors import InputError, NotABuffer
+from core.hashes import verifiable_hash
 
 LOADER_ID: Pubkey = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 
@@ -363,15 +363,6 @@ def decode_state(data: bytes) -> LoaderState:
 
 
 # --- verifiable-build hashes ----------------------------------------------------------
-
-
-def verifiable_hash(elf_bytes: bytes) -> str:
-    """solana-verify's hash: hex SHA-256 of the bytes without trailing zero bytes.
-
-    Accounts are zero-padded up to their allocated length, so stripping makes a local
-    .so, a buffer and a ProgramData holding the same program hash alike.
-    """
-    return hashlib.sha256(bytes(elf_bytes).rstrip(b"\x00")).hexdigest()
 
 
 def program_bytes(account_data: bytes) -> bytes:

@@ -9,13 +9,13 @@ block), so blocks it saves and flows it runs are the workers' too.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.http_server import free_port
 from core.settings import REPO_ROOT
 from runbooks import workers
 
@@ -71,12 +71,6 @@ class WorkerStack:
         return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 @asynccontextmanager
 async def worker_stack(
     work_dir: Path, *, records_url: str, workers_count: int, limit: int | None = 1
@@ -88,7 +82,7 @@ async def worker_stack(
     from runbooks.up import start_prefect_server
     from store.testing import create_scratch_database, drop_database
 
-    port = free_port()
+    port = free_port(HOST)
     api_url = f"http://{HOST}:{port}/api"
     variables = {
         "PREFECT_HOME": str(work_dir / "prefect"),

@@ -40,6 +40,7 @@ from psycopg import sql
 from sqlalchemy import URL, make_url
 
 from core.errors import BackupError, HashMismatch, InputError
+from core.hashes import verifiable_hash
 from core.secrets import scrub
 from store.db import redacted
 
@@ -299,7 +300,7 @@ def write_program(
         name=name,
         file=relative,
         sha256=sha256_file(directory / relative),
-        verifiable_sha256=_verifiable_hash(code),
+        verifiable_sha256=verifiable_hash(code),
         bytes=len(code),
         slot=slot,
         authority=authority,
@@ -314,21 +315,16 @@ def read_program(directory: Path, entry: ProgramBinary) -> bytes:
         raise HashMismatch(f"backup file {entry.file}", entry.sha256, actual)
     with gzip.open(path, "rb") as src:
         code = src.read()
-    if _verifiable_hash(code) != entry.verifiable_sha256:
+    if verifiable_hash(code) != entry.verifiable_sha256:
         raise HashMismatch(
             f"program {entry.program_id} in {entry.file}",
             entry.verifiable_sha256,
-            _verifiable_hash(code),
+            verifiable_hash(code),
         )
     return code
 
 
 # ------------------------------------------------------------------------- helpers
-
-
-def _verifiable_hash(code: bytes) -> str:
-    """solana-verify's hash: hex SHA-256 of the bytes without trailing zero bytes."""
-    return hashlib.sha256(code.rstrip(b"\x00")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

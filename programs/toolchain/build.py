@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import BuildError
+from core.settings import settings
 from programs.toolchain.link import link
 
 TOOLCHAIN_DIR = Path(__file__).resolve().parent
@@ -48,7 +49,7 @@ CLANG_FLAGS: tuple[str, ...] = (
 
 def clang_path() -> str:
     """The clang to use: ``$CLANG`` if set, else ``clang`` on PATH."""
-    clang = os.environ.get("CLANG") or shutil.which("clang")
+    clang = settings().clang or shutil.which("clang")
     if not clang:
         raise BuildError(
             "clang was not found: install it with `apt-get install -y clang` "

@@ -3,13 +3,13 @@ back to (the newest one archived is the rollback default)."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.errors import InputError
+from core.hashes import verifiable_hash
 from store.db import session_scope
 from store.models import ProgramArchive, utcnow
 from store.records._base import (
@@ -64,7 +64,7 @@ def archive_program(
     digest = _sha256_hex("sha256", sha256)
     if not isinstance(data, bytes | bytearray) or not data:
         raise InputError("the archived program holds no bytes")
-    actual = hashlib.sha256(bytes(data).rstrip(b"\x00")).hexdigest()
+    actual = verifiable_hash(data)
     if actual != digest:
         raise InputError(f"archived bytes hash to {actual}, not {digest}: refusing to keep them")
     slot = _int("slot", slot, minimum=0)

@@ -9,7 +9,6 @@ Run as a script, this module is the serving subprocess.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,13 +38,6 @@ CHROMIUM_ARGS = [
 ]
 UPGRADE_DEPLOYMENT = "upgrade"
 UPGRADE_FLOW = "program-upgrade"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (127.0.0.1)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from browser_stack import (
     CHROMIUM_ARGS,
     Console,
     ConsoleEnv,
-    free_port,
     start_server,
     start_serving,
     stop,
@@ -33,6 +32,7 @@ from browser_stack import (
 )
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from core.http_server import free_port
 from core.keys import keypair_to_json
 from core.settings import REPO_ROOT
 from runbooks.demo import save_blocks, start_demo_chain

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.http_server import BackgroundHTTPServer
+from core.http_server import BackgroundHTTPServer, free_port
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -69,3 +69,13 @@ def test_stop_closes_kept_alive_connections() -> None:
     finally:
         client.close()
         server.stop()
+
+
+def test_free_port_is_refused_until_a_server_takes_it() -> None:
+    port = free_port()
+    assert 0 < port <= 65535
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
+        pass
+    with BackgroundHTTPServer(_Echo, port=port, greeting="taken") as server:
+        assert server.address[1] == port
+        assert _get(f"http://127.0.0.1:{port}/x") == "taken /x"

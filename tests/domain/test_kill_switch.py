@@ -160,6 +160,7 @@ def test_the_release_form_says_what_is_signed_and_how() -> None:
         and f'solana sign-offchain-message -k ~/.config/solana/id.json "{line}"' in form
     )
     assert "exploit" in form and "localnet-pause" in form and "0 of 2 needed" in form
+    assert f"| Release proposal | #7 |\n|---|---|\n| Cluster | {GENESIS} |\n" in form
 
 
 def test_the_still_serving_warning_says_how_to_add_a_pause() -> None:

@@ -12,6 +12,11 @@ def test_fields_table_is_a_two_column_markdown_table() -> None:
         "| Cluster | devnet |",
         "| Approvals | 3 |",
     ]
+    assert fields_table([("users", 2)], header=("table", "rows")) == [
+        "| table | rows |",
+        "|---|---|",
+        "| users | 2 |",
+    ]
 
 
 def test_linked_adds_the_explorer_link_only_when_there_is_one() -> None:

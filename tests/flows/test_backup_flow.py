@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -96,6 +98,13 @@ async def test_backup_verifies_restores_and_refuses_a_corrupted_set(
     assert restored["name"] == second["name"]
     assert restored["tables"] == second["tables"]
     assert restored["tables"]["proposals"] == 3 and restored["tables"]["backups"] == 1
+    # Its report lists each table's row count.
+    async with get_client() as client:
+        [report] = await client.read_latest_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["restore-report"]))
+        )
+    assert "| table | rows |\n|---|---|\n" in str(report.data)
+    assert "| proposals | 3 |" in str(report.data)
 
     # Corrupt the dump: the restore is refused by its hash before touching anything.
     dump = Path(second["directory"]) / backup.read_manifest(Path(second["directory"])).records.file

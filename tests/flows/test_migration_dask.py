@@ -7,7 +7,6 @@ worker process; exactly-once rests on the records and the journal, as with worke
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from sqlalchemy import Engine
 from test_migration_shards import SHARDS, exactly_once, params, shard_keys, shard_runs
 
 from core.errors import InputError
+from core.http_server import free_port
 from flows.migration_fanout import migrate_accounts_sharded
 from runbooks.demo import DemoChain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
@@ -69,12 +69,6 @@ async def test_two_shards_on_dask_migrate_every_account_once_and_a_rerun_sends_n
     assert [r["state"] for r in again["shard_runs"]] == ["COMPLETED"] * SHARDS
     assert landed_signatures(chain.server.localnet) == sent
     exactly_once(chain, records_db, vaults)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

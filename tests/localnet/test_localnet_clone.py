@@ -6,7 +6,6 @@ and a refused clone writes nothing and serves nothing. Also ``RUNBOOKS_SQUADS_SO
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.transaction import Transaction
 
 from core.errors import InputError
+from core.http_server import free_port
 from localnet import Localnet, LocalnetServer
 from localnet.cli import main
 from programs import loader
@@ -73,10 +73,7 @@ def run_demo_vault(net: Localnet, program_id: Pubkey) -> list[str]:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_a_cloned_program_executes_and_accounts_are_equal(source: Source) -> None:

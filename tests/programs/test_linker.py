@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -277,6 +278,13 @@ def test_missing_clang_says_how_to_install(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BuildError, match=r"apt-get install -y clang"):
         build.clang_path()
+
+
+def test_clang_from_the_environment_wins_over_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLANG", "/opt/llvm-18/bin/clang")
+    assert build.clang_path() == "/opt/llvm-18/bin/clang"
+    monkeypatch.setenv("CLANG", "")  # empty counts as unset: clang on PATH
+    assert build.clang_path() == shutil.which("clang")
 
 
 # ----------------------------------------------------------------------- building

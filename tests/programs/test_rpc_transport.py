@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from solders.keypair import Keypair
 from solders.system_program import TransferParams, transfer
 
 from core.errors import InputError, RpcRefused, RpcUnavailable
-from core.http_server import BackgroundHTTPServer
+from core.http_server import BackgroundHTTPServer, free_port
 from localnet import LocalnetServer
 from localnet.fault_proxy import FAULTS, FaultProxy
 from programs import send
@@ -77,13 +76,6 @@ class Stub(BackgroundHTTPServer):
             if self.script:
                 return self.script.pop(0)
         return 200, {"Content-Type": "application/json"}, json.dumps(SLOT).encode()
-
-
-def free_port() -> int:
-    """A port nothing listens on: connections to it are refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
