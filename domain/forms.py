@@ -67,3 +67,16 @@ def titled_form(fn: F) -> F:
         parameters=parameters, return_annotation=returns
     )
     return fn
+
+
+def unlabelled(schema: dict[str, Any]) -> dict[str, str]:
+    """The parameters of a deployment's parameter schema whose form field would show a
+    bare name or no help, each with what it lacks (empty: every field is labelled)."""
+    lacking: dict[str, str] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        label = str(prop.get("title") or "").strip()
+        if not label or label == name:
+            lacking[name] = f"title {prop.get('title')!r} (the bare name or none)"
+        elif not str(prop.get("description") or "").strip():
+            lacking[name] = "no help (an Args: entry in the flow's docstring)"
+    return lacking

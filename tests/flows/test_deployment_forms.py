@@ -22,7 +22,7 @@ from prefect.utilities.callables import parameter_schema
 from pydantic import Field
 
 from core.settings import REPO_ROOT
-from domain.forms import title, titled_form
+from domain.forms import title, titled_form, unlabelled
 from runbooks.up import PREFECT_YAML, load_deployments
 
 ENTRIES = yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
@@ -38,16 +38,6 @@ def untitled_parameter_schema(fn: Any) -> dict[str, Any]:
     bare.__annotations__ = fn.__annotations__
     bare.__doc__ = fn.__doc__
     return parameter_schema(bare).model_dump()
-
-
-def untitled_or_unexplained(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: prop
-        for name, prop in schema["properties"].items()
-        if not (prop.get("title") or "").strip()
-        or prop["title"] == name
-        or not (prop.get("description") or "").strip()
-    }
 
 
 def entry_flow(entry: dict[str, Any]) -> Flow[..., Any]:
@@ -70,7 +60,7 @@ def test_prefect_deploy_schema_titles_and_explains_every_parameter(
     schema = parameter_schema(deployed).model_dump()
     # A schema that lost its parameters would pass vacuously.
     assert set(schema["properties"]) == set(inspect.signature(deployed.fn).parameters)
-    missing = untitled_or_unexplained(schema)
+    missing = unlabelled(schema)
     assert not missing, f"{entry['name']}: parameters without a title or help: {missing}"
 
 
@@ -80,7 +70,7 @@ def test_served_schema_is_the_deployed_one(deployment: Any) -> None:
     served = deployment._parameter_openapi_schema.model_dump()
     deployed = load_flow_from_entrypoint(str(REPO_ROOT / deployment.entrypoint))
     assert served == parameter_schema(deployed).model_dump()
-    assert not untitled_or_unexplained(served)
+    assert not unlabelled(served)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e["name"])
@@ -127,6 +117,23 @@ def test_titled_form_keeps_a_title_given_and_validation() -> None:
         sample.validate_parameters({"program_id": "x", "count": 0})
     assert sample.validate_parameters({"program_id": "x", "count": "3"})["count"] == 3
     assert sample.fn("x") == 2  # a direct call is untouched
+
+
+def test_unlabelled_names_what_each_field_lacks() -> None:
+    schema = {
+        "properties": {
+            "program_id": {"title": "Program ID", "description": "The program."},
+            "role": {"title": "role", "description": "Its role."},
+            "pubkey": {"description": "The key."},
+            "action": {"title": "Action", "description": " "},
+        }
+    }
+    assert unlabelled(schema) == {
+        "role": "title 'role' (the bare name or none)",
+        "pubkey": "title None (the bare name or none)",
+        "action": "no help (an Args: entry in the flow's docstring)",
+    }
+    assert unlabelled({"properties": {}}) == {}
 
 
 def test_title() -> None:
