@@ -1,7 +1,8 @@
 """prefect.yaml's schedules fire: on a real `prefect server start` (the server `make up`
 runs), the scheduled deployments served as `make up` serves them get SCHEDULED runs
 created by the server's scheduler, and one brought due is picked up by the serving
-process and runs to Completed.
+process and runs to Completed. Their Run forms, read back from that server, title and
+explain every parameter.
 
 The check `test_housekeeping_deployments.py` makes (each schedule is listed, active) held
 while no run was ever created: with SQLAlchemy 2.1, Prefect 3.8.8's scheduler service
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from browser_stack import ConsoleEnv, free_port, patched_environ, start_server, stop
 
 from core.settings import REPO_ROOT
+from domain.forms import unlabelled
 
 # (flow name, deployment name) -> what its cron says about every run it creates.
 SCHEDULED = {
@@ -149,6 +151,12 @@ async def test_scheduled_deployments_get_runs_and_a_due_run_completes(stack: Sta
     with temporary_settings(updates={PREFECT_API_URL: stack.env.api_url}):
         async with get_client() as client:
             deployments = await wait_for_deployments(client, stack, timeout=120)
+
+            # 0. Each served Run form, as the UI reads it, labels and explains every field.
+            for key, deployment_id in deployments.items():
+                form = (await client.read_deployment(deployment_id)).parameter_openapi_schema
+                assert form and form["properties"], key
+                assert not unlabelled(form), (key, unlabelled(form))
 
             # 1. The server's scheduler creates the runs of every schedule.
             runs: dict[tuple[str, str], list[Any]] = {}
