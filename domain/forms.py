@@ -53,7 +53,13 @@ def titled_form(fn: F) -> F:
     """
     # The flows use postponed annotations: resolve them here, where the module's names are
     # known (Prefect's eval_str is skipped once a __signature__ is set).
-    hints = typing.get_type_hints(fn, include_extras=True)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise TypeError(
+            f"@titled_form on {fn.__qualname__}: an annotation does not resolve ({exc}); "
+            "import the names its parameters use at module level, not under TYPE_CHECKING"
+        ) from exc
     signature = inspect.signature(fn)
     parameters = []
     for parameter in signature.parameters.values():

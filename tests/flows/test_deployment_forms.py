@@ -119,6 +119,15 @@ def test_titled_form_keeps_a_title_given_and_validation() -> None:
     assert sample.fn("x") == 2  # a direct call is untouched
 
 
+def test_an_annotation_that_does_not_resolve_is_named() -> None:
+    def runbook(cluster_block: NoSuchBlock) -> None:  # noqa: F821
+        """Doc."""
+
+    with pytest.raises(TypeError, match=r"runbook.*NoSuchBlock.*not under TYPE_CHECKING"):
+        titled_form(runbook)
+    assert not hasattr(runbook, "__signature__")  # left as it was
+
+
 def test_unlabelled_names_what_each_field_lacks() -> None:
     schema = {
         "properties": {
