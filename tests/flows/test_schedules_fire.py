@@ -2,7 +2,8 @@
 runs), the scheduled deployments served as `make up` serves them get SCHEDULED runs
 created by the server's scheduler, and one brought due is picked up by the serving
 process and runs to Completed. Their Run forms, read back from that server, title and
-explain every parameter.
+explain every parameter, and `make up`'s setup registers every block type on it, so each
+can be created in the UI.
 
 The check `test_housekeeping_deployments.py` makes (each schedule is listed, active) held
 while no run was ever created: with SQLAlchemy 2.1, Prefect 3.8.8's scheduler service
@@ -142,7 +143,9 @@ async def wait_for_deployments(client: Any, stack: Stack, timeout: float) -> dic
     return found
 
 
-async def test_scheduled_deployments_get_runs_and_a_due_run_completes(stack: Stack) -> None:
+async def test_scheduled_deployments_get_runs_and_a_due_run_completes(
+    stack: Stack, demo_binaries: dict[str, bytes], tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -208,6 +211,23 @@ async def test_scheduled_deployments_get_runs_and_a_due_run_completes(stack: Sta
                 json={"artifacts": {"flow_run_id": {"any_": [str(run.id)]}}, "limit": 10},
             )
             assert "housekeeping-report" in {a["key"] for a in artifacts.json()}
+
+            # 3. `make up`'s setup, on this server that knew none of the project's block
+            # types, registers them all: the UI's Blocks > + lists each.
+            from blocks import BLOCK_TYPES
+            from runbooks.demo import start_demo_chain
+            from runbooks.up import prepare_console
+
+            slugs = {b.get_block_type_slug() for b in BLOCK_TYPES}
+            known = {t.slug for t in await client.read_block_types()}
+            assert not slugs & known, slugs & known
+            chain = start_demo_chain(binaries=demo_binaries)
+            try:
+                await prepare_console(chain, tmp_path / "members")
+            finally:
+                chain.server.stop()
+            known = {t.slug for t in await client.read_block_types()}
+            assert slugs <= known, slugs - known
 
     server_log = stack.server_log()
     assert BULK_DML_ERROR not in server_log, stack.diagnostics()
