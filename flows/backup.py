@@ -36,6 +36,7 @@ from blocks.programs import ManagedPrograms
 from core.errors import BackupError, HashMismatch, RecordsError, RunbookError
 from core.settings import REPO_ROOT
 from domain import messages
+from domain.forms import titled_form
 from domain.report import fields_table
 from store import backup
 from store.backup import Manifest
@@ -52,6 +53,7 @@ def backup_root(backup_dir: str) -> Path:
 
 
 @flow(name="backup", persist_result=False)
+@titled_form
 async def backup_records_and_programs(
     backup_dir: str = str(backup.DEFAULT_ROOT),
     database_block: str | None = None,
@@ -132,6 +134,7 @@ async def backup_records_and_programs(
 
 
 @flow(name="restore-backup", persist_result=False)
+@titled_form
 async def restore_backup(
     target_block: str,
     backup_set: str = "latest",

@@ -40,6 +40,7 @@ from blocks.multisig import MultisigPolicy
 from blocks.programs import ManagedPrograms
 from core.errors import ChainError, HealthCheckFailed, RecordsError
 from domain import health, key_rotation, messages
+from domain.forms import titled_form
 from domain.health import Finding
 from flows._confirmations import wait_for_confirmation
 from flows._signoff import pause_poll_seconds
@@ -57,6 +58,7 @@ MIGRATION_IN_FLIGHT = ("running", "incomplete")
 
 
 @flow(name="daily-health", persist_result=False)
+@titled_form
 async def daily_health(
     cluster_block: str = "localnet",
     programs_block: str = "managed-programs",

@@ -20,11 +20,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import Field
 
+from domain.forms import titled_form
 from store.records import housekeeping as housekeeping_records
 from tasks import housekeeping as tasks
 
 
 @flow(name="housekeeping", persist_result=False)
+@titled_form
 async def housekeeping(
     proposal_days: Annotated[int, Field(ge=1)] = 90,
     migration_days: Annotated[int, Field(ge=1)] = 30,

@@ -62,6 +62,7 @@ from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
 from domain import key_rotation, messages, signoff
 from domain import policy as policy_audit
+from domain.forms import titled_form
 from domain.key_rotation import IMMUTABLE, AuthorityChangeSubject
 from domain.policy import Policy
 from domain.report import fields_table
@@ -105,6 +106,7 @@ def change_subject(proposal: ProposalRecord, new_authority: str | None) -> Autho
 
 
 @flow(name="key-rotation", persist_result=False)
+@titled_form
 async def rotate_upgrade_authority(
     program_id: str,
     reason: str,
@@ -637,6 +639,7 @@ def form_description(
 
 
 @flow(name="key-rotation-review", persist_result=False)
+@titled_form
 async def key_rotation_review(
     cluster_block: str = "localnet",
     remind_days: Annotated[int, Field(ge=0)] = key_rotation.DEFAULT_REMIND_DAYS,
@@ -686,6 +689,7 @@ async def key_rotation_review(
 
 
 @flow(name="register-key", persist_result=False)
+@titled_form
 async def register_key(
     pubkey: str,
     role: Literal["upgrade", "governance", "emergency"],

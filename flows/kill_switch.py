@@ -32,6 +32,7 @@ from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey
 from domain import messages, signoff
 from domain import policy as policy_audit
+from domain.forms import titled_form
 from domain.kill_switch import (
     KillSwitchRelease,
     release_form_description,
@@ -67,6 +68,7 @@ def emergency_policy(policy: Policy, *, timelock: bool = True) -> Policy:
 
 
 @flow(name="kill-switch", persist_result=False)
+@titled_form
 async def kill_switch(
     action: Literal["engage", "release"],
     program_id: str,

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 
 from domain import dashboard
+from domain.forms import titled_form
 from store.metrics import RecordsMetrics, collect_metrics
 from tasks.records import records_engine
 
@@ -29,6 +30,7 @@ def read_metrics() -> RecordsMetrics:
 
 
 @flow(name="metrics-dashboard", persist_result=False)
+@titled_form
 async def metrics_dashboard() -> dict[str, Any]:
     logger = get_run_logger()
     figures = read_metrics()

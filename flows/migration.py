@@ -49,6 +49,7 @@ from blocks.keypair import SolanaKeypair
 from core.errors import HashMismatch, MigrationError
 from core.idempotency import idempotency_key
 from core.keys import parse_pubkey, parse_sha256
+from domain.forms import titled_form
 from domain.migration import AccountKeys, outcome, parse_shard
 from domain.report import fields_table, linked
 from programs.plugin import get_migrator
@@ -82,6 +83,7 @@ def migration_key(
 
 
 @flow(name="account-migration", persist_result=False)
+@titled_form
 async def migrate_accounts(
     program_id: str,
     migrator: str = "demo_vault",

@@ -51,6 +51,7 @@ from blocks.cluster import SolanaCluster
 from blocks.keypair import SolanaKeypair
 from core.errors import InputError, MigrationError
 from core.keys import parse_pubkey, parse_sha256
+from domain.forms import titled_form
 from domain.migration import MAX_SHARDS, shard_of_key
 from domain.report import fields_table
 from flows.migration import migration_key
@@ -75,6 +76,7 @@ DASK_CONNECT_SECONDS = 10
 
 
 @flow(name="account-migration-sharded", persist_result=False)
+@titled_form
 async def migrate_accounts_sharded(
     program_id: str,
     shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 2,

@@ -48,6 +48,7 @@ from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey, parse_sha256
 from domain import governance as gov_rules
 from domain import policy as policy_audit
+from domain.forms import titled_form
 from domain.report import fields_table
 from domain.rollback import check_archive, refuse_over_migrated
 from flows import _squads as squads_steps
@@ -72,6 +73,7 @@ def rollback_key(cluster: str, program_id: str, sha256: str, run_id: str | None)
 
 
 @flow(name="emergency-rollback", persist_result=False)
+@titled_form
 async def emergency_rollback(
     program_id: str,
     reason: str,

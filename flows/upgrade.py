@@ -49,6 +49,7 @@ from core.idempotency import NO_RUN, idempotency_key
 from core.keys import parse_pubkey, parse_sha256
 from domain import messages, signoff, veto
 from domain import policy as policy_audit
+from domain.forms import titled_form
 from domain.policy import Policy
 from domain.report import fields_table, linked
 from flows import _signoff as signoffs
@@ -71,6 +72,7 @@ def proposal_key(cluster: str, program_id: str, buffer: str, run_id: str | None)
 
 
 @flow(name="program-upgrade", persist_result=False)
+@titled_form
 async def upgrade_program(
     program_id: str,
     description: str,
@@ -108,7 +110,7 @@ async def upgrade_program(
         slack_block: The SlackChannel block to notify; empty logs the messages instead.
     """
     # Prefect's Run forms take each parameter's help from the Args above; their titles
-    # come from runbooks/forms.py (Prefect 3.8.8 titles every parameter by its name).
+    # come from @titled_form (Prefect 3.8.8 titles every parameter by its name).
     started = time.monotonic()
     logger = get_run_logger()
     parse_pubkey(program_id, "program id")

@@ -72,22 +72,18 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[Any]:
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
-    from runbooks.forms import title_deployment
-
     spec = yaml.safe_load(path.read_text())
     deployments = []
     for entry in spec.get("deployments", []):
         flow = load_flow_from_entrypoint(str(REPO_ROOT / entry["entrypoint"]))
         crons = [s["cron"] for s in entry.get("schedules") or [] if "cron" in s]
         deployments.append(
-            title_deployment(
-                flow.to_deployment(
-                    name=entry["name"],
-                    description=entry.get("description"),
-                    parameters=entry.get("parameters") or {},
-                    tags=entry.get("tags") or [],
-                    schedules=[Cron(c, timezone="UTC") for c in crons],
-                )
+            flow.to_deployment(
+                name=entry["name"],
+                description=entry.get("description"),
+                parameters=entry.get("parameters") or {},
+                tags=entry.get("tags") or [],
+                schedules=[Cron(c, timezone="UTC") for c in crons],
             )
         )
     return deployments

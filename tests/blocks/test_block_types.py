@@ -7,16 +7,28 @@ import contextlib
 import importlib
 import inspect
 import pkgutil
+import uuid
 from pathlib import Path
 
 import pytest
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 import blocks
-from blocks import BLOCK_TYPES, RecordsDatabase, SolanaCluster, load_block, register_block_types
+from blocks import (
+    BLOCK_TYPES,
+    ProgramPause,
+    RecordsDatabase,
+    SlackChannel,
+    SolanaCluster,
+    load_block,
+    register_block_types,
+)
 from core.errors import BlockNotFound
+from core.keys import keypair_to_json
 from flows.backup import restore_backup
 
 
@@ -59,6 +71,48 @@ async def test_make_up_registers_every_block_type(prefect_api: None) -> None:
             assert schema is not None
             assert set(block_class.model_fields) <= set(schema.fields["properties"])
     assert await register_block_types() == slugs  # idempotent, as every `make up` runs it
+
+
+async def test_the_ui_form_creates_the_blocks_the_runbooks_load(prefect_api: None) -> None:
+    """What the UI's create form sends for the three types once missing from it: the
+    registered type and schema, the fields as typed in. The runbooks load them by name."""
+    admin = Keypair()
+    program, config = str(Pubkey.new_unique()), str(Pubkey.new_unique())
+    typed_in: dict[type[Block], dict[str, str]] = {
+        SlackChannel: {"bot_token": "xoxb-ui-typed", "channel": "#ops-upgrades"},
+        RecordsDatabase: {"url": "sqlite:///restore-target.db"},
+        ProgramPause: {
+            "kind": "demo_vault",
+            "program_id": program,
+            "pause_account": config,
+            "admin_secret": keypair_to_json(admin),
+        },
+    }
+    await register_block_types()
+    async with get_client() as client:
+        for block_class, data in typed_in.items():
+            block_type = await client.read_block_type_by_slug(block_class.get_block_type_slug())
+            schema = await client.get_most_recent_block_schema_for_block_type(block_type.id)
+            assert schema is not None
+            name = f"ui-{uuid.uuid4().hex[:10]}"
+            created = await client._client.post(
+                "/block_documents/",
+                json={
+                    "name": name,
+                    "block_type_id": str(block_type.id),
+                    "block_schema_id": str(schema.id),
+                    "data": data,
+                },
+            )
+            assert created.status_code == 201, created.text
+            loaded = await load_block(block_class, name)
+            for field, value in data.items():
+                got = getattr(loaded, field)
+                got = got.get_secret_value() if hasattr(got, "get_secret_value") else got
+                assert got == value, (block_class.__name__, field)
+            if isinstance(loaded, ProgramPause):
+                assert loaded.admin().pubkey() == admin.pubkey()
+                assert str(loaded.pauser().program_id) == program
 
 
 async def test_restore_into_a_missing_records_database_block_names_it(

@@ -65,7 +65,7 @@ async def test_upgrade_from_custom_run_signed_off_in_the_pause_form(
     await shots.take("deployment")
     await page.get_by_role("button", name="Run", exact=True).click()
     await page.get_by_text("Custom run", exact=True).click()
-    # The fields carry the titles runbooks/forms.py gives them, not the bare names.
+    # The fields carry the titles domain/forms.py gives them, not the bare names.
     await fill_text(page, "Program ID", program_id)
     await fill_text(page, "Buffer", buffer)
     await fill_text(page, "Description", "demo_vault v2: layout v2 and migrate")

@@ -1,5 +1,6 @@
 """prefect.yaml: every runbook's deployment registers with a Prefect server, and the
-server lists each schedule (cron, UTC) with its parameters.
+server lists each schedule (cron, UTC) with its parameters and each Run form's fields
+titled and explained.
 
 Two paths: the served one (`make up`: ``runbooks.up.load_deployments`` registered as
 ``serve`` registers them), and ``prefect deploy --all`` against a process work pool.
@@ -8,6 +9,7 @@ Two paths: the served one (`make up`: ``runbooks.up.load_deployments`` registere
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -16,9 +18,11 @@ from typing import Any
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.flows import load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL
 
 from core.settings import REPO_ROOT
+from domain.forms import unlabelled
 from runbooks.up import PREFECT_YAML, load_deployments
 
 SCHEDULED = {
@@ -51,6 +55,12 @@ def check_against_yaml(server: dict[tuple[str, str], dict[str, Any]]) -> None:
             assert deployment["parameters"][key] == value, (entry["name"], key)
         crons = [s["cron"] for s in entry.get("schedules") or []]
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == crons
+        # The Run form, as the UI reads it: every parameter of the flow, each titled and
+        # explained.
+        form = deployment["parameter_openapi_schema"]
+        flow = load_flow_from_entrypoint(str(REPO_ROOT / entry["entrypoint"]))
+        assert set(form["properties"]) == set(inspect.signature(flow.fn).parameters)
+        assert not unlabelled(form), (entry["name"], unlabelled(form))
     for (flow_name, name), cron in SCHEDULED.items():
         [schedule] = server[(flow_name, name)]["schedules"]
         assert schedule["schedule"] == {**schedule["schedule"], "cron": cron, "timezone": "UTC"}

@@ -1,7 +1,9 @@
 """prefect.yaml's schedules fire: on a real `prefect server start` (the server `make up`
 runs), the scheduled deployments served as `make up` serves them get SCHEDULED runs
 created by the server's scheduler, and one brought due is picked up by the serving
-process and runs to Completed.
+process and runs to Completed. Their Run forms, read back from that server, title and
+explain every parameter, and `make up`'s setup registers every block type on it, so each
+can be created in the UI.
 
 The check `test_housekeeping_deployments.py` makes (each schedule is listed, active) held
 while no run was ever created: with SQLAlchemy 2.1, Prefect 3.8.8's scheduler service
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 from browser_stack import ConsoleEnv, free_port, patched_environ, start_server, stop
 
 from core.settings import REPO_ROOT
+from domain.forms import unlabelled
 
 # (flow name, deployment name) -> what its cron says about every run it creates.
 SCHEDULED = {
@@ -140,7 +143,9 @@ async def wait_for_deployments(client: Any, stack: Stack, timeout: float) -> dic
     return found
 
 
-async def test_scheduled_deployments_get_runs_and_a_due_run_completes(stack: Stack) -> None:
+async def test_scheduled_deployments_get_runs_and_a_due_run_completes(
+    stack: Stack, demo_binaries: dict[str, bytes], tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -149,6 +154,12 @@ async def test_scheduled_deployments_get_runs_and_a_due_run_completes(stack: Sta
     with temporary_settings(updates={PREFECT_API_URL: stack.env.api_url}):
         async with get_client() as client:
             deployments = await wait_for_deployments(client, stack, timeout=120)
+
+            # 0. Each served Run form, as the UI reads it, labels and explains every field.
+            for key, deployment_id in deployments.items():
+                form = (await client.read_deployment(deployment_id)).parameter_openapi_schema
+                assert form and form["properties"], key
+                assert not unlabelled(form), (key, unlabelled(form))
 
             # 1. The server's scheduler creates the runs of every schedule.
             runs: dict[tuple[str, str], list[Any]] = {}
@@ -200,6 +211,23 @@ async def test_scheduled_deployments_get_runs_and_a_due_run_completes(stack: Sta
                 json={"artifacts": {"flow_run_id": {"any_": [str(run.id)]}}, "limit": 10},
             )
             assert "housekeeping-report" in {a["key"] for a in artifacts.json()}
+
+            # 3. `make up`'s setup, on this server that knew none of the project's block
+            # types, registers them all: the UI's Blocks > + lists each.
+            from blocks import BLOCK_TYPES
+            from runbooks.demo import start_demo_chain
+            from runbooks.up import prepare_console
+
+            slugs = {b.get_block_type_slug() for b in BLOCK_TYPES}
+            known = {t.slug for t in await client.read_block_types()}
+            assert not slugs & known, slugs & known
+            chain = start_demo_chain(binaries=demo_binaries)
+            try:
+                await prepare_console(chain, tmp_path / "members")
+            finally:
+                chain.server.stop()
+            known = {t.slug for t in await client.read_block_types()}
+            assert slugs <= known, slugs - known
 
     server_log = stack.server_log()
     assert BULK_DML_ERROR not in server_log, stack.diagnostics()

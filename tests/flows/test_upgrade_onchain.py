@@ -6,6 +6,7 @@ A real Prefect API, a real localnet with upgrade_manager deployed through the lo
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from landed import (
     landed_signatures,
     landed_since,
 )
+from prefect.client.orchestration import get_client
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
@@ -411,6 +413,22 @@ async def test_remote_members_sign_and_slack_keeps_one_thread(
     assert "Alice (" in status["text"]["text"] and "Carol (" in status["text"]["text"]
     assert len(slack.updates) == 3
     assert "upgraded" in replies[-1]["text"]
+    # The run's sign-offs report names each member beside the key.
+    async with get_client() as client:
+        found = await client._client.post(
+            "/artifacts/filter",
+            json={
+                "artifacts": {
+                    "flow_run_id": {"any_": [str(outcome.run_id)]},
+                    "key": {"any_": [f"upgrade-approvals-{proposal.id}"]},
+                }
+            },
+        )
+    [table] = found.json()
+    rows = json.loads(table["data"])
+    assert [(r["name"], r["member"]) for r in rows if r["accepted"] == "yes"] == [
+        (n, str(k.pubkey())) for n, k in zip(names[:3], m[:3], strict=True)
+    ]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

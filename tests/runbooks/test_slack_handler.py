@@ -265,11 +265,10 @@ def test_the_answer_does_not_wait_for_the_resume() -> None:
         SlackActionServer(SECRET, resume=slow_resume, members={"U0ONCALL"}) as server,
     ):
         body = payload_body(str(uuid.uuid4()), "ack-1", response_url=slack.response_url("ack-1"))
-        started = time.monotonic()
+        # The resume is held until `release`: an answer now is one that did not wait.
         status, reply = post(server.url, body, signed(body))
-        answered = time.monotonic() - started
         assert status == 200 and "received" in reply["text"]
-        assert answered < 3 and resumed == [] and slack.responses == []
+        assert resumed == [] and slack.responses == []
         release.set()
         deadline = time.monotonic() + 10
         while not slack.responses:

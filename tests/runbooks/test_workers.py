@@ -1,7 +1,7 @@
 """The production layout `runbooks up --workers 2 --prefect-database ...` builds, with real
 parts: `prefect server start` on PostgreSQL, the `runbooks` process work pool,
-`prefect deploy --all` of prefect.yaml, and two `prefect worker start` processes that
-share the runs of a deployment."""
+`prefect deploy --all` of prefect.yaml (each Run form titled and explained), and two
+`prefect worker start` processes that share the runs of a deployment."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import yaml
 
 from core.errors import InputError
 from core.settings import REPO_ROOT
+from domain.forms import unlabelled
 from runbooks import workers
 from store.testing import create_scratch_database, drop_database, postgres_unavailable_reason
 
@@ -78,6 +79,10 @@ async def test_two_workers_on_a_postgresql_server_share_a_deployments_runs(
                 names = {d.name: d for d in deployed}
                 assert {d["name"] for d in spec["deployments"]} <= set(names)
                 assert {d.work_pool_name for d in deployed} == {workers.POOL}
+                # Their Run forms, as the UI reads them: no bare names, no field without help.
+                forms = {d.name: d.parameter_openapi_schema for d in deployed}
+                assert forms["upgrade"]["properties"]["program_id"]["title"] == "Program ID"
+                assert {n: unlabelled(f) for n, f in forms.items() if unlabelled(f)} == {}
                 monthly = names["monthly"]
                 runs = [
                     await client.create_flow_run_from_deployment(monthly.id) for _ in range(RUNS)
