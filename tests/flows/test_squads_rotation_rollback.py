@@ -28,10 +28,11 @@ from flows.rollback import emergency_rollback
 from programs import loader
 from programs.squads import client as squads
 from runbooks.demo import DemoChain
-from runbooks.demo_migration import upgrade_directly
+from runbooks.demo_migration import current_proposal_message, run_signed_flow, upgrade_directly
 from store.db import session_scope
 from store.models import Proposal
 from store.records import kill_switch as kill_switch_records
+from store.records.kill_switch import RELEASE_KIND
 from store.records.proposals import ProposalRecord
 from tasks import squads as squads_tasks
 from tasks.archive import archive_program
@@ -307,10 +308,26 @@ async def test_rollback_end_to_end_with_the_real_squads_program(
         chain.server.localnet.airdrop(member.pubkey(), 10**9)
     v1 = await archived_then_upgraded(chain, block_names)
     placed = await squads_policy(chain, block_names, time_lock=2)
-    run = asyncio.create_task(rollback(chain, block_names))
-    await proposal_of(chain, placed, 1)
-    for member in chain.members[:2]:
-        await vote(chain, placed, 1, member, tmp_path)
-    result = await asyncio.wait_for(run, timeout=180)
+
+    async def votes() -> None:
+        await proposal_of(chain, placed, 1)
+        for member in chain.members[:2]:
+            await vote(chain, placed, 1, member, tmp_path)
+
+    voting = asyncio.create_task(votes())
+    # After the verified rollback, two of the multisig's voters sign the kill switch's
+    # release line (its threshold): the switch is released.
+    result = await asyncio.wait_for(
+        run_signed_flow(
+            lambda: rollback(chain, block_names),
+            [chain.members[:2]],
+            lambda run_id, _: current_proposal_message(run_id, RELEASE_KIND),
+        ),
+        timeout=240,
+    )
+    await voting
     assert result["restored_hash"] == v1 == programdata_hash(chain)
-    assert result["kill_switch_engaged"] is True
+    assert result["kill_switch_engaged"] is False and result["release_proposal_id"]
+    assert not kill_switch_records.engaged_kill_switches(
+        records_db, "localnet", str(chain.program_id)
+    )
