@@ -94,7 +94,8 @@ async def kill_switch(
         reason: Why; recorded and announced.
         actor: The on-call engineer (name or key).
         cluster_block: The SolanaCluster block of the cluster the program is on.
-        policy_block: The MultisigPolicy block whose members sign off the release.
+        policy_block: The MultisigPolicy block whose members sign off the release (under
+            Squads: the voters of its multisig, under the multisig's threshold).
         program_pause_block: The ProgramPause block of the program's own pause; empty
             engages only the records' switch, and the program keeps serving.
         fee_payer_block: The SolanaKeypair block that pays for the program's pause.
