@@ -12,16 +12,31 @@ Releasing either needs a sign-off: members sign a ``KillSwitchRelease`` line of 
 own (not an upgrade's), reviewed off-chain under the emergency threshold whatever the
 policy's backend: releasing is a records change plus the program's own unpause, never a
 loader write, so there is no on-chain proposal to approve. Plain Python: no Prefect import.
+
+Under a Squads policy (``squads_release_policy``) the signers are the Squads multisig's
+members with Vote permission and the count is its threshold, read from chain at release
+time. Why these: the multisig's vault holds the upgrade authority, so its voters under its
+threshold are the people who already decide every write to the program, and a member the
+team removes from the multisig can no longer release. The policy block's member list is
+only names and Slack ids under Squads (it may be empty or stale), so it never grants a
+signature. Squads has one threshold and no emergency one (the rollback under Squads runs
+under it too), so the block's emergency threshold is not consulted. The release stays an
+off-chain signed line rather than a Squads proposal: it writes no program code and needs no
+vault signature, and a Squads proposal would make releasing depend on the Squads program
+and its time lock in the middle of an incident.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from core.approval import Action, check_restricted_ascii, line_head
 from core.errors import InputError, KillSwitchEngaged
+from domain.policy import Policy
 from domain.report import fields_table
+from programs.squads.client import Multisig, Permission
 from store.models import ALL_PROGRAMS
 from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
 from store.records.proposals import ProposalRecord
@@ -88,6 +103,27 @@ def still_serving_warning(program_id: str) -> str:
     )
 
 
+def squads_release_policy(policy: Policy, multisig: Multisig, address: str) -> Policy:
+    """The release's signers under Squads: the multisig's voters and threshold, no wait;
+    the policy block's profiles kept for names and Slack ids (see the module docstring)."""
+    voters = tuple(str(m.key) for m in multisig.members if m.can(Permission.VOTE))
+    if not 1 <= multisig.threshold <= len(voters):
+        raise InputError(
+            f"the Squads multisig {address} has threshold {multisig.threshold} of "
+            f"{len(voters)} members with Vote permission: no release could pass; fix the "
+            "multisig (a config transaction) before releasing"
+        )
+    return dataclasses.replace(
+        policy,
+        name=address,
+        members=voters,
+        threshold=multisig.threshold,
+        timelock_seconds=0,
+        emergency_threshold=None,
+        emergency_timelock_seconds=None,
+    )
+
+
 def release_form_description(
     *,
     subject: KillSwitchRelease,
@@ -99,6 +135,7 @@ def release_form_description(
     members: Collection[str],
     approved_by: Collection[str],
     signing_section: Sequence[str],
+    threshold_source: str = "emergency threshold",
 ) -> str:
     """The markdown of the release's sign-off form: what is being signed, in words."""
     scope = "every program" if subject.program == ALL_PROGRAMS else f"`{subject.program}`"
@@ -128,7 +165,7 @@ def release_form_description(
                     ("Requested by", requested_by),
                     (
                         "Approvals",
-                        f"{len(approved_by)} of {threshold} needed (emergency threshold)",
+                        f"{len(approved_by)} of {threshold} needed ({threshold_source})",
                     ),
                 ],
                 header=("Release proposal", f"#{subject.proposal}"),
@@ -147,5 +184,6 @@ __all__ = [
     "KillSwitchRelease",
     "refusal",
     "release_form_description",
+    "squads_release_policy",
     "still_serving_warning",
 ]

@@ -176,7 +176,7 @@ BUILT_BACKENDS = ("keypair", "onchain")
 
 
 # The runbooks with a Squads path; the others refuse a Squads policy.
-SQUADS_RUNBOOKS = ("upgrade", "key rotation", "emergency rollback")
+SQUADS_RUNBOOKS = ("upgrade", "key rotation", "emergency rollback", "kill switch")
 
 
 def check_backend(policy: Policy, runbook: str) -> None:

@@ -9,7 +9,11 @@ Refused, as the policy audit refuses them: fewer than 3 members who can vote; a 
 under half of them (or above their number: nothing could pass); a time lock under the
 policy minimum; and the runbook's own member key holding Vote (it proposes and executes,
 and must never approve), or lacking Initiate or Execute (it could not do its part).
-Warned: a config authority, which changes members, threshold and time lock without a vote.
+Warned: a config authority, which changes members, threshold and time lock without a vote;
+and, when the policy block lists members (their names and Slack ids), a listed member who
+cannot vote in the multisig or a voter the list lacks: the runbooks would show a name for a
+key that cannot vote, a bare key for one that can, and mention the wrong people in Slack.
+The multisig decides who votes either way; a policy listing nobody is not compared.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class SquadsAudit:
     refusals: tuple[str, ...]
     warnings: tuple[str, ...]
     report: str  # markdown: the multisig as read, then the findings
+    multisig: Multisig | None = None  # the account judged, as read
 
 
 def _voters(multisig: Multisig) -> list[Pubkey]:
@@ -90,6 +95,7 @@ def squads_audit(
                     f"the runbook's key {runbook_member} lacks {' and '.join(missing)} "
                     "permission: it could not create or execute the upgrade; grant it"
                 )
+    warnings += member_list_findings(policy, multisig)
     if multisig.controlled:
         warnings.append(
             f"config authority {multisig.config_authority} can change the members, threshold "
@@ -97,7 +103,44 @@ def squads_audit(
             "unset) so only voted config transactions change it"
         )
     report = _report(policy, address, multisig, runbook_member, refusals, warnings)
-    return SquadsAudit(str(address), tuple(refusals), tuple(warnings), report)
+    return SquadsAudit(str(address), tuple(refusals), tuple(warnings), report, multisig)
+
+
+def _mention(policy: Policy, key: str) -> str:
+    """The member as the runbooks show them, with their Slack user id when there is one (as
+    text: a warning must not ping them)."""
+    member = policy.member(key)
+    label = f"{member.name} ({key})" if member.name else key
+    return f"{label}, Slack {member.slack_user_id}" if member.slack_user_id else label
+
+
+def member_list_findings(policy: Policy, multisig: Multisig) -> list[str]:
+    """The policy block's member list against the multisig's voters: a listed key that is
+    not a member, or a member without Vote, and a voter the list lacks; nothing when the
+    list is empty (names and Slack ids are optional under Squads)."""
+    listed = list(dict.fromkeys([*policy.members, *(p.pubkey for p in policy.profiles)]))
+    if not listed:
+        return []
+    voters = [str(k) for k in _voters(multisig)]
+    members = {str(m.key) for m in multisig.members}
+    found: list[str] = []
+    for key in listed:
+        if key in voters:
+            continue
+        what = "has no Vote permission in" if key in members else "is not a member of"
+        found.append(
+            f"policy member {_mention(policy, key)} {what} the Squads multisig: their name "
+            "and Slack mention would be shown for a key that cannot approve; remove them from "
+            "the Multisig Policy block's members"
+        )
+    missing = [v for v in voters if v not in listed]
+    if missing:
+        found.append(
+            f"the Squads multisig's voter(s) {', '.join(missing)} are missing from the Multisig "
+            "Policy block's members: they show as bare keys and Slack mentions nobody for "
+            "them; add each with their name and Slack user id"
+        )
+    return found
 
 
 def _report(

@@ -12,6 +12,13 @@ release proposal, the program's current hash) in the pause form, reviewed off-ch
 the emergency threshold whatever the policy's backend (a release writes no program code,
 so there is no on-chain proposal); then the program is unpaused and the switch released,
 audited, in that order.
+
+Under a Squads policy the engage is the same (it reads no policy), and the release is the
+same signed line, but who signs and how many come from the Squads multisig read from chain
+at release time: its members with Vote permission and its threshold, after the multisig
+passes the Squads audit (``domain.kill_switch.squads_release_policy`` says why). A policy
+naming no multisig, or an address that is not a Squads multisig, is refused before anything
+is recorded or sent.
 """
 
 from __future__ import annotations
@@ -36,13 +43,14 @@ from domain.forms import titled_form
 from domain.kill_switch import (
     KillSwitchRelease,
     release_form_description,
+    squads_release_policy,
     still_serving_warning,
 )
 from domain.policy import Policy
 from flows import _signoff as signoffs
 from store.models import ALL_PROGRAMS
 from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
-from tasks import chain, governance, records
+from tasks import chain, governance, records, squads_audit
 from tasks import kill_switch as switch
 from tasks.notify import notify, open_thread
 from tasks.records import current_run_id
@@ -88,7 +96,8 @@ async def kill_switch(
         reason: Why; recorded and announced.
         actor: The on-call engineer (name or key).
         cluster_block: The SolanaCluster block of the cluster the program is on.
-        policy_block: The MultisigPolicy block whose members sign off the release.
+        policy_block: The MultisigPolicy block whose members sign off the release (under
+            Squads: the voters of its multisig, under the multisig's threshold).
         program_pause_block: The ProgramPause block of the program's own pause; empty
             engages only the records' switch, and the program keeps serving.
         fee_payer_block: The SolanaKeypair block that pays for the program's pause.
@@ -113,16 +122,19 @@ async def kill_switch(
         )
         return _state(record, program_pause_block)
     policy_config = await load_block(MultisigPolicy, policy_block)
+    policy = policy_config.policy(policy_block)
+    policy_audit.check_backend(policy, "kill switch")
     released = await release_with_signoff(
         cluster,
         program_id,
-        policy_config.policy(policy_block),
+        policy,
         policy_config.signoff_timeout_seconds,
         reason=reason,
         actor=actor,
         program_pause_block=program_pause_block,
         fee_payer_block=fee_payer_block,
         slack_block=slack_block,
+        squads_multisig=policy_config.squads_multisig,
     )
     return _state(released, program_pause_block)
 
@@ -175,10 +187,11 @@ async def release_with_signoff(
     program_pause_block: str | None,
     fee_payer_block: str,
     slack_block: str | None,
+    squads_multisig: str | None = None,
 ) -> KillSwitchRecord | None:
-    """Collect the release sign-off (emergency threshold, no timelock), then unpause the
-    program and release the switch. None when the members rejected or cancelled (the
-    switch stays engaged)."""
+    """Collect the release sign-off (emergency threshold, no timelock; under Squads the
+    voters and threshold of ``squads_multisig``), then unpause the program and release the
+    switch. None when the members rejected or cancelled (the switch stays engaged)."""
     logger = get_run_logger()
     stopping = switch.engaged(cluster.cluster, program_id)
     engaged = [s for s in stopping if s.program_id == program_id]
@@ -191,20 +204,24 @@ async def release_with_signoff(
             f"the kill switch of {program_id} on {cluster.cluster} is not engaged: nothing to "
             f"release, nothing recorded{others}"
         )
-    policy_audit.audit(policy, reason, "reason")
-    signers = emergency_policy(policy, timelock=False)
+    signers = await release_signers(cluster, policy, reason, squads_multisig)
     current_hash = None
     if program_id != ALL_PROGRAMS:
         current_hash = (await chain.read_program(cluster, program_id)).sha256
     key = release_key(cluster.cluster, program_id)
     proposal = records.proposal_by_key(key)
+    threshold_source = "emergency threshold"
+    who = "members"
+    if policy.backend == "squads":
+        threshold_source = f"the threshold of Squads multisig {signers.name}"
+        who = "voters of the Squads multisig"
     if proposal is None:
         proposal = records.record_proposal(
             key=key,
             kind=RELEASE_KIND,
             cluster=cluster.cluster,
             backend=policy.backend,
-            governance=policy.name,
+            governance=signers.name,
             program_id=program_id,
             buffer=RELEASE_BUFFER,
             buffer_hash=current_hash,  # None for * (the signed line says none)
@@ -217,7 +234,7 @@ async def release_with_signoff(
         )
         text = (
             f"Kill-switch release proposed for {program_id} (proposal #{proposal.id}): "
-            f"{signers.threshold} of {len(signers.members)} members must sign this line: "
+            f"{signers.threshold} of {len(signers.members)} {who} must sign this line: "
             f"{KillSwitchRelease.for_proposal(proposal).message('approve')}  Reason: {reason}"
         )
         # The release's own thread: sign-off progress replies there and updates it.
@@ -242,6 +259,7 @@ async def release_with_signoff(
                 sign_command="runbooks sign --keypair ~/.config/solana/id.json "
                 f'--message "{message}"',
             ),
+            threshold_source=threshold_source,
         )
 
     outcome = await signoffs.collect_signoffs(
@@ -269,6 +287,21 @@ async def release_with_signoff(
         proposal_id=proposal.id,
     )
     return record
+
+
+async def release_signers(
+    cluster: SolanaCluster, policy: Policy, reason: str, squads_multisig: str | None
+) -> Policy:
+    """Who signs the release and how many must: the policy's members under its emergency
+    threshold; under Squads the multisig's voters under its threshold, read from chain
+    once it passes the Squads audit. Refused (nothing recorded) when the policy fails."""
+    if policy.backend != "squads":
+        policy_audit.audit(policy, reason, "reason")
+        return emergency_policy(policy, timelock=False)
+    policy_audit.check_description(reason, "reason")
+    audited = await squads_audit.audit_squads_multisig(cluster, policy, squads_multisig)
+    assert audited.multisig is not None  # the audit returns the account it judged
+    return squads_release_policy(policy, audited.multisig, audited.address)
 
 
 def release_key(cluster: str, program_id: str) -> str:

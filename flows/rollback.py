@@ -21,8 +21,8 @@ Seed 000's "Emergency Rollback", with its "pause system operations" as the kill 
 
 With the squads backend steps 4-7 run through the team's multisig (``rollback_under_squads``):
 the buffer is handed to its vault, members approve a vault transaction holding the
-Upgrade in Squads under the multisig's one threshold and time lock, and the kill switch
-stays engaged afterwards.
+Upgrade in Squads under the multisig's one threshold and time lock; step 8 is the same
+release, signed by the multisig's voters under its threshold.
 
 The rollback is the one write the kill switch lets through: it does not run the upgrade
 runbook (which refuses while the switch is engaged) but the same tasks.
@@ -49,6 +49,7 @@ from core.keys import parse_pubkey, parse_sha256
 from domain import governance as gov_rules
 from domain import policy as policy_audit
 from domain.forms import titled_form
+from domain.policy import Policy
 from domain.report import fields_table
 from domain.rollback import check_archive, refuse_over_migrated
 from flows import _squads as squads_steps
@@ -223,6 +224,9 @@ async def emergency_rollback(
             slack_block=slack_block,
             genesis=genesis,
             started=started,
+            policy=policy,
+            release_kill_switch=release_kill_switch,
+            program_pause_block=program_pause_block,
         )
 
     # 4-5. Buffer and proposal (once per run), then sign-off under the emergency policy.
@@ -378,12 +382,15 @@ async def rollback_under_squads(
     slack_block: str | None,
     genesis: str | None,
     started: float,
+    policy: Policy,
+    release_kill_switch: bool,
+    program_pause_block: str | None,
 ) -> Any:
-    """Steps 4-7 when a Squads v4 vault holds the upgrade authority: the archived binary's
+    """Steps 4-8 when a Squads v4 vault holds the upgrade authority: the archived binary's
     buffer handed to the vault, a vault transaction holding the Upgrade and its proposal,
-    the members' approval and the multisig's time lock (its one threshold), then the
-    upgrade verified against the archive. The kill switch stays engaged: release it with
-    the kill-switch runbook."""
+    the members' approval and the multisig's time lock (its one threshold), the upgrade
+    verified against the archive, then (with ``release_kill_switch``) the release signed
+    by the multisig's voters."""
     multisig_address = policy_config.squads_multisig
     vault = str(squads_tasks.vault_of(multisig_address))
     payer = (await load_block(SolanaKeypair, fee_payer_block)).keypair().pubkey()
@@ -451,6 +458,20 @@ async def rollback_under_squads(
         },
         actor=proposer,
     )
+    released = None
+    if release_kill_switch:
+        released = await release_with_signoff(
+            cluster,
+            program_id,
+            policy,
+            policy_config.signoff_timeout_seconds,
+            reason=f"rollback #{proposal.id} verified at {after.sha256}",
+            actor=proposer,
+            program_pause_block=program_pause_block,
+            fee_payer_block=fee_payer_block,
+            slack_block=slack_block,
+            squads_multisig=multisig_address,
+        )
     result = {
         "backend": "squads",
         "onchain_proposal": created.proposal,
@@ -468,8 +489,8 @@ async def rollback_under_squads(
         "emergency_threshold": proposal.threshold,
         "emergency_timelock_seconds": proposal.timelock_seconds,
         "forced_over_accounts": len(at_risk),
-        "kill_switch_engaged": True,
-        "release_proposal_id": None,
+        "kill_switch_engaged": released is None,
+        "release_proposal_id": released.release_proposal_id if released else None,
         "seconds": round(time.monotonic() - started, 2),
     }
     await publish_report(proposal, result, at_risk, force_reason, cluster)

@@ -11,8 +11,15 @@ from solders.pubkey import Pubkey
 
 from domain.policy import Member, Policy
 from domain.squads_audit import squads_audit
-from programs.squads.client import ALL_PERMISSIONS, Multisig, Permission
+from programs.squads.client import (
+    ALL_PERMISSIONS,
+    Multisig,
+    Permission,
+    decode_multisig,
+    multisig_pda,
+)
 from programs.squads.client import Member as SquadsMember
+from tests.squads_sdk import sdk
 
 DAY = 24 * 3600
 INITIATE_EXECUTE = Permission.INITIATE | Permission.EXECUTE
@@ -66,7 +73,7 @@ def multisig(
 def test_a_sound_multisig_passes_and_is_reported() -> None:
     runbook = key()
     ms = multisig(3, 2, runbook=runbook, rent_collector=ADDRESS)
-    names = {ms.members[0].key: "Alice"}
+    names = dict(zip((m.key for m in ms.members[:3]), ("Alice", "Bob", "Carol"), strict=True))
     audit = squads_audit(policy(names=names), ADDRESS, ms, runbook)
     assert audit.refusals == () and audit.warnings == ()
     assert audit.address == str(ADDRESS)
@@ -155,3 +162,77 @@ def test_a_voting_runbook_key_counts_as_a_voter_but_is_still_refused() -> None:
     ms = multisig(2, 2, runbook=runbook, runbook_permissions=ALL_PERMISSIONS)
     audit = squads_audit(policy(), ADDRESS, ms, runbook)
     assert len(audit.refusals) == 1 and "must never approve" in audit.refusals[0]
+
+
+# --- the policy block's member list against the multisig (bytes from the official SDK) ---
+
+
+def sdk_multisig(members: list[tuple[Pubkey, int]], threshold: int = 2) -> Multisig:
+    """A Multisig serialized by @sqds/multisig, decoded as the runbooks read it."""
+    create_key = key()
+    fields = {
+        "createKey": str(create_key),
+        "configAuthority": str(AUTONOMOUS),
+        "threshold": threshold,
+        "timeLock": 2 * DAY,
+        "transactionIndex": "0",
+        "staleTransactionIndex": "0",
+        "rentCollector": None,
+        "bump": multisig_pda(create_key)[1],
+        "members": [{"key": str(k), "permissions": p} for k, p in members],
+    }
+    (raw,) = sdk([{"op": "serialize", "account": "Multisig", "fields": fields}])
+    return decode_multisig(bytes.fromhex(raw))
+
+
+def listing(*members: Member) -> Policy:
+    return replace(policy(), members=tuple(m.pubkey for m in members), profiles=members)
+
+
+def test_policy_members_are_compared_with_the_multisig_voters() -> None:
+    alice, bob, carol, dave, runbook = (key() for _ in range(5))
+    ms = sdk_multisig(
+        [
+            (alice, int(ALL_PERMISSIONS)),
+            (bob, int(ALL_PERMISSIONS)),
+            (carol, int(ALL_PERMISSIONS)),
+            (runbook, int(INITIATE_EXECUTE)),
+        ]
+    )
+    named = {
+        "alice": Member(name="Alice", pubkey=str(alice), slack_user_id="U0ALICE"),
+        "bob": Member(name="Bob", pubkey=str(bob)),
+        "carol": Member(name="Carol", pubkey=str(carol)),
+    }
+    # Every voter listed, nobody else: no finding.
+    assert squads_audit(listing(*named.values()), ADDRESS, ms, runbook).warnings == ()
+    # Dave is listed but not in the multisig; Carol votes but is not listed.
+    stale = listing(
+        named["alice"], named["bob"], Member(name="Dave", pubkey=str(dave), slack_user_id="U0DAVE")
+    )
+    audit = squads_audit(stale, ADDRESS, ms, runbook)
+    assert audit.refusals == ()
+    assert audit.warnings == (
+        f"policy member Dave ({dave}), Slack U0DAVE is not a member of the Squads multisig: "
+        "their name and Slack mention would be shown for a key that cannot approve; remove "
+        "them from the Multisig Policy block's members",
+        f"the Squads multisig's voter(s) {carol} are missing from the Multisig Policy "
+        "block's members: they show as bare keys and Slack mentions nobody for them; add "
+        "each with their name and Slack user id",
+    )
+    assert "**Warnings:**" in audit.report and str(dave) in audit.report
+
+
+def test_a_listed_member_who_cannot_vote_is_named() -> None:
+    voters = [key() for _ in range(3)]
+    runbook = key()
+    ms = sdk_multisig([*((v, int(ALL_PERMISSIONS)) for v in voters), (runbook, INITIATE_EXECUTE)])
+    ci = Member(name="CI", pubkey=str(runbook))
+    listed = listing(*(Member(pubkey=str(v)) for v in voters), ci)
+    [warning] = squads_audit(listed, ADDRESS, ms, runbook).warnings
+    assert warning.startswith(f"policy member CI ({runbook}) has no Vote permission in the Squads")
+
+
+def test_a_policy_listing_no_members_is_not_compared() -> None:
+    ms = sdk_multisig([(key(), int(ALL_PERMISSIONS)) for _ in range(3)])
+    assert squads_audit(listing(), ADDRESS, ms).warnings == ()

@@ -12,6 +12,7 @@ runs only with RUNBOOKS_SQUADS_SO.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from sqlalchemy import Engine, select
 
 from blocks import MultisigPolicy, SolanaCluster, SolanaKeypair
@@ -28,10 +30,13 @@ from flows.rollback import emergency_rollback
 from programs import loader
 from programs.squads import client as squads
 from runbooks.demo import DemoChain
-from runbooks.demo_migration import upgrade_directly
+from runbooks.demo_migration import current_proposal_message, run_signed_flow, upgrade_directly
 from store.db import session_scope
 from store.models import Proposal
 from store.records import kill_switch as kill_switch_records
+from store.records import proposals as proposals_records
+from store.records import transactions as journal_records
+from store.records.kill_switch import RELEASE_KIND
 from store.records.proposals import ProposalRecord
 from tasks import squads as squads_tasks
 from tasks.archive import archive_program
@@ -45,7 +50,12 @@ from tests.flows.test_upgrade_squads import (
     squads_policy,
     vote,
 )
-from tests.squads_localnet import place_multisig, place_vault_transaction, squads_binary
+from tests.squads_localnet import (
+    PlacedMultisig,
+    place_multisig,
+    place_vault_transaction,
+    squads_binary,
+)
 
 
 async def new_authority_block(name: str) -> Keypair:
@@ -270,6 +280,98 @@ async def test_without_the_squads_program_the_rollback_gets_as_far_as_the_create
     assert programdata_hash(chain) != v1
 
 
+@dataclass(frozen=True)
+class LandedCreate:
+    """The journal's view of a sent transaction (``programs.send.Signed``'s fields)."""
+
+    signature: str
+    wire: str = ""
+    last_valid_block_height: int = 0
+
+
+async def executed_in_the_squads_app(
+    chain: DemoChain,
+    engine: Engine,
+    placed: PlacedMultisig,
+    v1_programdata: Account,
+    voters: list[Keypair],
+) -> None:
+    """Once the run waits on Squads proposal 1: ProgramData as the vault's execute of the
+    rollback leaves it (v1's code, the vault still the authority), the proposal Executed."""
+    net = chain.server.localnet
+    for _ in range(240):
+        proposal = proposals_records.get_proposal(engine, 1)
+        if proposal is not None and proposal.onchain_address:
+            break
+        await asyncio.sleep(0.25)
+    else:
+        raise AssertionError("the rollback never reached its wait on Squads proposal 1")
+    vault = squads.vault_pda(placed.address, 0)[0]
+    data = bytearray(v1_programdata.data)
+    data[4:12] = net.slot.to_bytes(8, "little")
+    data[12:45] = b"\x01" + bytes(vault)
+    programdata = loader.programdata_address(chain.program_id)
+    with net.lock:
+        net.svm.set_account(
+            programdata,
+            Account(v1_programdata.lamports, bytes(data), v1_programdata.owner, False, 0),
+        )
+    placed.put_proposal(1, "Executed", net.unix_timestamp(), approved=[v.pubkey() for v in voters])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_after_a_verified_squads_rollback_the_multisig_voters_release_the_kill_switch(
+    chain: DemoChain, block_names: dict[str, str], records_db: Engine
+) -> None:
+    """Steps 6-8 here, without the Squads program: the create is found landed in the
+    runbook's journal (as a retried create task finds it), members approve and execute in
+    the Squads app (the accounts written as the program leaves them); the runbook finds the
+    program already at the archived hash, verifies it, and asks for the kill switch's
+    release, which two of the multisig's voters sign."""
+    net = chain.server.localnet
+    v1_programdata = net.get_account(loader.programdata_address(chain.program_id))
+    assert v1_programdata is not None
+    v1 = await archived_then_upgraded(chain, block_names)
+    placed = await squads_policy(chain, block_names)
+    landed = LandedCreate(signature=str(Signature.new_unique()))
+    details = {"transaction_index": 1, "multisig": str(placed.address)}
+    purpose = squads_tasks.create_purpose(1)  # the records' first proposal: this rollback's
+    journal_records.write_ahead(
+        records_db, purpose, [landed], details={**details, "spill": str(chain.authority.pubkey())}
+    )
+    journal_records.settle(records_db, landed.signature, "landed")
+    placed.put_proposal(1, "Active", net.unix_timestamp())
+    voters = chain.members[:3]
+    executing = asyncio.create_task(
+        executed_in_the_squads_app(chain, records_db, placed, v1_programdata, voters[:2])
+    )
+    result = await asyncio.wait_for(
+        run_signed_flow(
+            lambda: rollback(chain, block_names),
+            [[chain.members[3], voters[0], voters[1]]],
+            lambda run_id, _: current_proposal_message(run_id, RELEASE_KIND),
+        ),
+        timeout=240,
+    )
+    await executing
+    assert result["proposal_id"] == 1 and result["backend"] == "squads"
+    assert result["restored_hash"] == v1 == programdata_hash(chain)
+    assert result["signature"] is None  # executed in the Squads app: nothing sent
+    assert result["kill_switch_engaged"] is False
+    assert not kill_switch_records.engaged_kill_switches(
+        records_db, "localnet", str(chain.program_id)
+    )
+    release = proposals_records.get_proposal(records_db, result["release_proposal_id"])
+    assert release is not None and release.status == "executed"
+    assert sorted(release.members) == sorted(str(v.pubkey()) for v in voters)
+    assert (release.threshold, release.governance) == (2, str(placed.address))
+    attempts = proposals_records.approvals(records_db, release.id)
+    assert [a.member for a in attempts if not a.accepted] == [str(chain.members[3].pubkey())]
+    assert sorted(a.member for a in attempts if a.accepted) == sorted(
+        str(v.pubkey()) for v in voters[:2]
+    )
+
+
 # --- end to end: only with the real Squads program (RUNBOOKS_SQUADS_SO) -----------------
 
 
@@ -307,10 +409,26 @@ async def test_rollback_end_to_end_with_the_real_squads_program(
         chain.server.localnet.airdrop(member.pubkey(), 10**9)
     v1 = await archived_then_upgraded(chain, block_names)
     placed = await squads_policy(chain, block_names, time_lock=2)
-    run = asyncio.create_task(rollback(chain, block_names))
-    await proposal_of(chain, placed, 1)
-    for member in chain.members[:2]:
-        await vote(chain, placed, 1, member, tmp_path)
-    result = await asyncio.wait_for(run, timeout=180)
+
+    async def votes() -> None:
+        await proposal_of(chain, placed, 1)
+        for member in chain.members[:2]:
+            await vote(chain, placed, 1, member, tmp_path)
+
+    voting = asyncio.create_task(votes())
+    # After the verified rollback, two of the multisig's voters sign the kill switch's
+    # release line (its threshold): the switch is released.
+    result = await asyncio.wait_for(
+        run_signed_flow(
+            lambda: rollback(chain, block_names),
+            [chain.members[:2]],
+            lambda run_id, _: current_proposal_message(run_id, RELEASE_KIND),
+        ),
+        timeout=240,
+    )
+    await voting
     assert result["restored_hash"] == v1 == programdata_hash(chain)
-    assert result["kill_switch_engaged"] is True
+    assert result["kill_switch_engaged"] is False and result["release_proposal_id"]
+    assert not kill_switch_records.engaged_kill_switches(
+        records_db, "localnet", str(chain.program_id)
+    )

@@ -7,6 +7,7 @@ refused clearly, with no artifact."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from solders.pubkey import Pubkey
 
 from blocks.cluster import SolanaCluster
 from core.errors import AccountNotFound, ChainError, InputError, PolicyViolation
-from domain.policy import Policy
+from domain.policy import Member, Policy
 from localnet import Localnet, LocalnetServer
 from programs.squads.client import ALL_PERMISSIONS, PROGRAM_ID, Permission, multisig_pda
 from tasks.squads_audit import ARTIFACT_KEY, audit_squads_multisig, read_squads_multisig
@@ -160,3 +161,24 @@ async def test_a_policy_naming_no_multisig_is_refused(
         await audit_squads_multisig(cluster, POLICY, None)
     with pytest.raises(InputError, match="squads_multisig: 'nope' is not a base58 public key"):
         await audit_squads_multisig(cluster, POLICY, "nope")
+
+
+async def test_a_stale_member_list_is_warned_in_the_published_report(
+    prefect_api: None, server: LocalnetServer, cluster: SolanaCluster
+) -> None:
+    voters = [Keypair().pubkey() for _ in range(3)]
+    runbook, gone = Keypair().pubkey(), Keypair().pubkey()
+    address, data = sdk_multisig(voters, runbook, 2, DAY, Pubkey.default())
+    put(server.localnet, address, data)
+    listed = [Member(name="Alice", pubkey=str(voters[0])), Member(name="Eve", pubkey=str(gone))]
+    policy = replace(POLICY, members=tuple(m.pubkey for m in listed), profiles=tuple(listed))
+
+    audit = await audit_squads_multisig(cluster, policy, str(address), str(runbook))
+    assert audit.refusals == ()  # a warning: the multisig decides who votes
+    assert [w.split(" ", 4)[:4] for w in audit.warnings] == [
+        ["policy", "member", "Eve", f"({gone})"],
+        ["the", "Squads", "multisig's", "voter(s)"],
+    ]
+    assert f"{voters[1]}, {voters[2]} are missing" in audit.warnings[1]
+    [report] = await artifacts_for(address)
+    assert "**Warnings:**" in report and f"Eve ({gone})" in report
