@@ -48,11 +48,10 @@ up: setup
 		$(if $(PREFECT_DATABASE),--prefect-database $(PREFECT_DATABASE))
 
 # Two pytest-xdist workers: most of the suite's time is waiting (servers starting, pauses,
-# timelocks), so two run in about the time of one. tests/conftest.py keeps the tests that
-# must not run side by side on one worker. TEST_WORKERS=0 runs it all in this process.
+# timelocks). TEST_WORKERS=0 runs it all in this process.
 TEST_WORKERS ?= 2
 test: setup
-	$(RUN) pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(RUN) pytest -n $(TEST_WORKERS)
 
 bench: setup
 	$(RUN) python -m benches

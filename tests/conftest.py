@@ -11,9 +11,8 @@
   server is reachable (``tests/prefect_harness.py`` says why), else on SQLite.
 - ``demo_binaries`` (session): demo_vault v1 and v2 built from C (cached by source hash).
 
-Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) every worker has its own
-PREFECT_HOME, Prefect API server and scratch databases; the modules in ``SERIAL_GROUP``
-share one worker, so they run one after another, never beside each other.
+Under pytest-xdist (``make test`` runs ``-n 2``) every worker has its own PREFECT_HOME,
+Prefect API server (on a free port) and scratch databases.
 """
 
 from __future__ import annotations
@@ -53,32 +52,6 @@ from store.testing import (
 )
 
 BACKENDS = ("sqlite", "postgresql")
-
-# Test modules (or folders) that run on one xdist worker, one after another:
-# - they start `prefect server start` through runbooks.up, which appends to the one
-#   var/prefect-server.log, and test_schedules_fire reads its own server's slice of it;
-# - the browser tests share test-output/screenshots/ and drive Chromium;
-# - test_demo_first_run keeps every core busy on purpose (the `load` test);
-# and together they are the heaviest: real servers, workers and subprocesses.
-SERIAL_GROUP = "serial"
-SERIAL_MODULES = (
-    "tests/browser/",
-    "tests/flows/test_migration_shards.py",
-    "tests/flows/test_schedules_fire.py",
-    "tests/runbooks/test_demo_first_run.py",
-    "tests/runbooks/test_workers.py",
-)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    root = config.rootpath
-    for item in items:
-        path = item.path.relative_to(root).as_posix()
-        if path.startswith(SERIAL_MODULES):
-            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
 
 
 def _postgres_required() -> bool:
