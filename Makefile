@@ -47,8 +47,11 @@ up: setup
 	$(RUN) runbooks up $(if $(WORKERS),--workers $(WORKERS)) \
 		$(if $(PREFECT_DATABASE),--prefect-database $(PREFECT_DATABASE))
 
+# Two pytest-xdist workers: most of the suite's time is waiting (servers starting, pauses,
+# timelocks). TEST_WORKERS=0 runs it all in this process.
+TEST_WORKERS ?= 2
 test: setup
-	$(RUN) pytest
+	$(RUN) pytest -n $(TEST_WORKERS)
 
 bench: setup
 	$(RUN) python -m benches

@@ -10,6 +10,9 @@
 - ``prefect_api`` (session): a real Prefect API, started once, on PostgreSQL when the test
   server is reachable (``tests/prefect_harness.py`` says why), else on SQLite.
 - ``demo_binaries`` (session): demo_vault v1 and v2 built from C (cached by source hash).
+
+Under pytest-xdist (``make test`` runs ``-n 2``) every worker has its own PREFECT_HOME,
+Prefect API server (on a free port) and scratch databases.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from pathlib import Path
 
 # Prefect reads these at import time: keep its files out of ~/.prefect and the checkout.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="runbooks-prefect-"))
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    # xdist workers never share a Prefect home (its memo and settings files are rewritten
+    # in place), not even the one `make` exports for the checkout.
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"runbooks-prefect-{worker}-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("RUNBOOKS_PAUSE_POLL_SECONDS", "1")

@@ -126,10 +126,19 @@ def build_program(name: str, *, force: bool = False) -> Path:
             for src in sorted(directory.glob("*.c"))
         ]
         elf = link(objects)
-        # Write then rename so a concurrent build never sees half a file.
+        # Write then link so a concurrent build never sees half a file; the first build
+        # to finish wins, so a cached file never changes under a reader (parallel tests).
         partial = out.with_suffix(f".{os.getpid()}.tmp")
         partial.write_bytes(elf)
-        partial.replace(out)
+        try:
+            if force:
+                partial.replace(out)
+            else:
+                os.link(partial, out)
+        except FileExistsError:
+            pass  # same sources, same bytes: another process built it meanwhile
+        finally:
+            partial.unlink(missing_ok=True)
     return out
 
 

@@ -300,6 +300,34 @@ def test_build_program_is_cached_by_source_hash() -> None:
     assert build.source_hash("demo_vault/v1") != build.source_hash("demo_vault/v2")
 
 
+def test_a_build_finishing_second_keeps_the_first_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two processes (xdist workers) building the same missing program: the one that links
+    # second must leave the first one's file in place, not swap it under a reader.
+    monkeypatch.setattr(build, "BUILD_DIR", tmp_path)
+    out = build.output_path("demo_vault/v1")
+    real_link = build.link
+    first: dict[str, int] = {}
+
+    def link_while_another_finishes(objects: list[Path]) -> bytes:
+        elf = real_link(objects)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(elf)  # the other process's rename lands first
+        first["inode"] = out.stat().st_ino
+        return elf
+
+    monkeypatch.setattr(build, "link", link_while_another_finishes)
+
+    built = build.build_program("demo_vault/v1")
+    assert built == out and out.stat().st_ino == first["inode"], "the first file was replaced"
+    assert not list(out.parent.glob("*.tmp")), "the partial file is left behind"
+    monkeypatch.setattr(build, "link", real_link)
+    assert build.build_program("demo_vault/v1", force=True) == out
+    assert out.stat().st_ino != first["inode"], "force must replace the cached file"
+    assert not list(out.parent.glob("*.tmp"))
+
+
 def test_program_names_and_unknown_names() -> None:
     assert {"demo_vault/v1", "demo_vault/v2"} <= set(build.program_names())
     with pytest.raises(BuildError, match="unknown program"):
