@@ -40,9 +40,16 @@ PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 PAUSE_BLOCK = "localnet-pause"
 
 
-def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess.Popen[bytes]:
-    """Start `prefect server start` bound to ``host`` and wait until its API answers."""
-    log = (REPO_ROOT / "var" / "prefect-server.log").open("ab")
+SERVER_LOG = REPO_ROOT / "var" / "prefect-server.log"
+
+
+def start_prefect_server(
+    host: str = UI_HOST, port: int = UI_PORT, log_path: Path = SERVER_LOG
+) -> subprocess.Popen[bytes]:
+    """Start `prefect server start` bound to ``host`` and wait until its API answers; its
+    output goes to ``log_path`` (appended)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
         stdout=log,
@@ -53,7 +60,7 @@ def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError("the Prefect server exited; see var/prefect-server.log")
+            raise RuntimeError(f"the Prefect server exited; see {log_path}")
         try:
             with urllib.request.urlopen(f"http://{host}:{port}/api/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -62,7 +69,7 @@ def start_prefect_server(host: str = UI_HOST, port: int = UI_PORT) -> subprocess
             time.sleep(0.5)
     server.terminate()
     raise RuntimeError(
-        f"the Prefect server did not answer within {wait:.0f} s; see var/prefect-server.log. "
+        f"the Prefect server did not answer within {wait:.0f} s; see {log_path}. "
         f"On a slow or busy machine set {EPHEMERAL_STARTUP_TIMEOUT} higher (e.g. 600)."
     )
 

@@ -112,15 +112,16 @@ class Console:
                 yield client
 
 
-def start_server(env: ConsoleEnv) -> subprocess.Popen[bytes]:
-    """`runbooks up`'s server start, on this console's port and home."""
-    from core.settings import REPO_ROOT
-    from runbooks.up import start_prefect_server
+def start_server(env: ConsoleEnv, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """`runbooks up`'s server start, on this console's port and home (its output in
+    ``log_path``, else the shared var/prefect-server.log)."""
+    from runbooks.up import SERVER_LOG, start_prefect_server
 
-    (REPO_ROOT / "var").mkdir(exist_ok=True)  # start_prefect_server logs there
     # The child inherits os.environ at spawn; this process gets its own back right after.
     with patched_environ(env.variables()):
-        return start_prefect_server(host="127.0.0.1", port=env.port)
+        return start_prefect_server(
+            host="127.0.0.1", port=env.port, log_path=log_path or SERVER_LOG
+        )
 
 
 def start_serving(env: ConsoleEnv, log: Path) -> subprocess.Popen[bytes]:

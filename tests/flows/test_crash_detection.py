@@ -23,8 +23,9 @@ from crash_probe import FLOW_NAME
 
 # The browser tests' console stack: `runbooks.up`'s server start on a free port and home.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from browser_stack import ConsoleEnv, free_port, start_server, stop
+from browser_stack import ConsoleEnv, start_server, stop
 
+from core.http_server import free_port
 from core.settings import REPO_ROOT
 from runbooks.crash_watch import HEARTBEAT_SECONDS, ensure_crash_automations
 

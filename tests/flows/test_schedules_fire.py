@@ -30,8 +30,9 @@ import pytest
 
 # The browser tests' console stack: `runbooks.up`'s server start on a free port and home.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from browser_stack import ConsoleEnv, free_port, patched_environ, start_server, stop
+from browser_stack import ConsoleEnv, patched_environ, start_server, stop
 
+from core.http_server import free_port
 from core.settings import REPO_ROOT
 from domain.forms import unlabelled
 
@@ -46,7 +47,6 @@ RUN_NOW = ("housekeeping", "monthly")  # needs nothing but the records database
 # The scheduler's cycle is 60 s by default; the test does not wait that long for it.
 SCHEDULER_SETTINGS = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
 BULK_DML_ERROR = "Can't evaluate bulk DML statement"
-SERVER_LOG = REPO_ROOT / "var" / "prefect-server.log"  # where start_prefect_server logs
 
 
 def cron_fields(when: datetime) -> dict[str, int]:
@@ -59,17 +59,16 @@ def cron_fields(when: datetime) -> dict[str, int]:
 
 
 class Stack:
-    """The server (and its slice of the shared server log) and the serving process."""
+    """The server (with a log of its own: other tests' servers may run beside it) and the
+    serving process."""
 
-    def __init__(self, env: ConsoleEnv, log_offset: int, serve_log: Path) -> None:
+    def __init__(self, env: ConsoleEnv, server_log: Path, serve_log: Path) -> None:
         self.env = env
-        self.log_offset = log_offset
+        self.server_log_path = server_log
         self.serve_log = serve_log
 
     def server_log(self) -> str:
-        with SERVER_LOG.open("rb") as log:
-            log.seek(self.log_offset)
-            return log.read().decode(errors="replace")
+        return self.server_log_path.read_text(errors="replace")
 
     def diagnostics(self) -> str:
         errors = [line for line in self.server_log().splitlines() if "Error" in line]
@@ -84,10 +83,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         prefect_home=tmp_path / "prefect",
         database_url=f"sqlite:///{tmp_path / 'records.db'}",
     )
-    SERVER_LOG.parent.mkdir(exist_ok=True)
-    offset = SERVER_LOG.stat().st_size if SERVER_LOG.exists() else 0
+    server_log = tmp_path / "prefect-server.log"
     with patched_environ(SCHEDULER_SETTINGS):
-        server = start_server(env)
+        server = start_server(env, server_log)
     serve_log = tmp_path / "serve.log"
     names = sorted(name for _, name in SCHEDULED)
     with serve_log.open("ab") as out:
@@ -99,7 +97,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             stderr=subprocess.STDOUT,
         )
     try:
-        yield Stack(env, offset, serve_log)
+        yield Stack(env, server_log, serve_log)
     finally:
         stop(serving)
         stop(server)

@@ -22,7 +22,9 @@ from runbooks import workers
 from store.testing import create_scratch_database, drop_database, postgres_unavailable_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from browser_stack import ConsoleEnv, free_port, patched_environ, stop
+from browser_stack import ConsoleEnv, patched_environ, stop
+
+from core.http_server import free_port
 
 # Two runs at once: with one run at a time each (--limit 1), each worker must take one.
 RUNS = 2
