@@ -317,34 +317,22 @@ async def emergency_rollback(
         authority_block=authority_block,
         fee_payer_block=fee_payer_block,
     )
-    records.audit(
-        "rollback.verified",
-        f"program:{cluster.cluster}:{program_id}",
-        {
-            "proposal_id": proposal.id,
-            "archive_id": target.id,
-            "archived_sha256": target.sha256,
-            "restored_sha256": after.sha256,
-            "backend": policy.backend,
-            "onchain_proposal": proposal.onchain_address,
-        },
-        actor=proposer,
-    )
-
     # 8. Release the kill switch, after its own sign-off.
-    released = None
-    if release_kill_switch:
-        released = await release_with_signoff(
-            cluster,
-            program_id,
-            policy,
-            policy_config.signoff_timeout_seconds,
-            reason=f"rollback #{proposal.id} verified at {after.sha256}",
-            actor=proposer,
-            program_pause_block=program_pause_block,
-            fee_payer_block=fee_payer_block,
-            slack_block=slack_block,
-        )
+    released = await record_restored_and_release(
+        cluster,
+        proposal,
+        target,
+        after.sha256,
+        backend=policy.backend,
+        onchain_proposal=proposal.onchain_address,
+        policy=policy,
+        policy_config=policy_config,
+        proposer=proposer,
+        release_kill_switch=release_kill_switch,
+        program_pause_block=program_pause_block,
+        fee_payer_block=fee_payer_block,
+        slack_block=slack_block,
+    )
     result = {
         "backend": policy.backend,
         "onchain_proposal": proposal.onchain_address,
@@ -445,33 +433,22 @@ async def rollback_under_squads(
         fee_payer_block=fee_payer_block,
         squads=created,
     )
-    records.audit(
-        "rollback.verified",
-        f"program:{cluster.cluster}:{program_id}",
-        {
-            "proposal_id": proposal.id,
-            "archive_id": target.id,
-            "archived_sha256": target.sha256,
-            "restored_sha256": after.sha256,
-            "backend": "squads",
-            "onchain_proposal": created.proposal,
-        },
-        actor=proposer,
+    released = await record_restored_and_release(
+        cluster,
+        proposal,
+        target,
+        after.sha256,
+        backend="squads",
+        onchain_proposal=created.proposal,
+        policy=policy,
+        policy_config=policy_config,
+        proposer=proposer,
+        release_kill_switch=release_kill_switch,
+        program_pause_block=program_pause_block,
+        fee_payer_block=fee_payer_block,
+        slack_block=slack_block,
+        squads_multisig=multisig_address,
     )
-    released = None
-    if release_kill_switch:
-        released = await release_with_signoff(
-            cluster,
-            program_id,
-            policy,
-            policy_config.signoff_timeout_seconds,
-            reason=f"rollback #{proposal.id} verified at {after.sha256}",
-            actor=proposer,
-            program_pause_block=program_pause_block,
-            fee_payer_block=fee_payer_block,
-            slack_block=slack_block,
-            squads_multisig=multisig_address,
-        )
     result = {
         "backend": "squads",
         "onchain_proposal": created.proposal,
@@ -495,6 +472,56 @@ async def rollback_under_squads(
     }
     await publish_report(proposal, result, at_risk, force_reason, cluster)
     return result
+
+
+async def record_restored_and_release(
+    cluster: SolanaCluster,
+    proposal: ProposalRecord,
+    target: ArchiveRecord,
+    restored_sha256: str,
+    *,
+    backend: str,
+    onchain_proposal: str | None,
+    policy: Policy,
+    policy_config: MultisigPolicy,
+    proposer: str,
+    release_kill_switch: bool,
+    program_pause_block: str | None,
+    fee_payer_block: str,
+    slack_block: str | None,
+    squads_multisig: str | None = None,
+) -> Any:
+    """The last steps on every backend: the restored hash put on the audit trail, then,
+    when asked, the kill switch released after its own sign-off (signed by the multisig's
+    voters under Squads). Returns the release, or None while the switch stays engaged."""
+    program_id = proposal.program_id
+    records.audit(
+        "rollback.verified",
+        f"program:{cluster.cluster}:{program_id}",
+        {
+            "proposal_id": proposal.id,
+            "archive_id": target.id,
+            "archived_sha256": target.sha256,
+            "restored_sha256": restored_sha256,
+            "backend": backend,
+            "onchain_proposal": onchain_proposal,
+        },
+        actor=proposer,
+    )
+    if not release_kill_switch:
+        return None
+    return await release_with_signoff(
+        cluster,
+        program_id,
+        policy,
+        policy_config.signoff_timeout_seconds,
+        reason=f"rollback #{proposal.id} verified at {restored_sha256}",
+        actor=proposer,
+        program_pause_block=program_pause_block,
+        fee_payer_block=fee_payer_block,
+        slack_block=slack_block,
+        squads_multisig=squads_multisig,
+    )
 
 
 def closed(proposal: ProposalRecord, status: str, why: str) -> State:

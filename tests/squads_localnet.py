@@ -165,3 +165,28 @@ def place_vault_transaction(
     (raw,) = sdk([{"op": "serialize", "account": "VaultTransaction", "fields": fields}])
     _place(net, squads.transaction_pda(multisig, index)[0], bytes.fromhex(raw))
     return bytes.fromhex(raw)
+
+
+def approve_command(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    """Run ``runbooks squads approve``: its exit code, its ``key: value`` lines, all output."""
+    from runbooks.cli import main as runbooks_cli
+
+    capsys.readouterr()
+    rc = runbooks_cli(["squads", "approve", *argv])
+    out, err = capsys.readouterr()
+    printed = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return rc, {k: v.strip() for k, v in printed.items()}, out + err
+
+
+def vote_args(url: str, placed: PlacedMultisig, index: int) -> list[str]:
+    """The options naming the cluster, the multisig and the proposal to vote on."""
+    return ["--url", url, "--multisig", str(placed.address), "--transaction-index", str(index)]
+
+
+def sdk_vote(
+    name: str, placed: PlacedMultisig, index: int, member: Pubkey, memo: str | None = None
+) -> dict:
+    """The SDK's instruction ``name`` (proposalApprove, ...) for this vote, described."""
+    args = {"multisig": str(placed.address), "transactionIndex": str(index), "member": str(member)}
+    (out,) = sdk([{"op": "ix", "name": name, "args": {**args, "memo": memo}}])
+    return out  # type: ignore[no-any-return]

@@ -10,16 +10,21 @@ from pathlib import Path
 
 import pytest
 from solders.keypair import Keypair
-from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
 
 from core.keys import keypair_to_json
 from localnet import LocalnetServer
 from programs.squads import client as squads
-from runbooks.cli import main as runbooks_cli
-from tests.squads_localnet import PlacedMultisig, place_multisig, squads_binary
-from tests.squads_sdk import described, sdk
+from tests.squads_localnet import (
+    PlacedMultisig,
+    approve_command,
+    place_multisig,
+    sdk_vote,
+    squads_binary,
+    vote_args,
+)
+from tests.squads_sdk import described
 
 ALL = int(squads.ALL_PERMISSIONS)
 NO_VOTE = int(squads.Permission.INITIATE | squads.Permission.EXECUTE)
@@ -58,24 +63,6 @@ def keyfile(tmp_path: Path, kp: Keypair) -> str:
     return str(path)
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, str], str]:
-    capsys.readouterr()
-    rc = runbooks_cli(["squads", "approve", *argv])
-    out, err = capsys.readouterr()
-    printed = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return rc, {k: v.strip() for k, v in printed.items()}, out + err
-
-
-def base_args(server: LocalnetServer, ms: PlacedMultisig, index: int) -> list[str]:
-    return ["--url", server.url, "--multisig", str(ms.address), "--transaction-index", str(index)]
-
-
-def sdk_vote(name: str, ms: PlacedMultisig, index: int, member: Pubkey, memo: str | None) -> dict:
-    args = {"multisig": str(ms.address), "transactionIndex": str(index), "member": str(member)}
-    (out,) = sdk([{"op": "ix", "name": name, "args": {**args, "memo": memo}}])
-    return out  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize(
     ("flag", "index", "sdk_name", "memo"),
     [
@@ -98,10 +85,10 @@ def test_the_vote_equals_the_sdks_and_is_signed_by_the_member(
 ) -> None:
     alice = people["alice"]
     secret = keyfile(tmp_path, alice)
-    argv = [*base_args(server, ms, index), "--keypair", secret, "--print-only", "--signed"]
+    argv = [*vote_args(server.url, ms, index), "--keypair", secret, "--print-only", "--signed"]
     argv += [flag] if flag else []
     argv += ["--memo", memo] if memo else []
-    rc, out, text = run(capsys, *argv)
+    rc, out, text = approve_command(capsys, *argv)
     assert rc == 0, text
     tx = Transaction.from_bytes(base64.b64decode(out["transaction"]))
     assert tx.message.account_keys[0] == alice.pubkey()  # the member pays its own vote
@@ -146,7 +133,7 @@ def test_print_only_is_unsigned_by_default_and_member_needs_no_keyfile(
 ) -> None:
     bob = people["bob"]
     for who in (["--keypair", keyfile(tmp_path, bob)], ["--member", str(bob.pubkey())]):
-        rc, out, text = run(capsys, *base_args(server, ms, 1), *who, "--print-only")
+        rc, out, text = approve_command(capsys, *vote_args(server.url, ms, 1), *who, "--print-only")
         assert rc == 0, text
         assert out["signed"] == "no"
         tx = Transaction.from_bytes(base64.b64decode(out["transaction"]))
@@ -182,12 +169,12 @@ def test_votes_the_program_would_refuse_are_refused_before_signing(
     reason: str | None,
 ) -> None:
     before = server.localnet.transaction_count
-    args = [*base_args(server, ms, index), "--keypair", keyfile(tmp_path, people[who]), *extra]
+    args = [*vote_args(server.url, ms, index), "--keypair", keyfile(tmp_path, people[who]), *extra]
     if reason is None:
-        rc, _, text = run(capsys, *args, "--print-only")
+        rc, _, text = approve_command(capsys, *args, "--print-only")
         assert rc == 0, text
         return
-    rc, out, text = run(capsys, *args)
+    rc, out, text = approve_command(capsys, *args)
     assert rc == 2 and reason in text, text
     assert "signature" not in out and "transaction" not in out
     assert sent_nothing(server, before)
@@ -202,7 +189,9 @@ def test_a_second_vote_by_the_same_member_is_refused(
 ) -> None:
     alice = people["alice"]
     ms.put_proposal(4, "Active", NOW, approved=[alice.pubkey()])
-    rc, _, text = run(capsys, *base_args(server, ms, 4), "--keypair", keyfile(tmp_path, alice))
+    rc, _, text = approve_command(
+        capsys, *vote_args(server.url, ms, 4), "--keypair", keyfile(tmp_path, alice)
+    )
     assert rc == 2 and "has already approved proposal 4" in text
 
 
@@ -215,8 +204,8 @@ def test_a_stale_proposal_is_refused(
 ) -> None:
     ms.stale_transaction_index = 1
     ms.put()
-    rc, _, text = run(
-        capsys, *base_args(server, ms, 1), "--keypair", keyfile(tmp_path, people["alice"])
+    rc, _, text = approve_command(
+        capsys, *vote_args(server.url, ms, 1), "--keypair", keyfile(tmp_path, people["alice"])
     )
     assert rc == 2 and "proposal 1 is stale" in text, text
 
@@ -239,7 +228,7 @@ def test_bad_signers_are_refused_before_reading_anything(
     reason: str,
 ) -> None:
     before = server.localnet.transaction_count
-    rc, out, text = run(capsys, *base_args(server, ms, 1), *argv)
+    rc, out, text = approve_command(capsys, *vote_args(server.url, ms, 1), *argv)
     assert rc == 2 and reason in text, text
     assert "transaction" not in out and sent_nothing(server, before)
 
@@ -262,7 +251,7 @@ def test_bad_addresses_and_indexes_are_refused(
     server.localnet.airdrop(people["alice"].pubkey(), 10**9)
     before = server.localnet.transaction_count
     for argv, reason in cases:
-        rc, _, text = run(capsys, *key, *argv)
+        rc, _, text = approve_command(capsys, *key, *argv)
         assert rc == 2, text
         assert (reason or "not the Squads program") in text, text
     assert sent_nothing(server, before)
@@ -280,7 +269,9 @@ def test_sending_without_the_squads_program_is_refused_by_the_runtime(
     alice = people["alice"]
     server.localnet.airdrop(alice.pubkey(), 10**9)
     before = server.localnet.transaction_count
-    rc, out, text = run(capsys, *base_args(server, ms, 1), "--keypair", keyfile(tmp_path, alice))
+    rc, out, text = approve_command(
+        capsys, *vote_args(server.url, ms, 1), "--keypair", keyfile(tmp_path, alice)
+    )
     assert rc == 2 and "signature" not in out, text
     assert "transaction refused" in text and "InvalidProgramForExecution" in text, text
     assert sent_nothing(server, before)
@@ -300,9 +291,9 @@ def test_approve_lands_with_the_real_squads_program(
         net.airdrop(alice.pubkey(), 10**9)
         placed = place_multisig(net, ms.members, threshold=2, time_lock=0)
         placed.put_proposal(1, "Active", NOW)  # writes the multisig too
-        rc, out, text = run(
+        rc, out, text = approve_command(
             capsys,
-            *base_args(real, placed, 1),
+            *vote_args(real.url, placed, 1),
             "--keypair",
             keyfile(tmp_path, alice),
         )

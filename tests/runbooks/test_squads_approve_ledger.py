@@ -13,15 +13,20 @@ from collections.abc import Iterator
 import pytest
 from solders.keypair import Keypair
 from solders.message import Message
-from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 
 from localnet import LocalnetServer
 from programs.squads import client as squads
 from runbooks import squads as approve_cmd
-from runbooks.cli import main as runbooks_cli
-from tests.squads_localnet import PlacedMultisig, place_multisig, squads_binary
-from tests.squads_sdk import described, sdk
+from tests.squads_localnet import (
+    PlacedMultisig,
+    approve_command,
+    place_multisig,
+    sdk_vote,
+    squads_binary,
+    vote_args,
+)
+from tests.squads_sdk import described
 from tests.stand_ins.ledger_device import StandInLedger
 
 ALL = int(squads.ALL_PERMISSIONS)
@@ -57,24 +62,6 @@ def ms(server: LocalnetServer, device: StandInLedger) -> PlacedMultisig:
     return placed
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, str], str]:
-    capsys.readouterr()
-    rc = runbooks_cli(["squads", "approve", *argv])
-    out, err = capsys.readouterr()
-    printed = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return rc, {k: v.strip() for k, v in printed.items()}, out + err
-
-
-def base_args(server: LocalnetServer, ms: PlacedMultisig, index: int) -> list[str]:
-    return ["--url", server.url, "--multisig", str(ms.address), "--transaction-index", str(index)]
-
-
-def sdk_vote(name: str, ms: PlacedMultisig, index: int, member: Pubkey) -> dict:
-    args = {"multisig": str(ms.address), "transactionIndex": str(index), "member": str(member)}
-    (out,) = sdk([{"op": "ix", "name": name, "args": {**args, "memo": None}}])
-    return out  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize(
     ("flag", "index", "builder", "sdk_name"),
     [
@@ -94,10 +81,10 @@ def test_the_ledger_signs_the_sdks_vote_and_its_signature_verifies(
     sdk_name: str,
 ) -> None:
     member = device.key(0).pubkey()
-    argv = [*base_args(server, ms, index), "--keypair", "usb://ledger?key=0"]
+    argv = [*vote_args(server.url, ms, index), "--keypair", "usb://ledger?key=0"]
     argv += ["--print-only", "--signed", *([flag] if flag else [])]
     before = server.localnet.transaction_count
-    rc, out, text = run(capsys, *argv)
+    rc, out, text = approve_command(capsys, *argv)
     assert rc == 0, text
     assert out["member"] == str(member) and out["signer"] == "Ledger 44'/501'/0'"
     assert "confirm on your Ledger (44'/501'/0')" in text
@@ -123,8 +110,8 @@ def test_the_default_path_and_a_named_wallet(
     placed = place_multisig(server.localnet, [(root, ALL), (Keypair(), ALL)], threshold=1)
     placed.put_proposal(1, "Active", NOW)
     locator = f"usb://ledger/{root.pubkey()}"
-    rc, out, text = run(
-        capsys, *base_args(server, placed, 1), "--keypair", locator, "--print-only", "--signed"
+    rc, out, text = approve_command(
+        capsys, *vote_args(server.url, placed, 1), "--keypair", locator, "--print-only", "--signed"
     )
     assert rc == 0, text
     assert out["member"] == str(root.pubkey()) and out["signer"] == "Ledger 44'/501'"
@@ -141,7 +128,9 @@ def test_sending_asks_the_device_only_for_a_vote_that_passes_preflight(
     signing refuses the vote: the person is never asked to confirm, nothing lands."""
     server.localnet.airdrop(device.key(0).pubkey(), 10**9)
     before = server.localnet.transaction_count
-    rc, out, text = run(capsys, *base_args(server, ms, 1), "--keypair", "usb://ledger?key=0")
+    rc, out, text = approve_command(
+        capsys, *vote_args(server.url, ms, 1), "--keypair", "usb://ledger?key=0"
+    )
     assert rc == 2 and "signature" not in out, text
     assert "InvalidProgramForExecution" in text, text
     assert device.signed == [] and device.closed
@@ -180,7 +169,9 @@ def test_device_refusals_and_non_members_send_nothing(
     server.localnet.airdrop(device.key(0).pubkey(), 10**9)
     before = server.localnet.transaction_count
     extra = ["--print-only", "--signed"] if print_only else []
-    rc, out, text = run(capsys, *base_args(server, ms, 1), "--keypair", locator, *extra)
+    rc, out, text = approve_command(
+        capsys, *vote_args(server.url, ms, 1), "--keypair", locator, *extra
+    )
     # The device is asked to sign only where the vote gets that far: printing signs without
     # a simulation; sending simulates first, refused here (no Squads program) before it.
     signing = asked_to_sign and print_only
@@ -212,7 +203,7 @@ def test_a_malformed_locator_is_refused_before_the_device_is_opened(
     opened: list[bool] = []
     monkeypatch.setattr(approve_cmd, "ledger_device", lambda: opened.append(True))
     before = server.localnet.transaction_count
-    rc, out, text = run(capsys, *base_args(server, ms, 1), "--keypair", locator)
+    rc, out, text = approve_command(capsys, *vote_args(server.url, ms, 1), "--keypair", locator)
     assert rc == 2 and reason in text and "usb://ledger?key=0" in text, text
     assert opened == [] and "member" not in out
     assert server.localnet.transaction_count == before
@@ -229,7 +220,9 @@ def test_no_ledger_reachable_says_how_to_get_one(
 
     monkeypatch.setattr(approve_cmd, "ledger_device", ledger.open_hid)
     before = server.localnet.transaction_count
-    rc, out, text = run(capsys, *base_args(server, ms, 1), "--keypair", "usb://ledger")
+    rc, out, text = approve_command(
+        capsys, *vote_args(server.url, ms, 1), "--keypair", "usb://ledger"
+    )
     assert rc == 2 and "member" not in out, text
     assert "plug in your Ledger, unlock it and open the Solana app" in text, text
     assert "hidapi" in text or "no Ledger was found" in text or "could not be opened" in text
@@ -248,7 +241,9 @@ def test_a_ledger_vote_lands_with_the_real_squads_program(
         net.airdrop(member, 10**9)
         placed = place_multisig(net, [(member, ALL), (Keypair(), ALL)], threshold=2, time_lock=0)
         placed.put_proposal(1, "Active", NOW)
-        rc, out, text = run(capsys, *base_args(real, placed, 1), "--keypair", "usb://ledger?key=0")
+        rc, out, text = approve_command(
+            capsys, *vote_args(real.url, placed, 1), "--keypair", "usb://ledger?key=0"
+        )
         assert rc == 0 and out["signature"], text
         account = net.get_account(squads.proposal_pda(placed.address, 1)[0])
         assert account is not None
