@@ -12,15 +12,20 @@
 - ``demo_binaries`` (session): demo_vault v1 and v2 built from C (cached by source hash).
 
 Under pytest-xdist (``make test`` runs ``-n 2``) every worker has its own PREFECT_HOME,
-Prefect API server (on a free port) and scratch databases.
+Prefect API server (on a free port) and scratch databases. Tests marked ``exclusive`` (and
+``load``) start servers, worker processes, a browser or deliberate CPU load of their own:
+they take one lock shared by the workers, so no two of them run at once and each keeps
+the margins it was written with.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 # Prefect reads these at import time: keep its files out of ~/.prefect and the checkout.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="runbooks-prefect-"))
@@ -52,6 +57,30 @@ from store.testing import (
 )
 
 BACKENDS = ("sqlite", "postgresql")
+
+# The lock the xdist workers of one run share (pytest-xdist gives each run its own id).
+_EXCLUSIVE_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_exclusive_lock: IO[str] | None = None
+
+
+def _exclusive(item: pytest.Item | None) -> bool:
+    return item is not None and any(item.get_closest_marker(m) for m in ("exclusive", "load"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Hold the shared lock around an exclusive test, its setup (module fixtures
+    included) and teardown; kept while this worker's next test is exclusive too."""
+    global _exclusive_lock
+    if _EXCLUSIVE_RUN and _exclusive(item) and _exclusive_lock is None:
+        path = Path(tempfile.gettempdir()) / f"runbooks-tests-{_EXCLUSIVE_RUN}.lock"
+        _exclusive_lock = path.open("a")
+        fcntl.flock(_exclusive_lock, fcntl.LOCK_EX)
+    yield
+    if _exclusive_lock is not None and not _exclusive(nextitem):
+        fcntl.flock(_exclusive_lock, fcntl.LOCK_UN)
+        _exclusive_lock.close()
+        _exclusive_lock = None
 
 
 def _postgres_required() -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from browser_console import (
     Shots,
     approval_message,
@@ -37,6 +38,9 @@ from runbooks.console import resume_with_input, wait_for_pause
 from runbooks.demo import write_buffer
 from store import db
 from store.records import proposals
+
+# Never beside another exclusive test: a real `prefect server start` and Chromium.
+pytestmark = pytest.mark.exclusive
 
 
 async def new_buffer(console: Console) -> str:

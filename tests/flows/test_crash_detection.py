@@ -29,6 +29,9 @@ from core.http_server import free_port
 from core.settings import REPO_ROOT
 from runbooks.crash_watch import HEARTBEAT_SECONDS, ensure_crash_automations
 
+# Never beside another exclusive test: a real `prefect server start` and its services' timing.
+pytestmark = pytest.mark.exclusive
+
 PROBE = Path(__file__).resolve().parent / "crash_probe.py"
 # Longer than one heartbeat interval (30 s, Prefect's floor) with room for a late one.
 CRASH_AFTER = 45.0

@@ -25,6 +25,9 @@ from runbooks.demo import DemoChain
 from runbooks.demo_migration import seed_vaults, upgrade_directly
 from store.records import migrations
 
+# Never beside another exclusive test: a Dask cluster of worker processes.
+pytestmark = pytest.mark.exclusive
+
 ACCOUNTS = 200
 
 

@@ -40,6 +40,9 @@ from runbooks.worker_stack import WorkerStack, worker_stack
 from store.records import migrations
 from store.testing import postgres_unavailable_reason
 
+# Never beside another exclusive test: process workers on a real `prefect server start`.
+pytestmark = pytest.mark.exclusive
+
 # ~300 a shard: several reads of 100 accounts each, and a shard caught after 100 verified
 # still has two thirds to do when its worker is killed.
 ACCOUNTS = 600

@@ -36,6 +36,9 @@ from core.http_server import free_port
 from core.settings import REPO_ROOT
 from domain.forms import unlabelled
 
+# Never beside another exclusive test: a real `prefect server start` and its scheduler's cycle.
+pytestmark = pytest.mark.exclusive
+
 # (flow name, deployment name) -> what its cron says about every run it creates.
 SCHEDULED = {
     ("daily-health", "daily"): {"hour": 6, "minute": 0},

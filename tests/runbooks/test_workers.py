@@ -26,6 +26,9 @@ from browser_stack import ConsoleEnv, patched_environ, stop
 
 from core.http_server import free_port
 
+# Never beside another exclusive test: the production stack (server and workers).
+pytestmark = pytest.mark.exclusive
+
 # Two runs at once: with one run at a time each (--limit 1), each worker must take one.
 RUNS = 2
 
