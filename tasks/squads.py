@@ -64,8 +64,8 @@ class SquadsUpgrade:
     def approve_command(self, rpc_url: str) -> str:
         return (
             f"runbooks squads approve --multisig {self.multisig} "
-            f"--transaction-index {self.transaction_index} --keypair <your keypair> "
-            f"--url {rpc_url}"
+            f"--transaction-index {self.transaction_index} "
+            f"--keypair <your keypair file or usb://ledger> --url {rpc_url}"
         )
 
 

@@ -244,7 +244,7 @@ async def test_the_announcement_names_the_proposal_its_link_and_the_approve_comm
     link = f"https://app.squads.so/squads/{multisig}/transactions/4"
     command = (
         f"runbooks squads approve --multisig {multisig} --transaction-index 4 "
-        "--keypair <your keypair> --url http://127.0.0.1:1"
+        "--keypair <your keypair file or usb://ledger> --url http://127.0.0.1:1"
     )
     with SlackStub() as slack:
         await SlackChannel(
