@@ -10,6 +10,7 @@ squads approve``, rejected, cancelled, the time lock) runs only with RUNBOOKS_SQ
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,12 @@ import pytest
 from flow_driver import run_upgrade_flow
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
+from prefect.runtime import flow_run as prefect_flow_run
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
@@ -252,19 +258,22 @@ async def test_the_announcement_names_the_proposal_its_link_and_the_approve_comm
         ).asave("squads-announce-slack", overwrite=True)
 
         @flow(name="announce-squads-test")
-        async def announce_twice() -> None:  # twice: a rerun posts nothing new
+        async def announce_twice() -> str:  # twice: a rerun posts nothing new
             for _ in range(2):
                 await announce_squads(proposal, created, cluster, "squads-announce-slack")
+            return str(prefect_flow_run.id)
 
-        await announce_twice()
+        run_id = await announce_twice()
         [posted] = slack.messages  # once: the thread is recorded
     shown = str(posted["blocks"])
     assert link in shown and command in shown and created.proposal in shown
     assert "2 of 3 members with Vote permission" in shown
     async with get_client() as client:
         [artifact] = await client.read_artifacts(
+            # This run's: other tests' records also number their first proposal #1.
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[f"squads-proposal-{proposal.id}"])
+                key=ArtifactFilterKey(any_=[f"squads-proposal-{proposal.id}"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)]),
             ),
             limit=1,
         )
