@@ -36,7 +36,7 @@ from core.approval import Action, check_restricted_ascii, line_head
 from core.errors import InputError, KillSwitchEngaged
 from domain.policy import Policy
 from domain.report import fields_table
-from programs.squads.client import Multisig, Permission
+from programs.squads.client import Multisig
 from store.models import ALL_PROGRAMS
 from store.records.kill_switch import RELEASE_KIND, KillSwitchRecord
 from store.records.proposals import ProposalRecord
@@ -106,7 +106,7 @@ def still_serving_warning(program_id: str) -> str:
 def squads_release_policy(policy: Policy, multisig: Multisig, address: str) -> Policy:
     """The release's signers under Squads: the multisig's voters and threshold, no wait;
     the policy block's profiles kept for names and Slack ids (see the module docstring)."""
-    voters = tuple(str(m.key) for m in multisig.members if m.can(Permission.VOTE))
+    voters = tuple(str(k) for k in multisig.voters)
     if not 1 <= multisig.threshold <= len(voters):
         raise InputError(
             f"the Squads multisig {address} has threshold {multisig.threshold} of "

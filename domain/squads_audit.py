@@ -37,10 +37,6 @@ class SquadsAudit:
     multisig: Multisig | None = None  # the account judged, as read
 
 
-def _voters(multisig: Multisig) -> list[Pubkey]:
-    return [m.key for m in multisig.members if m.permissions & Permission.VOTE]
-
-
 def squads_audit(
     policy: Policy,
     address: Pubkey,
@@ -51,7 +47,7 @@ def squads_audit(
     the key the runbook proposes and executes with, when it has one."""
     refusals: list[str] = []
     warnings: list[str] = []
-    voters = _voters(multisig)
+    voters = list(multisig.voters)
     if len(voters) < MIN_MEMBERS:
         refusals.append(
             f"the Squads multisig has {len(voters)} members with Vote permission; at least "
@@ -121,7 +117,7 @@ def member_list_findings(policy: Policy, multisig: Multisig) -> list[str]:
     listed = list(dict.fromkeys([*policy.members, *(p.pubkey for p in policy.profiles)]))
     if not listed:
         return []
-    voters = [str(k) for k in _voters(multisig)]
+    voters = [str(k) for k in multisig.voters]
     members = {str(m.key) for m in multisig.members}
     found: list[str] = []
     for key in listed:
@@ -151,7 +147,7 @@ def _report(
     refusals: list[str],
     warnings: list[str],
 ) -> str:
-    voters = len(_voters(multisig))
+    voters = len(multisig.voters)
     lines = [
         f"# Squads multisig `{address}`",
         "",

@@ -19,7 +19,7 @@ from blocks.multisig import MultisigPolicy
 from domain import messages
 from domain.report import fields_table
 from flows._pause import inline_timelock_limit_seconds
-from programs.squads.client import Multisig, Permission, Proposal
+from programs.squads.client import Multisig, Proposal
 from store.records import proposals as proposals_records
 from store.records.proposals import ProposalRecord
 from tasks import records, squads_audit
@@ -31,7 +31,7 @@ from tasks.records import current_run_id, records_engine
 def voters_of(multisig: Multisig) -> dict[str, Any]:
     """The proposal record's members, threshold and time lock: the multisig's, as read."""
     return {
-        "members": [str(m.key) for m in multisig.members if m.can(Permission.VOTE)],
+        "members": [str(k) for k in multisig.voters],
         "threshold": multisig.threshold,
         "timelock_seconds": multisig.time_lock,
     }

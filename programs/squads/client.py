@@ -494,6 +494,11 @@ class Multisig:
     def member(self, key: Pubkey) -> Member | None:
         return next((m for m in self.members if m.key == key), None)
 
+    @property
+    def voters(self) -> tuple[Pubkey, ...]:
+        """The members with Vote permission: who approves, under ``threshold``."""
+        return tuple(m.key for m in self.members if m.can(Permission.VOTE))
+
 
 def decode_multisig(data: bytes) -> Multisig:
     check_account_discriminator(data, "Multisig")
